@@ -1,0 +1,228 @@
+//! The one module that touches the CBOR library. Moving off `serde_cbor` (unmaintained,
+//! RUSTSEC-2021-0127) to another serde CBOR codec is a change to this file alone; the test
+//! vectors in docs/PROTOCOL.md guard the bytes.
+//!
+//! Peer bytes are first walked by [`check_structure`], which enforces the limits of the
+//! message kind (size, nesting depth, collection lengths, definite lengths only, no trailing
+//! bytes) without allocating, so that the serde decoder only ever sees bounded input.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::WireError;
+
+/// Structural limits applied to untrusted CBOR before it is decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest encoded size in bytes.
+    pub max_bytes: usize,
+    /// Deepest nesting of arrays and maps (the top-level item is depth 1).
+    pub max_depth: usize,
+    /// Most items in any one array, or entries in any one map.
+    pub max_items: u64,
+}
+
+pub(crate) fn to_vec<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serialising our own types to a Vec cannot fail: no map has non-string keys and no
+    // writer error is possible. A failure here is a bug in a type definition.
+    serde_cbor::to_vec(value).expect("message types always serialise to CBOR")
+}
+
+/// Checks `bytes` against `limits`, then decodes one `T`.
+pub(crate) fn from_slice<T: DeserializeOwned>(
+    bytes: &[u8],
+    limits: Limits,
+) -> Result<T, WireError> {
+    check_structure(bytes, limits)?;
+    serde_cbor::from_slice(bytes).map_err(|e| WireError::Malformed(e.to_string()))
+}
+
+/// Walks one CBOR data item covering all of `bytes` and checks it against `limits`.
+pub fn check_structure(bytes: &[u8], limits: Limits) -> Result<(), WireError> {
+    if bytes.len() > limits.max_bytes {
+        return Err(WireError::TooLarge {
+            size: bytes.len(),
+            limit: limits.max_bytes,
+        });
+    }
+    let mut walker = Walker {
+        bytes,
+        pos: 0,
+        limits,
+    };
+    walker.item(1)?;
+    if walker.pos != bytes.len() {
+        return Err(WireError::TrailingBytes {
+            extra: bytes.len() - walker.pos,
+        });
+    }
+    Ok(())
+}
+
+struct Walker<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    limits: Limits,
+}
+
+impl Walker<'_> {
+    fn byte(&mut self) -> Result<u8, WireError> {
+        let b = *self.bytes.get(self.pos).ok_or(WireError::Truncated)?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    fn take(&mut self, n: u64) -> Result<&[u8], WireError> {
+        let remaining = (self.bytes.len() - self.pos) as u64;
+        if n > remaining {
+            return Err(WireError::Truncated);
+        }
+        let start = self.pos;
+        self.pos += n as usize;
+        Ok(&self.bytes[start..self.pos])
+    }
+
+    /// Reads the argument of an initial byte with additional information `info`.
+    fn argument(&mut self, info: u8) -> Result<u64, WireError> {
+        let n = match info {
+            0..=23 => return Ok(u64::from(info)),
+            24 => 1,
+            25 => 2,
+            26 => 4,
+            27 => 8,
+            31 => {
+                return Err(WireError::Malformed(
+                    "indefinite-length items are not allowed".into(),
+                ));
+            }
+            _ => {
+                return Err(WireError::Malformed(format!(
+                    "reserved additional information {info}"
+                )));
+            }
+        };
+        let raw = self.take(n)?;
+        Ok(raw.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
+    }
+
+    fn item(&mut self, depth: usize) -> Result<(), WireError> {
+        let initial = self.byte()?;
+        let major = initial >> 5;
+        let info = initial & 0x1f;
+        match major {
+            0 | 1 => {
+                self.argument(info)?;
+            }
+            2 | 3 => {
+                let len = self.argument(info)?;
+                let body = self.take(len)?;
+                if major == 3 && std::str::from_utf8(body).is_err() {
+                    return Err(WireError::Malformed("text string is not UTF-8".into()));
+                }
+            }
+            4 | 5 => {
+                if depth > self.limits.max_depth {
+                    return Err(WireError::TooDeep {
+                        limit: self.limits.max_depth,
+                    });
+                }
+                let len = self.argument(info)?;
+                if len > self.limits.max_items {
+                    return Err(WireError::TooManyItems {
+                        len,
+                        limit: self.limits.max_items,
+                    });
+                }
+                let children = if major == 5 { len * 2 } else { len };
+                for _ in 0..children {
+                    self.item(depth + 1)?;
+                }
+            }
+            6 => return Err(WireError::Malformed("CBOR tags are not allowed".into())),
+            _ => match info {
+                // false, true, null, undefined
+                20..=23 => {}
+                // half, single and double floats
+                25 => {
+                    self.take(2)?;
+                }
+                26 => {
+                    self.take(4)?;
+                }
+                27 => {
+                    self.take(8)?;
+                }
+                _ => {
+                    return Err(WireError::Malformed(format!(
+                        "simple value {info} is not allowed"
+                    )));
+                }
+            },
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const L: Limits = Limits {
+        max_bytes: 1024,
+        max_depth: 4,
+        max_items: 8,
+    };
+
+    #[test]
+    fn accepts_a_plain_map() {
+        // {"a": [1, 2], "b": "x"}
+        let bytes = [0xa2, 0x61, b'a', 0x82, 0x01, 0x02, 0x61, b'b', 0x61, b'x'];
+        check_structure(&bytes, L).unwrap();
+    }
+
+    #[test]
+    fn refuses_each_structural_fault_with_its_own_error() {
+        assert!(matches!(
+            check_structure(&[0x82, 0x01], L),
+            Err(WireError::Truncated)
+        ));
+        assert!(matches!(
+            check_structure(&[0x01, 0x02], L),
+            Err(WireError::TrailingBytes { extra: 1 })
+        ));
+        assert!(matches!(
+            check_structure(&[0x81, 0x81, 0x81, 0x81, 0x81, 0x01], L),
+            Err(WireError::TooDeep { limit: 4 })
+        ));
+        assert!(matches!(
+            check_structure(&[0x89, 0, 0, 0, 0, 0, 0, 0, 0, 0], L),
+            Err(WireError::TooManyItems { len: 9, limit: 8 })
+        ));
+        assert!(matches!(
+            check_structure(&[0x9f, 0x01, 0xff], L),
+            Err(WireError::Malformed(_))
+        ));
+        assert!(matches!(
+            check_structure(&[0xc1, 0x01], L),
+            Err(WireError::Malformed(_))
+        ));
+        assert!(matches!(
+            check_structure(&[0x62, 0xff, 0xfe], L),
+            Err(WireError::Malformed(_))
+        ));
+        assert!(matches!(
+            check_structure(&vec![0u8; 2000], L),
+            Err(WireError::TooLarge { size: 2000, .. })
+        ));
+    }
+
+    #[test]
+    fn a_huge_declared_length_is_truncation_not_an_allocation() {
+        // byte string claiming 2^63 bytes
+        let bytes = [0x5b, 0x80, 0, 0, 0, 0, 0, 0, 0];
+        assert!(matches!(
+            check_structure(&bytes, L),
+            Err(WireError::Truncated)
+        ));
+    }
+}

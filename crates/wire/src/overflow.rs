@@ -1,0 +1,248 @@
+//! GPU overflow messages: call for bids, bids, the two-phase lease (`reserve → confirm`),
+//! heartbeats, status, and the host-signed usage receipt.
+
+use serde::{Deserialize, Serialize};
+
+use crate::referral::check_origin;
+use crate::{CountryCode, JobId, JobState, MemberId, Message, MessageKind, Timestamp, WireError};
+
+/// What a job needs from a host; enough to bid on, without the command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRequirements {
+    pub gpus: u32,
+    /// Wall-clock limit; the host kills the job after it.
+    pub time_limit_s: u64,
+    /// Accelerator model, or `None` for any.
+    pub accelerator: Option<String>,
+    /// The job is only worth placing if it starts by then.
+    pub latest_start: Timestamp,
+    /// Countries where the job's data may be processed; empty means any.
+    pub residency: Vec<CountryCode>,
+    pub priority: u8,
+}
+
+impl JobRequirements {
+    /// GPU-seconds the job may use at most.
+    pub fn max_gpu_seconds(&self) -> u64 {
+        u64::from(self.gpus).saturating_mul(self.time_limit_s)
+    }
+}
+
+/// An environment variable set for the job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
+}
+
+/// The full job, sent only to the host being reserved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    pub job: JobId,
+    pub requirements: JobRequirements,
+    /// Program and arguments.
+    pub command: Vec<String>,
+    pub env: Vec<EnvVar>,
+}
+
+/// Origin → eligible members: who can run this, and from when?
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallForBids {
+    pub job: JobId,
+    pub requirements: JobRequirements,
+    pub bids_by: Timestamp,
+}
+
+/// Member → origin: I can start it at `earliest_start`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bid {
+    pub job: JobId,
+    pub earliest_start: Timestamp,
+    pub free_gpus: u32,
+    pub accelerator: Option<String>,
+}
+
+/// Origin → chosen host: hold capacity for this job until `hold_until` (phase one).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reserve {
+    pub spec: JobSpec,
+    /// Fencing token: a re-placement always uses a higher epoch.
+    pub epoch: u64,
+    pub hold_until: Timestamp,
+}
+
+/// Host → origin: the answer to a reserve.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reserved {
+    pub job: JobId,
+    pub epoch: u64,
+    pub granted: bool,
+    pub detail: String,
+}
+
+/// Origin → host: run it (phase two). The lease lasts `lease_ttl_ms` past each heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirm {
+    pub job: JobId,
+    pub epoch: u64,
+    pub lease_ttl_ms: u64,
+}
+
+/// Origin → host: drop the reservation or lease for this epoch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    pub job: JobId,
+    pub epoch: u64,
+    pub detail: String,
+}
+
+/// Host → origin: the lease is alive and the job is in `state`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub job: JobId,
+    pub epoch: u64,
+    pub state: JobState,
+}
+
+/// Host → origin: the job changed state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobStatus {
+    pub job: JobId,
+    pub epoch: u64,
+    pub state: JobState,
+    pub exit_code: Option<i32>,
+    pub detail: String,
+}
+
+/// Host → origin: what the job used, signed by the host. Both ledgers record it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageReceipt {
+    pub job: JobId,
+    pub epoch: u64,
+    pub origin: MemberId,
+    pub host: MemberId,
+    pub gpus: u32,
+    pub started_at: Timestamp,
+    pub finished_at: Timestamp,
+    pub gpu_seconds: u64,
+    pub state: JobState,
+    pub exit_code: Option<i32>,
+}
+
+/// Origin → host: the receipt was recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptAck {
+    pub job: JobId,
+    pub epoch: u64,
+}
+
+impl Message for CallForBids {
+    const KIND: MessageKind = MessageKind::CallForBids;
+    fn validate(&self, signer: &MemberId) -> Result<(), WireError> {
+        check_origin("job", self.job.as_str(), signer)?;
+        check_gpus(self.requirements.gpus)
+    }
+}
+
+impl Message for Bid {
+    const KIND: MessageKind = MessageKind::Bid;
+    fn validate(&self, _signer: &MemberId) -> Result<(), WireError> {
+        Ok(())
+    }
+}
+
+impl Message for Reserve {
+    const KIND: MessageKind = MessageKind::Reserve;
+    fn validate(&self, signer: &MemberId) -> Result<(), WireError> {
+        check_origin("job", self.spec.job.as_str(), signer)?;
+        check_gpus(self.spec.requirements.gpus)?;
+        check_epoch(self.epoch)?;
+        if self.spec.command.is_empty() {
+            return Err(WireError::invalid("spec.command", "must name a program"));
+        }
+        Ok(())
+    }
+}
+
+impl Message for Reserved {
+    const KIND: MessageKind = MessageKind::Reserved;
+    fn validate(&self, _signer: &MemberId) -> Result<(), WireError> {
+        check_epoch(self.epoch)
+    }
+}
+
+impl Message for Confirm {
+    const KIND: MessageKind = MessageKind::Confirm;
+    fn validate(&self, signer: &MemberId) -> Result<(), WireError> {
+        check_origin("job", self.job.as_str(), signer)?;
+        check_epoch(self.epoch)
+    }
+}
+
+impl Message for Release {
+    const KIND: MessageKind = MessageKind::Release;
+    fn validate(&self, signer: &MemberId) -> Result<(), WireError> {
+        check_origin("job", self.job.as_str(), signer)?;
+        check_epoch(self.epoch)
+    }
+}
+
+impl Message for Heartbeat {
+    const KIND: MessageKind = MessageKind::Heartbeat;
+    fn validate(&self, _signer: &MemberId) -> Result<(), WireError> {
+        check_epoch(self.epoch)
+    }
+}
+
+impl Message for JobStatus {
+    const KIND: MessageKind = MessageKind::JobStatus;
+    fn validate(&self, _signer: &MemberId) -> Result<(), WireError> {
+        check_epoch(self.epoch)
+    }
+}
+
+impl Message for UsageReceipt {
+    const KIND: MessageKind = MessageKind::UsageReceipt;
+    fn validate(&self, signer: &MemberId) -> Result<(), WireError> {
+        check_epoch(self.epoch)?;
+        if &self.host != signer {
+            return Err(WireError::SignerMismatch {
+                signer: signer.to_string(),
+                field: "host",
+                claimed: self.host.to_string(),
+            });
+        }
+        if self.finished_at < self.started_at {
+            return Err(WireError::invalid("finished_at", "before started_at"));
+        }
+        if !self.state.is_final() {
+            return Err(WireError::invalid(
+                "state",
+                "a receipt is for a finished job",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Message for ReceiptAck {
+    const KIND: MessageKind = MessageKind::ReceiptAck;
+    fn validate(&self, signer: &MemberId) -> Result<(), WireError> {
+        check_origin("job", self.job.as_str(), signer)?;
+        check_epoch(self.epoch)
+    }
+}
+
+fn check_gpus(gpus: u32) -> Result<(), WireError> {
+    if gpus == 0 {
+        return Err(WireError::invalid("gpus", "a job needs at least one GPU"));
+    }
+    Ok(())
+}
+
+fn check_epoch(epoch: u64) -> Result<(), WireError> {
+    if epoch == 0 {
+        return Err(WireError::invalid("epoch", "epochs count from 1"));
+    }
+    Ok(())
+}

@@ -1,0 +1,173 @@
+//! The federation roster: the trust root. Only keys it lists may advertise, refer, bid or
+//! lease. It is signed by the federation authority key that every node pins.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    CountryCode, Envelope, MemberId, Message, MessageKind, PublicKey, Role, Timestamp, Verified,
+    WireError,
+};
+
+/// The signer id the federation authority uses on roster envelopes.
+pub const AUTHORITY_ID: &str = "federation-authority";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Roster {
+    pub federation: String,
+    /// A roster with a higher serial replaces one with a lower serial.
+    pub serial: u64,
+    pub members: Vec<RosterEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RosterEntry {
+    pub id: MemberId,
+    pub key: PublicKey,
+    pub role: Role,
+    pub country: CountryCode,
+    /// For antennas: the factories whose systems they use.
+    pub linked_factories: Vec<MemberId>,
+    pub valid_from: Timestamp,
+    pub valid_until: Timestamp,
+}
+
+/// Why a roster, or a message checked against one, was refused.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum TrustError {
+    #[error("roster is not signed by the pinned federation authority (signed by key {found})")]
+    NotSignedByAuthority { found: PublicKey },
+    #[error("roster for federation {found:?}, but this node is in {expected:?}")]
+    WrongFederation { expected: String, found: String },
+    #[error("roster serial {offered} is not newer than the current serial {current}")]
+    StaleSerial { current: u64, offered: u64 },
+    #[error("{0} is not in the roster")]
+    NotRostered(MemberId),
+    #[error("key {key} is not the rostered key of {member}")]
+    KeyMismatch { member: MemberId, key: PublicKey },
+    #[error("{member}'s roster entry is not valid at {now}")]
+    OutsideValidity { member: MemberId, now: Timestamp },
+    #[error(transparent)]
+    Wire(#[from] WireError),
+}
+
+impl TrustError {
+    /// A short stable label for metrics.
+    pub fn reason_label(&self) -> &'static str {
+        match self {
+            TrustError::NotSignedByAuthority { .. } => "not_signed_by_authority",
+            TrustError::WrongFederation { .. } => "wrong_federation",
+            TrustError::StaleSerial { .. } => "stale_serial",
+            TrustError::NotRostered(_) => "not_rostered",
+            TrustError::KeyMismatch { .. } => "key_mismatch",
+            TrustError::OutsideValidity { .. } => "outside_validity",
+            TrustError::Wire(e) => e.reason_label(),
+        }
+    }
+}
+
+impl Roster {
+    pub fn member(&self, id: &MemberId) -> Option<&RosterEntry> {
+        self.members.iter().find(|m| &m.id == id)
+    }
+
+    pub fn member_by_key(&self, key: &PublicKey) -> Option<&RosterEntry> {
+        self.members.iter().find(|m| &m.key == key)
+    }
+
+    /// Checks that an envelope's signer is a rostered member, signing with its rostered key,
+    /// inside its validity window.
+    pub fn authorise(
+        &self,
+        envelope: &Envelope,
+        now: Timestamp,
+    ) -> Result<&RosterEntry, TrustError> {
+        let entry = self
+            .member(&envelope.signer)
+            .ok_or_else(|| TrustError::NotRostered(envelope.signer.clone()))?;
+        if entry.key != envelope.key {
+            return Err(TrustError::KeyMismatch {
+                member: envelope.signer.clone(),
+                key: envelope.key,
+            });
+        }
+        if now < entry.valid_from || now >= entry.valid_until {
+            return Err(TrustError::OutsideValidity {
+                member: entry.id.clone(),
+                now,
+            });
+        }
+        Ok(entry)
+    }
+
+    /// Verifies a signed roster against the pinned authority key.
+    pub fn verify_signed(
+        envelope: Envelope,
+        authority: &PublicKey,
+        now: Timestamp,
+    ) -> Result<Verified<Roster>, TrustError> {
+        if &envelope.key != authority {
+            return Err(TrustError::NotSignedByAuthority {
+                found: envelope.key,
+            });
+        }
+        Ok(envelope.open::<Roster>(now)?)
+    }
+
+    /// Decides whether `offered` replaces `self`: same federation, strictly newer serial.
+    pub fn check_successor(&self, offered: &Roster) -> Result<(), TrustError> {
+        if offered.federation != self.federation {
+            return Err(TrustError::WrongFederation {
+                expected: self.federation.clone(),
+                found: offered.federation.clone(),
+            });
+        }
+        if offered.serial <= self.serial {
+            return Err(TrustError::StaleSerial {
+                current: self.serial,
+                offered: offered.serial,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Message for Roster {
+    const KIND: MessageKind = MessageKind::Roster;
+
+    fn validate(&self, _signer: &MemberId) -> Result<(), WireError> {
+        if self.federation.is_empty() {
+            return Err(WireError::invalid("federation", "must not be empty"));
+        }
+        let mut ids = BTreeSet::new();
+        let mut keys = BTreeSet::new();
+        for m in &self.members {
+            if !ids.insert(&m.id) {
+                return Err(WireError::invalid(
+                    "members",
+                    format!("{} is listed twice", m.id),
+                ));
+            }
+            if !keys.insert(m.key) {
+                return Err(WireError::invalid(
+                    "members",
+                    format!("key of {} is also another member's key", m.id),
+                ));
+            }
+            if m.valid_until <= m.valid_from {
+                return Err(WireError::invalid(
+                    "members",
+                    format!("{}: valid_until is not after valid_from", m.id),
+                ));
+            }
+            if m.role == Role::Factory && !m.linked_factories.is_empty() {
+                return Err(WireError::invalid(
+                    "members",
+                    format!("{}: only antennas have linked factories", m.id),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

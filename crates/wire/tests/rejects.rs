@@ -1,0 +1,346 @@
+//! What a receiver refuses, and the error it names for each.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use aiguillage_wire::*;
+use proptest::prelude::*;
+
+const T0: Timestamp = Timestamp(1_780_000_000_000);
+const LIFE: u64 = 600_000;
+
+fn lu() -> MemberId {
+    MemberId::new("lu-l-aif").unwrap()
+}
+
+fn key() -> SigningKey {
+    SigningKey::from_bytes(&[9u8; 32])
+}
+
+fn advert() -> Advert {
+    Advert {
+        member: lu(),
+        seq: 4,
+        role: Role::Factory,
+        name: "Luxembourg AI Factory".into(),
+        country: CountryCode::new("LU").unwrap(),
+        sectors: BTreeMap::from([
+            (Sector::FinanceInsurance, SectorLevel::Priority),
+            (Sector::Health, SectorLevel::Excluded),
+        ]),
+        other_sectors: SectorLevel::Accepted,
+        services: Service::ALL.to_vec(),
+        languages: vec![Language::new("fr").unwrap()],
+        countries_served: vec![CountryCode::new("LU").unwrap()],
+        datasets: vec![],
+        gpu: GpuCapacity {
+            total: Some(2100),
+            free: Some(300),
+            ..GpuCapacity::default()
+        },
+        referral_intake: Some(5),
+    }
+}
+
+fn sealed() -> Vec<u8> {
+    Envelope::seal(&advert(), &lu(), &key(), T0, T0.saturating_add_ms(LIFE))
+        .unwrap()
+        .to_bytes()
+}
+
+#[test]
+fn a_good_advert_opens() {
+    let opened = open::<Advert>(&sealed(), T0).unwrap();
+    assert_eq!(opened.message, advert());
+}
+
+#[test]
+fn every_single_flipped_byte_is_refused() {
+    let bytes = sealed();
+    for i in 0..bytes.len() {
+        for bit in [0x01u8, 0x80] {
+            let mut bad = bytes.clone();
+            bad[i] ^= bit;
+            assert!(
+                open::<Advert>(&bad, T0).is_err(),
+                "flipping bit {bit:#x} of byte {i} was accepted"
+            );
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn any_byte_replaced_anywhere_is_refused(i in any::<prop::sample::Index>(), b in any::<u8>()) {
+        let mut bad = sealed();
+        let i = i.index(bad.len());
+        prop_assume!(bad[i] != b);
+        bad[i] = b;
+        prop_assert!(open::<Advert>(&bad, T0).is_err());
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        let _ = Envelope::from_bytes(&bytes);
+        let _ = open::<Offer>(&bytes, T0);
+    }
+}
+
+#[test]
+fn a_signature_for_one_kind_does_not_verify_as_another() {
+    let accept = Accept {
+        referral: ReferralId::new("lu-l-aif/1").unwrap(),
+        attempt: 1,
+    };
+    let mut envelope =
+        Envelope::seal(&accept, &lu(), &key(), T0, T0.saturating_add_ms(LIFE)).unwrap();
+    // Same payload bytes and signature, relabelled as a withdraw: the schemas coincide on
+    // their first fields, so only the signed kind stops the replay.
+    envelope.kind = MessageKind::Withdraw;
+    let err = Envelope::from_bytes(&envelope.to_bytes())
+        .unwrap()
+        .verify(T0)
+        .unwrap_err();
+    assert_eq!(err, WireError::BadSignature);
+
+    // Opening an accept as an advert names the mismatch.
+    let bytes = Envelope::seal(&accept, &lu(), &key(), T0, T0.saturating_add_ms(LIFE))
+        .unwrap()
+        .to_bytes();
+    assert_eq!(
+        open::<Advert>(&bytes, T0).unwrap_err(),
+        WireError::WrongKind {
+            expected: MessageKind::Advert,
+            found: MessageKind::Accept
+        }
+    );
+}
+
+#[test]
+fn truncation_and_trailing_bytes_are_named() {
+    let bytes = sealed();
+    assert_eq!(
+        Envelope::from_bytes(&bytes[..bytes.len() - 1]).unwrap_err(),
+        WireError::Truncated
+    );
+    let mut long = bytes.clone();
+    long.extend_from_slice(&[0, 0]);
+    assert_eq!(
+        Envelope::from_bytes(&long).unwrap_err(),
+        WireError::TrailingBytes { extra: 2 }
+    );
+}
+
+#[test]
+fn an_unknown_version_is_named_before_anything_else() {
+    let mut bytes = sealed();
+    assert_eq!(bytes[0], 0x88, "an envelope is an 8-item array");
+    assert_eq!(bytes[1], PROTOCOL_VERSION);
+    bytes[1] = 2;
+    assert_eq!(
+        Envelope::from_bytes(&bytes).unwrap_err(),
+        WireError::UnknownVersion(2)
+    );
+    // A future version with a different layout is still reported as a version problem.
+    let future = [0x82, 0x07, 0x00];
+    assert_eq!(
+        Envelope::from_bytes(&future).unwrap_err(),
+        WireError::UnknownVersion(7)
+    );
+}
+
+#[test]
+fn an_unknown_kind_is_named() {
+    let mut bytes = sealed();
+    assert_eq!(bytes[2], MessageKind::Advert.code());
+    bytes[2] = 0x05;
+    assert_eq!(
+        Envelope::from_bytes(&bytes).unwrap_err(),
+        WireError::UnknownKind(5)
+    );
+}
+
+#[test]
+fn oversize_payloads_are_refused_at_both_ends() {
+    let mut big = advert();
+    big.name = "x".repeat(20 * 1024);
+    let err = Envelope::seal(&big, &lu(), &key(), T0, T0.saturating_add_ms(LIFE)).unwrap_err();
+    assert!(
+        matches!(err, WireError::TooLarge { limit: 16384, .. }),
+        "{err}"
+    );
+
+    // A peer that builds the envelope by hand still gets refused on receipt.
+    let mut envelope =
+        Envelope::seal(&advert(), &lu(), &key(), T0, T0.saturating_add_ms(LIFE)).unwrap();
+    envelope.payload = vec![0x60; 17 * 1024];
+    let err = Envelope::from_bytes(&envelope.to_bytes()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            WireError::TooLarge {
+                size: 17408,
+                limit: 16384
+            }
+        ),
+        "{err}"
+    );
+
+    let huge = vec![0u8; MAX_ENVELOPE_BYTES + 1];
+    assert!(matches!(
+        Envelope::from_bytes(&huge).unwrap_err(),
+        WireError::TooLarge { .. }
+    ));
+}
+
+/// Seals arbitrary payload bytes as if they were an advert, with a valid signature, so that
+/// only the payload decoder can refuse them.
+fn sealed_raw(payload: Vec<u8>) -> Vec<u8> {
+    let mut envelope =
+        Envelope::seal(&advert(), &lu(), &key(), T0, T0.saturating_add_ms(LIFE)).unwrap();
+    envelope.payload = payload;
+    let input = signing_input(
+        envelope.kind,
+        &envelope.signer,
+        &envelope.key,
+        envelope.issued_at,
+        envelope.expires_at,
+        &envelope.payload,
+    );
+    use ed25519_dalek::Signer;
+    envelope.signature = key().sign(&input).to_bytes();
+    envelope.to_bytes()
+}
+
+#[test]
+fn deep_nesting_in_a_signed_payload_is_refused() {
+    let mut payload = vec![0x81; MAX_DEPTH + 1];
+    payload.push(0x00);
+    let err = open::<Advert>(&sealed_raw(payload), T0).unwrap_err();
+    assert_eq!(err, WireError::TooDeep { limit: MAX_DEPTH });
+}
+
+#[test]
+fn long_collections_and_trailing_payload_bytes_are_refused() {
+    // An array header claiming 300 items in an advert (limit 256).
+    let mut payload = vec![0x99, 0x01, 0x2c];
+    payload.extend(std::iter::repeat_n(0x00, 300));
+    assert_eq!(
+        open::<Advert>(&sealed_raw(payload), T0).unwrap_err(),
+        WireError::TooManyItems {
+            len: 300,
+            limit: 256
+        }
+    );
+    let mut payload = serde_cbor_free_copy_of_advert();
+    payload.push(0x00);
+    assert_eq!(
+        open::<Advert>(&sealed_raw(payload), T0).unwrap_err(),
+        WireError::TrailingBytes { extra: 1 }
+    );
+}
+
+fn serde_cbor_free_copy_of_advert() -> Vec<u8> {
+    Envelope::seal(&advert(), &lu(), &key(), T0, T0.saturating_add_ms(LIFE))
+        .unwrap()
+        .payload
+}
+
+#[test]
+fn a_payload_of_the_wrong_shape_is_malformed() {
+    let err = open::<Advert>(&sealed_raw(vec![0x01]), T0).unwrap_err();
+    assert!(matches!(err, WireError::Malformed(_)), "{err}");
+}
+
+#[test]
+fn time_is_checked_against_the_given_clock() {
+    let bytes = sealed();
+    let expires = T0.saturating_add_ms(LIFE);
+    assert_eq!(
+        open::<Advert>(&bytes, expires).unwrap_err(),
+        WireError::Expired {
+            expires_at: expires,
+            now: expires
+        }
+    );
+    let early = T0.saturating_sub_ms(MAX_CLOCK_SKEW_MS + 1);
+    assert_eq!(
+        open::<Advert>(&bytes, early).unwrap_err(),
+        WireError::NotYetValid {
+            issued_at: T0,
+            now: early
+        }
+    );
+    // Within the allowed skew is fine.
+    assert!(open::<Advert>(&bytes, T0.saturating_sub_ms(MAX_CLOCK_SKEW_MS)).is_ok());
+}
+
+#[test]
+fn lifetimes_beyond_the_kind_limit_are_refused() {
+    let too_long = T0.saturating_add_ms(MessageKind::Advert.max_lifetime_ms() + 1);
+    assert!(matches!(
+        Envelope::seal(&advert(), &lu(), &key(), T0, too_long).unwrap_err(),
+        WireError::BadLifetime(_)
+    ));
+    assert!(matches!(
+        Envelope::seal(&advert(), &lu(), &key(), T0, T0).unwrap_err(),
+        WireError::BadLifetime(_)
+    ));
+}
+
+#[test]
+fn an_advert_signed_for_another_member_is_refused() {
+    let other = MemberId::new("it-it4lia").unwrap();
+    let err =
+        Envelope::seal(&advert(), &other, &key(), T0, T0.saturating_add_ms(LIFE)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            WireError::SignerMismatch {
+                field: "member",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_referral_id_minted_by_someone_else_is_refused() {
+    let offer = Offer {
+        referral: ReferralId::new("it-it4lia/3").unwrap(),
+        attempt: 1,
+        target: MemberId::new("de-jaif").unwrap(),
+        card: ProjectCard {
+            project: ProjectId::new("p/1").unwrap(),
+            sector: Sector::Health,
+            secondary_sectors: vec![],
+            country: CountryCode::new("LU").unwrap(),
+            company_size: CompanySize::Small,
+            stage: Service::Assessment,
+            services_needed: vec![],
+            gpu_hours: 0,
+            datasets_wanted: vec![],
+            languages: vec![],
+            consent: ConsentScope::default(),
+        },
+        respond_by: T0,
+        rationale: String::new(),
+    };
+    let err = Envelope::seal(&offer, &lu(), &key(), T0, T0.saturating_add_ms(LIFE)).unwrap_err();
+    assert!(matches!(err, WireError::SignerMismatch { .. }), "{err}");
+}
+
+#[test]
+fn a_bad_id_inside_a_signed_payload_is_refused_by_name() {
+    let mut payload = serde_cbor_free_copy_of_advert();
+    // The member id "lu-l-aif" appears in the payload; make it upper case.
+    let at = payload.windows(8).position(|w| w == b"lu-l-aif").unwrap();
+    payload[at] = b'L';
+    let err = open::<Advert>(&sealed_raw(payload), T0).unwrap_err();
+    assert!(
+        matches!(err, WireError::Malformed(ref m) if m.contains("member id")),
+        "{err}"
+    );
+}
