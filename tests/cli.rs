@@ -1,1 +1,433 @@
+//! The operator's command line, run as a real process: keys, roster, profiles, adverts.
 
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+
+use support::{new_key, repo_root, run_in};
+
+#[test]
+fn keys_are_private_and_never_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let public = new_key(dir.path(), "a.pem");
+    let mode = std::fs::metadata(dir.path().join("a.pem"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let before = std::fs::read(dir.path().join("a.pem")).unwrap();
+    let again = run_in(dir.path(), &["keys", "generate", "--out", "a.pem"]).fails();
+    assert!(again.stderr.contains("already exists"), "{}", again.stderr);
+    assert_eq!(std::fs::read(dir.path().join("a.pem")).unwrap(), before);
+    let shown = run_in(dir.path(), &["keys", "show", "a.pem", "--json"])
+        .ok()
+        .json();
+    assert_eq!(shown["public_key"], public.as_str());
+    assert!(shown["peer_id"].as_str().unwrap().starts_with("12D3KooW"));
+}
+
+#[test]
+fn a_roster_signed_by_the_authority_verifies_and_one_signed_by_another_key_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let authority = new_key(d, "authority.pem");
+    let impostor = new_key(d, "impostor.pem");
+    new_key(d, "lu.pem");
+    new_key(d, "be.pem");
+    run_in(
+        d,
+        &[
+            "roster",
+            "new",
+            "--federation",
+            "eurohpc",
+            "--out",
+            "roster.toml",
+        ],
+    )
+    .ok();
+    run_in(
+        d,
+        &[
+            "roster",
+            "add",
+            "roster.toml",
+            "--id",
+            "lu-l-aif",
+            "--key-file",
+            "lu.pem",
+            "--role",
+            "factory",
+            "--country",
+            "LU",
+        ],
+    )
+    .ok();
+    run_in(
+        d,
+        &[
+            "roster",
+            "add",
+            "roster.toml",
+            "--id",
+            "be-be-aifa",
+            "--key-file",
+            "be.pem",
+            "--role",
+            "antenna",
+            "--country",
+            "BE",
+            "--linked",
+            "lu-l-aif",
+        ],
+    )
+    .ok();
+    // The same key twice, and a bad role, are refused with their reason.
+    let dup = run_in(
+        d,
+        &[
+            "roster",
+            "add",
+            "roster.toml",
+            "--id",
+            "xx-dup",
+            "--key-file",
+            "lu.pem",
+            "--role",
+            "factory",
+            "--country",
+            "LU",
+        ],
+    )
+    .fails();
+    assert!(
+        dup.stderr.contains("already belongs to lu-l-aif"),
+        "{}",
+        dup.stderr
+    );
+    let role = run_in(
+        d,
+        &[
+            "roster",
+            "add",
+            "roster.toml",
+            "--id",
+            "xx-role",
+            "--key-file",
+            "be.pem",
+            "--role",
+            "ministry",
+            "--country",
+            "LU",
+        ],
+    )
+    .fails();
+    assert!(role.stderr.contains("ministry"), "{}", role.stderr);
+
+    run_in(
+        d,
+        &[
+            "roster",
+            "sign",
+            "roster.toml",
+            "--authority-key",
+            "authority.pem",
+            "--out",
+            "roster.cbor",
+        ],
+    )
+    .ok();
+    let verified = run_in(
+        d,
+        &[
+            "roster",
+            "verify",
+            "roster.cbor",
+            "--authority",
+            &authority,
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(verified["serial"], 3);
+    assert_eq!(verified["members"], 2);
+
+    let shown = run_in(
+        d,
+        &[
+            "roster",
+            "show",
+            "roster.cbor",
+            "--authority",
+            &authority,
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    let ids: Vec<_> = shown["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["lu-l-aif", "be-be-aifa"]);
+    assert_eq!(shown["members"][1]["linked_factories"][0], "lu-l-aif");
+
+    run_in(
+        d,
+        &[
+            "roster",
+            "sign",
+            "roster.toml",
+            "--authority-key",
+            "impostor.pem",
+            "--out",
+            "forged.cbor",
+        ],
+    )
+    .ok();
+    let refused = run_in(
+        d,
+        &["roster", "verify", "forged.cbor", "--authority", &authority],
+    )
+    .fails();
+    assert!(
+        refused
+            .stderr
+            .contains("not signed by the pinned federation authority"),
+        "{}",
+        refused.stderr
+    );
+    assert!(refused.stderr.contains(&impostor), "{}", refused.stderr);
+
+    run_in(
+        d,
+        &["roster", "remove", "roster.toml", "--id", "be-be-aifa"],
+    )
+    .ok();
+    let draft = run_in(d, &["roster", "show", "roster.toml", "--json"])
+        .ok()
+        .json();
+    assert_eq!(draft["serial"], 4);
+    assert_eq!(draft["members"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn every_shipped_profile_validates() {
+    let out = run_in(&repo_root(), &["profile", "check", "config"]).ok();
+    assert!(
+        out.stdout
+            .contains("32 profiles valid: 19 factories, 13 antennas"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn a_bad_sector_tag_is_reported_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = std::fs::read_to_string(repo_root().join("config/factories/lu-l-aif.toml")).unwrap();
+    let factories = dir.path().join("factories");
+    std::fs::create_dir(&factories).unwrap();
+    std::fs::write(
+        factories.join("lu-l-aif.toml"),
+        src.replace("\"cybersecurity\"", "\"cyber\""),
+    )
+    .unwrap();
+    let out = run_in(dir.path(), &["profile", "check", "."]).fails();
+    assert!(out.stderr.contains("lu-l-aif.toml"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("unknown variant `cyber`"),
+        "{}",
+        out.stderr
+    );
+    let line = src
+        .lines()
+        .position(|l| l.contains("\"cybersecurity\""))
+        .unwrap()
+        + 1;
+    assert!(
+        out.stderr.contains(&format!("line {line}")),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn an_advert_built_from_a_profile_inspects_and_any_flipped_byte_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let authority = new_key(d, "authority.pem");
+    new_key(d, "lu.pem");
+    new_key(d, "outsider.pem");
+    run_in(
+        d,
+        &[
+            "roster",
+            "new",
+            "--federation",
+            "eurohpc",
+            "--out",
+            "roster.toml",
+        ],
+    )
+    .ok();
+    run_in(
+        d,
+        &[
+            "roster",
+            "add",
+            "roster.toml",
+            "--id",
+            "lu-l-aif",
+            "--key-file",
+            "lu.pem",
+            "--role",
+            "factory",
+            "--country",
+            "LU",
+        ],
+    )
+    .ok();
+    run_in(
+        d,
+        &[
+            "roster",
+            "sign",
+            "roster.toml",
+            "--authority-key",
+            "authority.pem",
+            "--out",
+            "roster.cbor",
+        ],
+    )
+    .ok();
+    let profile = repo_root().join("config/factories/lu-l-aif.toml");
+    let profile = profile.to_str().unwrap();
+    run_in(
+        d,
+        &[
+            "advert",
+            "build",
+            "--profile",
+            profile,
+            "--key",
+            "lu.pem",
+            "--seq",
+            "7",
+            "--ttl",
+            "10m",
+            "--out",
+            "ad.cbor",
+        ],
+    )
+    .ok();
+
+    let shown = run_in(
+        d,
+        &[
+            "advert",
+            "inspect",
+            "ad.cbor",
+            "--roster",
+            "roster.cbor",
+            "--authority",
+            &authority,
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(shown["member"], "lu-l-aif");
+    assert_eq!(shown["seq"], 7);
+    assert_eq!(shown["sectors"]["health"], "excluded");
+    assert_eq!(shown["sectors"]["space"], "priority");
+    assert_eq!(shown["gpu"]["total"], 2100);
+    assert!(
+        shown["gpu"]["free"].is_null(),
+        "unknown free capacity stays unknown"
+    );
+
+    // Signed by a key outside the roster: the signature is fine, the roster refuses it.
+    run_in(
+        d,
+        &[
+            "advert",
+            "build",
+            "--profile",
+            profile,
+            "--key",
+            "outsider.pem",
+            "--seq",
+            "8",
+            "--out",
+            "outsider.cbor",
+        ],
+    )
+    .ok();
+    let refused = run_in(
+        d,
+        &[
+            "advert",
+            "inspect",
+            "outsider.cbor",
+            "--roster",
+            "roster.cbor",
+            "--authority",
+            &authority,
+        ],
+    )
+    .fails();
+    assert!(
+        refused
+            .stderr
+            .contains("is not the rostered key of lu-l-aif"),
+        "{}",
+        refused.stderr
+    );
+
+    let good = std::fs::read(d.join("ad.cbor")).unwrap();
+    // Header, signer id, key, payload and signature: each flip is refused with a named reason.
+    for at in [
+        1,
+        2,
+        8,
+        20,
+        60,
+        good.len() / 2,
+        good.len() - 70,
+        good.len() - 1,
+    ] {
+        let mut bad = good.clone();
+        bad[at] ^= 0x01;
+        std::fs::write(d.join("bad.cbor"), &bad).unwrap();
+        let out = run_in(d, &["advert", "inspect", "bad.cbor"]).fails();
+        assert!(
+            out.stderr.starts_with("error: "),
+            "byte {at}: {}",
+            out.stderr
+        );
+        assert!(
+            [
+                "signature",
+                "version",
+                "kind",
+                "malformed",
+                "truncated",
+                "trailing",
+                "member id",
+                "too large",
+                "key",
+                "expired",
+                "valid before",
+                "lifetime"
+            ]
+            .iter()
+            .any(|w| out.stderr.contains(w)),
+            "byte {at}: error does not name the failure: {}",
+            out.stderr
+        );
+    }
+}

@@ -1,0 +1,37 @@
+//! `aiguillage keys`: a member's ed25519 key, in PKCS#8 PEM on disk.
+
+use std::path::Path;
+
+use aiguillage_wire::{PublicKey, SigningKey, keys};
+use anyhow::Result;
+use rand::Rng;
+
+use crate::files;
+
+pub fn generate(out: &Path) -> Result<()> {
+    let mut secret = [0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    let key = SigningKey::from_bytes(&secret);
+    files::create_secret(out, keys::secret_key_to_pem(&key).as_bytes())?;
+    let public = PublicKey::of(&key);
+    println!("wrote {} (mode 0600)", out.display());
+    println!("public key: {public}");
+    println!("peer id:    {}", aiguillage_net::peer_id_of(&public)?);
+    Ok(())
+}
+
+pub fn show(path: &Path, json: bool) -> Result<()> {
+    let key = files::read_secret_key(path)?;
+    let public = PublicKey::of(&key);
+    let peer = aiguillage_net::peer_id_of(&public)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "public_key": public.to_hex(), "peer_id": peer.to_string() })
+        );
+    } else {
+        println!("public key: {public}");
+        println!("peer id:    {peer}");
+    }
+    Ok(())
+}

@@ -1,0 +1,307 @@
+//! `aiguillage roster`: edit a draft roster (TOML), sign it with the federation authority
+//! key, verify and show signed rosters.
+//!
+//! A draft is human-edited TOML with RFC 3339 times and hex keys; a signed roster is the
+//! binary envelope that nodes pin against the authority key. Every edit of a draft raises
+//! its serial, so the roster signed from it replaces the previous one.
+
+use std::path::Path;
+
+use aiguillage_wire::{
+    AUTHORITY_ID, CountryCode, Envelope, MemberId, PublicKey, Role, Roster, RosterEntry, Timestamp,
+    Verified,
+};
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::{clock, files};
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Draft {
+    federation: String,
+    serial: u64,
+    #[serde(default)]
+    members: Vec<DraftMember>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DraftMember {
+    id: MemberId,
+    key: String,
+    role: Role,
+    country: CountryCode,
+    #[serde(default)]
+    linked_factories: Vec<MemberId>,
+    valid_from: String,
+    valid_until: String,
+}
+
+fn load_draft(path: &Path) -> Result<Draft> {
+    let text = files::read_to_string(path)?;
+    toml::from_str(&text).with_context(|| format!("{} is not a roster draft", path.display()))
+}
+
+fn save_draft(path: &Path, draft: &Draft) -> Result<()> {
+    let text = toml::to_string(draft).context("encoding the roster draft")?;
+    files::write_atomic(path, text.as_bytes())
+}
+
+impl Draft {
+    fn to_roster(&self, path: &Path) -> Result<Roster> {
+        let members = self
+            .members
+            .iter()
+            .map(|m| {
+                let ctx = || format!("{}: member {}", path.display(), m.id);
+                Ok(RosterEntry {
+                    id: m.id.clone(),
+                    key: PublicKey::from_hex(&m.key).with_context(ctx)?,
+                    role: m.role,
+                    country: m.country,
+                    linked_factories: m.linked_factories.clone(),
+                    valid_from: clock::parse_time(&m.valid_from).with_context(ctx)?,
+                    valid_until: clock::parse_time(&m.valid_until).with_context(ctx)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Roster {
+            federation: self.federation.clone(),
+            serial: self.serial,
+            members,
+        })
+    }
+}
+
+pub fn new(federation: &str, out: &Path) -> Result<()> {
+    files::refuse_existing(out)?;
+    if federation.trim().is_empty() {
+        bail!("--federation must not be empty");
+    }
+    save_draft(
+        out,
+        &Draft {
+            federation: federation.to_owned(),
+            serial: 1,
+            members: vec![],
+        },
+    )?;
+    println!(
+        "wrote draft roster {} (serial 1, no members)",
+        out.display()
+    );
+    Ok(())
+}
+
+/// What `roster add` needs to know about a member.
+pub struct NewMember<'a> {
+    pub id: MemberId,
+    pub key: PublicKey,
+    pub role: Role,
+    pub country: CountryCode,
+    pub linked_factories: Vec<MemberId>,
+    pub valid_from: &'a str,
+    pub valid_until: &'a str,
+}
+
+pub fn add(path: &Path, member: NewMember<'_>) -> Result<()> {
+    let mut draft = load_draft(path)?;
+    if draft.members.iter().any(|m| m.id == member.id) {
+        bail!(
+            "{} is already in {}; remove it first to replace it",
+            member.id,
+            path.display()
+        );
+    }
+    let key = member.key.to_hex();
+    if let Some(other) = draft.members.iter().find(|m| m.key == key) {
+        bail!(
+            "that key already belongs to {} in {}",
+            other.id,
+            path.display()
+        );
+    }
+    let from = clock::parse_time(member.valid_from)?;
+    let until = clock::parse_time(member.valid_until)?;
+    if until <= from {
+        bail!("--valid-until must be after --valid-from");
+    }
+    draft.members.push(DraftMember {
+        id: member.id.clone(),
+        key,
+        role: member.role,
+        country: member.country,
+        linked_factories: member.linked_factories,
+        valid_from: clock::format_time(from),
+        valid_until: clock::format_time(until),
+    });
+    draft.serial += 1;
+    // Validate the whole roster before saving, so a draft on disk always signs.
+    draft.to_roster(path)?;
+    save_draft(path, &draft)?;
+    println!(
+        "added {} to {} (serial {})",
+        member.id,
+        path.display(),
+        draft.serial
+    );
+    Ok(())
+}
+
+pub fn remove(path: &Path, id: &MemberId) -> Result<()> {
+    let mut draft = load_draft(path)?;
+    let before = draft.members.len();
+    draft.members.retain(|m| &m.id != id);
+    if draft.members.len() == before {
+        bail!("{id} is not in {}", path.display());
+    }
+    draft.serial += 1;
+    save_draft(path, &draft)?;
+    println!(
+        "removed {id} from {} (serial {})",
+        path.display(),
+        draft.serial
+    );
+    Ok(())
+}
+
+pub fn sign(path: &Path, authority_key: &Path, out: &Path, ttl: std::time::Duration) -> Result<()> {
+    let roster = load_draft(path)?.to_roster(path)?;
+    let key = files::read_secret_key(authority_key)?;
+    let now = clock::now();
+    let envelope = Envelope::seal(
+        &roster,
+        &MemberId::new(AUTHORITY_ID)?,
+        &key,
+        now,
+        clock::after(now, ttl),
+    )
+    .with_context(|| format!("signing {}", path.display()))?;
+    files::write_atomic(out, &envelope.to_bytes())?;
+    println!(
+        "signed {} members, serial {}, as authority {} → {} (valid until {})",
+        roster.members.len(),
+        roster.serial,
+        envelope.key,
+        out.display(),
+        clock::format_time(envelope.expires_at)
+    );
+    Ok(())
+}
+
+/// Reads a signed roster and verifies it against the pinned authority at `now`.
+pub fn load_signed(path: &Path, authority: &PublicKey, now: Timestamp) -> Result<Verified<Roster>> {
+    let bytes = files::read(path)?;
+    let envelope = Envelope::from_bytes(&bytes)
+        .with_context(|| format!("{} is not a signed roster", path.display()))?;
+    Roster::verify_signed(envelope, authority, now)
+        .with_context(|| format!("refusing roster {}", path.display()))
+}
+
+pub fn verify(path: &Path, authority: &PublicKey, json: bool) -> Result<()> {
+    let verified = load_signed(path, authority, clock::now())?;
+    let r = &verified.message;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "valid": true,
+                "federation": r.federation,
+                "serial": r.serial,
+                "members": r.members.len(),
+                "expires_at": clock::format_time(verified.envelope.expires_at),
+            })
+        );
+    } else {
+        println!(
+            "valid: roster of {:?}, serial {}, {} members, signed by the pinned authority, expires {}",
+            r.federation,
+            r.serial,
+            r.members.len(),
+            clock::format_time(verified.envelope.expires_at)
+        );
+    }
+    Ok(())
+}
+
+/// Shows a signed roster (verified when `--authority` is given) or a draft.
+pub fn show(path: &Path, authority: Option<&PublicKey>, json: bool) -> Result<()> {
+    let bytes = files::read(path)?;
+    let (roster, status) = if bytes.first() == Some(&0x88) {
+        match authority {
+            Some(a) => (
+                load_signed(path, a, clock::now())?.message,
+                "signed, verified against the pinned authority".to_owned(),
+            ),
+            None => {
+                let env = Envelope::from_bytes(&bytes)
+                    .with_context(|| format!("{} is not a signed roster", path.display()))?;
+                env.verify(clock::now())
+                    .with_context(|| format!("refusing roster {}", path.display()))?;
+                let key = env.key;
+                (
+                    env.open::<Roster>(clock::now())?.message,
+                    format!(
+                        "signed by {key}, NOT checked against a pinned authority (pass --authority)"
+                    ),
+                )
+            }
+        }
+    } else {
+        (
+            load_draft(path)?.to_roster(path)?,
+            "unsigned draft".to_owned(),
+        )
+    };
+    if json {
+        let members: Vec<_> = roster
+            .members
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "id": m.id, "key": m.key.to_hex(), "role": m.role.tag(), "country": m.country,
+                    "linked_factories": m.linked_factories,
+                    "valid_from": clock::format_time(m.valid_from),
+                    "valid_until": clock::format_time(m.valid_until),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "federation": roster.federation, "serial": roster.serial,
+                "status": status, "members": members,
+            })
+        );
+        return Ok(());
+    }
+    println!(
+        "roster {:?}, serial {}, {} members ({status})",
+        roster.federation,
+        roster.serial,
+        roster.members.len()
+    );
+    println!(
+        "{:<16} {:<8} {:<3} {:<18} {:<21} {:<21} linked",
+        "id", "role", "cc", "key", "valid from", "valid until"
+    );
+    for m in &roster.members {
+        let key = m.key.to_hex();
+        println!(
+            "{:<16} {:<8} {:<3} {:<18} {:<21} {:<21} {}",
+            m.id.as_str(),
+            m.role.tag(),
+            m.country.as_str(),
+            format!("{}…", &key[..16]),
+            clock::format_time(m.valid_from),
+            clock::format_time(m.valid_until),
+            m.linked_factories
+                .iter()
+                .map(|l| l.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+    }
+    Ok(())
+}
