@@ -2,6 +2,8 @@
 //! I/O: the node and the simulator both drive it, so a simulation result is evidence about
 //! the real network.
 
+pub mod devnet;
 pub mod profile;
 
+pub use devnet::{DevnetAssumptions, DevnetCapacity};
 pub use profile::{Confidence, Profile, ProfileError};

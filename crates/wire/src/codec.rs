@@ -20,6 +20,9 @@ pub struct Limits {
     pub max_depth: usize,
     /// Most items in any one array, or entries in any one map.
     pub max_items: u64,
+    /// Require every length and integer in its shortest encoding, so that a value has
+    /// exactly one byte form.
+    pub shortest_form: bool,
 }
 
 pub(crate) fn to_vec<T: Serialize>(value: &T) -> Vec<u8> {
@@ -35,6 +38,28 @@ pub(crate) fn from_slice<T: DeserializeOwned>(
 ) -> Result<T, WireError> {
     check_structure(bytes, limits)?;
     serde_cbor::from_slice(bytes).map_err(|e| WireError::Malformed(e.to_string()))
+}
+
+/// Checks `bytes` like [`check_structure`] and returns the CBOR major type of each item of
+/// the top-level array (empty when the top level is not an array).
+pub fn array_item_types(bytes: &[u8], limits: Limits) -> Result<Vec<u8>, WireError> {
+    check_structure(bytes, limits)?;
+    let mut walker = Walker {
+        bytes,
+        pos: 0,
+        limits,
+    };
+    let initial = walker.byte()?;
+    if initial >> 5 != 4 {
+        return Ok(Vec::new());
+    }
+    let len = walker.argument(initial & 0x1f)?;
+    let mut types = Vec::with_capacity(len as usize);
+    for _ in 0..len {
+        types.push(walker.bytes.get(walker.pos).ok_or(WireError::Truncated)? >> 5);
+        walker.item(2)?;
+    }
+    Ok(types)
 }
 
 /// Walks one CBOR data item covering all of `bytes` and checks it against `limits`.
@@ -102,7 +127,19 @@ impl Walker<'_> {
             }
         };
         let raw = self.take(n)?;
-        Ok(raw.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
+        let value = raw.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+        let shortest = match n {
+            1 => value >= 24,
+            2 => value > 0xff,
+            4 => value > 0xffff,
+            _ => value > 0xffff_ffff,
+        };
+        if self.limits.shortest_form && !shortest {
+            return Err(WireError::Malformed(format!(
+                "{value} is not in its shortest encoding"
+            )));
+        }
+        Ok(value)
     }
 
     fn item(&mut self, depth: usize) -> Result<(), WireError> {
@@ -171,7 +208,26 @@ mod tests {
         max_bytes: 1024,
         max_depth: 4,
         max_items: 8,
+        shortest_form: false,
     };
+
+    #[test]
+    fn shortest_form_is_enforced_only_where_asked() {
+        // 1 encoded in two bytes
+        let long_one = [0x18, 0x01];
+        check_structure(&long_one, L).unwrap();
+        let strict = Limits {
+            shortest_form: true,
+            ..L
+        };
+        assert!(matches!(
+            check_structure(&long_one, strict),
+            Err(WireError::Malformed(_))
+        ));
+        check_structure(&[0x18, 0x18], strict).unwrap();
+        check_structure(&[0x19, 0x01, 0x00], strict).unwrap();
+        assert!(check_structure(&[0x19, 0x00, 0xff], strict).is_err());
+    }
 
     #[test]
     fn accepts_a_plain_map() {

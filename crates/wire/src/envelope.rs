@@ -74,6 +74,8 @@ const ENVELOPE_LIMITS: Limits = Limits {
     max_bytes: MAX_ENVELOPE_BYTES,
     max_depth: 1,
     max_items: 8,
+    // One byte form per envelope: gossip deduplicates on the hash of these bytes.
+    shortest_form: true,
 };
 
 /// The exact bytes an envelope's signature covers:
@@ -153,7 +155,7 @@ impl Envelope {
     /// Decodes an envelope's framing without verifying it. Size, structure, version and kind
     /// are checked here; signature and time by [`Envelope::verify`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Envelope, WireError> {
-        codec::check_structure(bytes, ENVELOPE_LIMITS)?;
+        let types = codec::array_item_types(bytes, ENVELOPE_LIMITS)?;
         // The version is the array's first item; read it before the rest so that a future
         // version with another layout is reported as a version, not as malformed.
         if let [head, version, ..] = bytes
@@ -162,6 +164,14 @@ impl Envelope {
             && *version != PROTOCOL_VERSION
         {
             return Err(WireError::UnknownVersion(u64::from(*version)));
+        }
+        // Exact CBOR types (uint, uint, text, bytes, uint, uint, bytes, bytes): the serde
+        // decoder alone would also take a text string where bytes are due, giving one
+        // message two byte forms.
+        if types != [0, 0, 3, 2, 0, 0, 2, 2] {
+            return Err(WireError::Malformed(format!(
+                "envelope items have CBOR major types {types:?}, expected [0, 0, 3, 2, 0, 0, 2, 2]"
+            )));
         }
         let EnvelopeIn(version, kind, signer, key, issued_at, expires_at, payload, signature) =
             codec::from_slice(bytes, ENVELOPE_LIMITS)?;

@@ -40,6 +40,7 @@ macro_rules! kinds {
                         max_bytes: $max_bytes,
                         max_depth: MAX_DEPTH,
                         max_items: $max_items,
+                        shortest_form: false,
                     },)*
                 }
             }

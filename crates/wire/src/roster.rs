@@ -171,3 +171,110 @@ impl Message for Roster {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SigningKey;
+
+    const T0: Timestamp = Timestamp(1_780_000_000_000);
+
+    fn entry(id: &str, seed: u8) -> RosterEntry {
+        RosterEntry {
+            id: MemberId::new(id).unwrap(),
+            key: PublicKey::of(&SigningKey::from_bytes(&[seed; 32])),
+            role: Role::Factory,
+            country: CountryCode::new("LU").unwrap(),
+            linked_factories: vec![],
+            valid_from: T0,
+            valid_until: T0.saturating_add_ms(1000),
+        }
+    }
+
+    fn roster(serial: u64) -> Roster {
+        Roster {
+            federation: "eurohpc".into(),
+            serial,
+            members: vec![entry("lu-l-aif", 1)],
+        }
+    }
+
+    #[test]
+    fn only_a_newer_serial_of_the_same_federation_replaces_a_roster() {
+        assert!(roster(3).check_successor(&roster(4)).is_ok());
+        assert_eq!(
+            roster(3).check_successor(&roster(3)).unwrap_err(),
+            TrustError::StaleSerial {
+                current: 3,
+                offered: 3
+            }
+        );
+        assert!(matches!(
+            roster(3).check_successor(&roster(2)),
+            Err(TrustError::StaleSerial { .. })
+        ));
+        let mut other = roster(9);
+        other.federation = "elsewhere".into();
+        assert!(matches!(
+            roster(3).check_successor(&other),
+            Err(TrustError::WrongFederation { .. })
+        ));
+    }
+
+    #[test]
+    fn authorise_checks_membership_key_and_validity() {
+        let authority = SigningKey::from_bytes(&[50; 32]);
+        let member = SigningKey::from_bytes(&[1; 32]);
+        let stranger = SigningKey::from_bytes(&[2; 32]);
+        let r = roster(1);
+        let ack = crate::ReceiptAck {
+            job: crate::JobId::new("lu-l-aif/1").unwrap(),
+            epoch: 1,
+        };
+        let lu = MemberId::new("lu-l-aif").unwrap();
+        let env = |key: &SigningKey, id: &MemberId| {
+            Envelope::seal(&ack, id, key, T0, T0.saturating_add_ms(60_000)).unwrap()
+        };
+        assert!(r.authorise(&env(&member, &lu), T0).is_ok());
+        assert!(matches!(
+            r.authorise(&env(&stranger, &lu), T0),
+            Err(TrustError::KeyMismatch { .. })
+        ));
+        let it = MemberId::new("it-it4lia").unwrap();
+        let ack_it = crate::ReceiptAck {
+            job: crate::JobId::new("it-it4lia/1").unwrap(),
+            epoch: 1,
+        };
+        let from_it =
+            Envelope::seal(&ack_it, &it, &stranger, T0, T0.saturating_add_ms(60_000)).unwrap();
+        assert_eq!(
+            r.authorise(&from_it, T0).unwrap_err(),
+            TrustError::NotRostered(it)
+        );
+        assert!(matches!(
+            r.authorise(&env(&member, &lu), T0.saturating_add_ms(1000)),
+            Err(TrustError::OutsideValidity { .. })
+        ));
+        // The roster itself is trusted only under the pinned authority key.
+        let signed = Envelope::seal(
+            &r,
+            &MemberId::new(AUTHORITY_ID).unwrap(),
+            &authority,
+            T0,
+            T0.saturating_add_ms(60_000),
+        )
+        .unwrap();
+        assert!(Roster::verify_signed(signed.clone(), &PublicKey::of(&authority), T0).is_ok());
+        assert!(matches!(
+            Roster::verify_signed(signed, &PublicKey::of(&member), T0),
+            Err(TrustError::NotSignedByAuthority { .. })
+        ));
+    }
+
+    #[test]
+    fn a_roster_listing_a_key_twice_is_invalid() {
+        let mut r = roster(1);
+        r.members.push(entry("it-it4lia", 1));
+        assert!(r.validate(&MemberId::new(AUTHORITY_ID).unwrap()).is_err());
+    }
+}

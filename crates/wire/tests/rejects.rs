@@ -344,3 +344,100 @@ fn a_bad_id_inside_a_signed_payload_is_refused_by_name() {
         "{err}"
     );
 }
+
+#[test]
+fn unknown_keys_are_ignored_and_missing_required_fields_are_refused() {
+    let accept = Accept {
+        referral: ReferralId::new("lu-l-aif/1").unwrap(),
+        attempt: 2,
+    };
+    let payload = Envelope::seal(&accept, &lu(), &key(), T0, T0.saturating_add_ms(LIFE))
+        .unwrap()
+        .payload;
+    assert_eq!(payload[0], 0xa2, "a map of two entries");
+    let resign = |payload: Vec<u8>| {
+        let mut envelope =
+            Envelope::seal(&accept, &lu(), &key(), T0, T0.saturating_add_ms(LIFE)).unwrap();
+        envelope.payload = payload;
+        let input = signing_input(
+            envelope.kind,
+            &envelope.signer,
+            &envelope.key,
+            envelope.issued_at,
+            envelope.expires_at,
+            &envelope.payload,
+        );
+        use ed25519_dalek::Signer;
+        envelope.signature = key().sign(&input).to_bytes();
+        envelope.to_bytes()
+    };
+    // A key added by a later minor revision ("zz": 1) is ignored.
+    let mut extended = payload.clone();
+    extended[0] = 0xa3;
+    extended.extend_from_slice(&[0x62, b'z', b'z', 0x01]);
+    assert_eq!(
+        open::<Accept>(&resign(extended), T0).unwrap().message,
+        accept
+    );
+    // Without "attempt" the body is refused, naming the field.
+    let mut cut = payload[..payload.len() - 9].to_vec();
+    cut[0] = 0xa1;
+    let err = open::<Accept>(&resign(cut), T0).unwrap_err();
+    assert!(
+        matches!(err, WireError::Malformed(ref m) if m.contains("attempt")),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_absent_optional_field_reads_as_unknown() {
+    let mut ad = advert();
+    ad.referral_intake = None;
+    let payload = Envelope::seal(&ad, &lu(), &key(), T0, T0.saturating_add_ms(LIFE))
+        .unwrap()
+        .payload;
+    let tail = b"\x6freferral_intake\xf6";
+    assert!(payload.ends_with(tail));
+    let mut cut = payload[..payload.len() - tail.len()].to_vec();
+    cut[0] -= 1;
+    let opened = open::<Advert>(&sealed_raw(cut), T0).unwrap();
+    assert_eq!(opened.message.referral_intake, None);
+    assert_eq!(opened.message.gpu.total, Some(2100));
+}
+
+#[test]
+fn an_envelope_has_exactly_one_byte_form() {
+    let bytes = sealed();
+    // Re-encode the version (1) in two bytes: same values, different bytes.
+    let mut padded = vec![bytes[0], 0x18, 0x01];
+    padded.extend_from_slice(&bytes[2..]);
+    let err = Envelope::from_bytes(&padded).unwrap_err();
+    assert!(
+        matches!(err, WireError::Malformed(ref m) if m.contains("shortest")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_text_string_where_bytes_are_due_is_refused() {
+    // Found by fuzzing: a payload sent as a text string decoded to the same bytes as the
+    // byte string it stood for, giving one message two byte forms.
+    let mut envelope =
+        Envelope::seal(&advert(), &lu(), &key(), T0, T0.saturating_add_ms(LIFE)).unwrap();
+    envelope.payload = b"abc".to_vec();
+    let bytes = envelope.to_bytes();
+    let at = bytes.len() - 64 - 2 - 3 - 1;
+    assert_eq!(
+        &bytes[at..at + 4],
+        &[0x43, b'a', b'b', b'c'],
+        "payload as bytes(3)"
+    );
+    assert!(Envelope::from_bytes(&bytes).is_ok());
+    let mut text = bytes.clone();
+    text[at] = 0x63;
+    let err = Envelope::from_bytes(&text).unwrap_err();
+    assert!(
+        matches!(err, WireError::Malformed(ref m) if m.contains("major types")),
+        "{err}"
+    );
+}
