@@ -298,3 +298,18 @@ impl<M> Verified<M> {
         &self.envelope.signer
     }
 }
+
+/// Stored and nested as its wire bytes (a CBOR byte string), so a stored envelope is
+/// exactly what was received and still verifies.
+impl Serialize for Envelope {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.to_bytes())
+    }
+}
+
+impl<'de> Deserialize<'de> for Envelope {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let bytes = serde_bytes::ByteBuf::deserialize(deserializer)?;
+        Envelope::from_bytes(&bytes).map_err(serde::de::Error::custom)
+    }
+}

@@ -1,0 +1,136 @@
+//! The directory: the newest verified advert of every rostered member, and what this node
+//! has observed of each member's behaviour.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use aiguillage_wire::{Advert, Envelope, MemberId, Timestamp};
+
+use crate::ledger::Decayed;
+
+/// One member's entry: its advert and the envelope it came in (kept to forward it on sync).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Listing {
+    pub advert: Advert,
+    pub envelope: Envelope,
+}
+
+impl Listing {
+    pub fn expires_at(&self) -> Timestamp {
+        self.envelope.expires_at
+    }
+}
+
+/// Why an advert was not taken into the directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdvertOutcome {
+    /// New or newer: stored.
+    Stored,
+    /// Same or older `seq` than the one held: ignored (a duplicate is normal gossip).
+    Stale,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Directory {
+    listings: BTreeMap<MemberId, Listing>,
+    behaviour: BTreeMap<MemberId, Behaviour>,
+}
+
+/// What this node observed of a member, decaying with time.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Behaviour {
+    /// Smoothed time the member took to answer offers and bids, in ms.
+    pub answer_ms: Option<f64>,
+    pub declines: Decayed,
+    pub lease_breaches: Decayed,
+    pub answers: u64,
+}
+
+impl Directory {
+    /// Stores `advert` if it is newer than what is held for its member.
+    pub fn offer(&mut self, advert: Advert, envelope: Envelope) -> AdvertOutcome {
+        if let Some(held) = self.listings.get(&advert.member)
+            && held.advert.seq >= advert.seq
+        {
+            return AdvertOutcome::Stale;
+        }
+        self.listings
+            .insert(advert.member.clone(), Listing { advert, envelope });
+        AdvertOutcome::Stored
+    }
+
+    /// Drops adverts that expired at or before `now`; returns the members dropped.
+    pub fn sweep(&mut self, now: Timestamp) -> Vec<MemberId> {
+        let expired: Vec<MemberId> = self
+            .listings
+            .iter()
+            .filter(|(_, l)| l.expires_at() <= now)
+            .map(|(m, _)| m.clone())
+            .collect();
+        for m in &expired {
+            self.listings.remove(m);
+        }
+        expired
+    }
+
+    /// Drops every listing whose member `keep` rejects (a member left the roster).
+    pub fn retain(&mut self, mut keep: impl FnMut(&MemberId) -> bool) -> Vec<MemberId> {
+        let gone: Vec<MemberId> = self.listings.keys().filter(|m| !keep(m)).cloned().collect();
+        for m in &gone {
+            self.listings.remove(m);
+        }
+        gone
+    }
+
+    pub fn get(&self, member: &MemberId) -> Option<&Listing> {
+        self.listings.get(member)
+    }
+
+    /// Fresh listings, in member-id order.
+    pub fn fresh(&self, now: Timestamp) -> impl Iterator<Item = &Listing> {
+        self.listings.values().filter(move |l| l.expires_at() > now)
+    }
+
+    pub fn len(&self) -> usize {
+        self.listings.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.listings.is_empty()
+    }
+
+    pub fn next_expiry(&self) -> Option<Timestamp> {
+        self.listings.values().map(Listing::expires_at).min()
+    }
+
+    pub fn behaviour(&self, member: &MemberId) -> Option<&Behaviour> {
+        self.behaviour.get(member)
+    }
+
+    pub fn record_answer(&mut self, member: &MemberId, took_ms: u64) {
+        let b = self.behaviour.entry(member.clone()).or_default();
+        let took = took_ms as f64;
+        b.answer_ms = Some(match b.answer_ms {
+            None => took,
+            Some(avg) => 0.8 * avg + 0.2 * took,
+        });
+        b.answers += 1;
+    }
+
+    pub fn record_decline(&mut self, member: &MemberId, now: Timestamp, half_life_ms: u64) {
+        self.behaviour
+            .entry(member.clone())
+            .or_default()
+            .declines
+            .add(1.0, now, half_life_ms);
+    }
+
+    pub fn record_breach(&mut self, member: &MemberId, now: Timestamp, half_life_ms: u64) {
+        self.behaviour
+            .entry(member.clone())
+            .or_default()
+            .lease_breaches
+            .add(1.0, now, half_life_ms);
+    }
+}

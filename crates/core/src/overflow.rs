@@ -1,0 +1,1325 @@
+//! GPU overflow: when a job cannot start here, eligible members are asked for bids, the
+//! best is reserved and confirmed (two-phase), and the lease lives on the host's heartbeats.
+//! A lease that misses its TTL is re-placed under a higher epoch (the fencing token); the
+//! old host is told to release and whatever it reports for the old epoch is refused.
+//!
+//! The member's own jobs run on its executor with epoch 0 when capacity allows.
+
+use serde::{Deserialize, Serialize};
+
+use aiguillage_wire::{
+    Bid, CallForBids, Confirm, EnvVar, Heartbeat, JobId, JobRequirements, JobSpec, JobState,
+    JobStatus, MemberId, MessageKind, ReceiptAck, Release, Reserve, Reserved, Timestamp,
+    UsageReceipt,
+};
+
+use crate::ledger::Entry;
+use crate::referral::Transition;
+use crate::timers::Deadline;
+use crate::{Core, ExecutorEvent, Notification, StateKey};
+
+/// Where a job this member submitted stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "phase")]
+pub enum JobPhase {
+    /// Running on the local executor.
+    Local,
+    /// Waiting: no capacity here and no host found yet.
+    Queued {
+        reason: String,
+    },
+    Bidding {
+        bids_by: Timestamp,
+        invited: Vec<MemberId>,
+        bids: Vec<(MemberId, Timestamp)>,
+    },
+    Reserving {
+        host: MemberId,
+        hold_until: Timestamp,
+        /// Bidders still to try if this one refuses, best first.
+        next: Vec<MemberId>,
+    },
+    Leased {
+        host: MemberId,
+        lease_until: Timestamp,
+        /// The host has reported since the confirm.
+        acknowledged: bool,
+        host_state: JobState,
+    },
+    Done {
+        state: JobState,
+        exit_code: Option<i32>,
+        host: Option<MemberId>,
+    },
+    Cancelled,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlacementOutcome {
+    Refused,
+    NoAnswer,
+    LeaseLost,
+    Completed,
+    Released,
+}
+
+/// One host tried for a job, under one epoch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    pub epoch: u64,
+    pub host: MemberId,
+    pub at: Timestamp,
+    pub confirmed: bool,
+    pub outcome: Option<PlacementOutcome>,
+}
+
+/// A job this member submitted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OriginJob {
+    pub spec: JobSpec,
+    pub submitted_at: Timestamp,
+    pub phase: JobPhase,
+    /// The epoch of the latest placement (0 before any).
+    pub epoch: u64,
+    pub placements: Vec<Placement>,
+    pub receipt: Option<UsageReceipt>,
+    pub history: Vec<Transition>,
+}
+
+impl OriginJob {
+    pub fn host(&self) -> Option<&MemberId> {
+        match &self.phase {
+            JobPhase::Reserving { host, .. } | JobPhase::Leased { host, .. } => Some(host),
+            JobPhase::Done { host, .. } => host.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// Where a job hosted for another member stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "phase")]
+pub enum HostPhase {
+    Held {
+        until: Timestamp,
+    },
+    Running {
+        state: JobState,
+        started_at: Option<Timestamp>,
+    },
+    Finished {
+        acknowledged: bool,
+    },
+    Released,
+}
+
+/// A job this member hosts for another.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HostedJob {
+    pub origin: MemberId,
+    pub epoch: u64,
+    pub spec: JobSpec,
+    pub phase: HostPhase,
+    pub receipt: Option<(UsageReceipt, aiguillage_wire::Envelope)>,
+    pub history: Vec<Transition>,
+}
+
+impl HostedJob {
+    pub fn holds_gpus(&self) -> bool {
+        matches!(
+            self.phase,
+            HostPhase::Held { .. } | HostPhase::Running { .. }
+        )
+    }
+}
+
+fn note(history: &mut Vec<Transition>, at: Timestamp, state: &str, detail: impl Into<String>) {
+    history.push(Transition {
+        at,
+        state: state.to_owned(),
+        detail: detail.into(),
+    });
+}
+
+impl Core {
+    // ----- origin side -----
+
+    pub(crate) fn submit_job(
+        &mut self,
+        now: Timestamp,
+        requirements: JobRequirements,
+        command: Vec<String>,
+        env: Vec<EnvVar>,
+    ) {
+        let n = self.next_id();
+        let job = match JobId::new(format!("{}/{n}", self.me)) {
+            Ok(j) => j,
+            Err(e) => {
+                self.audit(now, "submit_failed", "job", e.to_string());
+                return;
+            }
+        };
+        let spec = JobSpec {
+            job: job.clone(),
+            requirements,
+            command,
+            env,
+        };
+        let mut j = OriginJob {
+            spec,
+            submitted_at: now,
+            phase: JobPhase::Queued {
+                reason: "just submitted".into(),
+            },
+            epoch: 0,
+            placements: Vec::new(),
+            receipt: None,
+            history: Vec::new(),
+        };
+        note(&mut j.history, now, "submitted", "");
+        self.state.jobs.insert(job.clone(), j);
+        self.dirty.insert(StateKey::Job(job.clone()));
+        self.audit(now, "job_submitted", job.as_str(), String::new());
+        self.place(now, &job);
+    }
+
+    /// Runs the job here if it fits, else looks for a host, else queues it with a reason.
+    fn place(&mut self, now: Timestamp, job: &JobId) {
+        let Some(j) = self.state.jobs.get(job) else {
+            return;
+        };
+        let gpus = j.spec.requirements.gpus;
+        if gpus <= self.free_gpus() {
+            self.start_locally(now, job);
+            return;
+        }
+        let requirements = j.spec.requirements.clone();
+        let tried: Vec<MemberId> = j
+            .placements
+            .iter()
+            .filter(|p| {
+                matches!(
+                    p.outcome,
+                    Some(PlacementOutcome::LeaseLost | PlacementOutcome::NoAnswer)
+                )
+            })
+            .map(|p| p.host.clone())
+            .collect();
+        let (invited, reason) = self.eligible_hosts(now, &requirements, &tried);
+        if invited.is_empty() {
+            self.queue(now, job, reason);
+            return;
+        }
+        let bids_by = now.saturating_add_ms(self.config.bid_window_ms);
+        let call = CallForBids {
+            job: job.clone(),
+            requirements,
+            bids_by,
+        };
+        for m in &invited {
+            self.send(now, m, &call);
+        }
+        if let Some(j) = self.state.jobs.get_mut(job) {
+            note(
+                &mut j.history,
+                now,
+                "bidding",
+                format!("called {} member(s)", invited.len()),
+            );
+            j.phase = JobPhase::Bidding {
+                bids_by,
+                invited,
+                bids: Vec::new(),
+            };
+        }
+        self.dirty.insert(StateKey::Job(job.clone()));
+        self.state
+            .timers
+            .schedule(bids_by, Deadline::Bids(job.clone()));
+    }
+
+    /// Members that could host `r`, best capacity first, and otherwise why there are none.
+    fn eligible_hosts(
+        &self,
+        now: Timestamp,
+        r: &JobRequirements,
+        exclude: &[MemberId],
+    ) -> (Vec<MemberId>, String) {
+        let my_country = self.profile.country;
+        let mut fits: Vec<(u32, MemberId)> = Vec::new();
+        let mut seen = 0usize;
+        let mut residency = 0usize;
+        for l in self.state.directory.fresh(now) {
+            let a = &l.advert;
+            if a.member == self.me || exclude.contains(&a.member) {
+                continue;
+            }
+            seen += 1;
+            if !a.gpu.takes_overflow {
+                continue;
+            }
+            if !r.residency.is_empty() && !r.residency.contains(&a.country) {
+                residency += 1;
+                continue;
+            }
+            if !a.gpu.overflow_from.is_empty() && !a.gpu.overflow_from.contains(&my_country) {
+                continue;
+            }
+            if let Some(acc) = &r.accelerator
+                && a.gpu.accelerator.as_ref() != Some(acc)
+            {
+                continue;
+            }
+            if a.gpu.largest_job_gpus.or(a.gpu.total).unwrap_or(0) < r.gpus {
+                continue;
+            }
+            fits.push((a.gpu.free.unwrap_or(0), a.member.clone()));
+        }
+        fits.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        fits.truncate(self.config.max_bidders);
+        let reason = if seen == 0 {
+            "no other member is in the directory".to_owned()
+        } else if residency == seen {
+            format!(
+                "the residency rules ({}) exclude every member",
+                r.residency
+                    .iter()
+                    .map(|c| c.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        } else {
+            format!(
+                "none of {seen} members takes overflow of {} GPU(s){} under these rules ({residency} excluded by residency)",
+                r.gpus,
+                r.accelerator
+                    .as_ref()
+                    .map(|a| format!(" of {a}"))
+                    .unwrap_or_default()
+            )
+        };
+        (fits.into_iter().map(|(_, m)| m).collect(), reason)
+    }
+
+    fn start_locally(&mut self, now: Timestamp, job: &JobId) {
+        let Some(j) = self.state.jobs.get_mut(job) else {
+            return;
+        };
+        j.phase = JobPhase::Local;
+        note(&mut j.history, now, "running_locally", "");
+        let spec = j.spec.clone();
+        self.dirty.insert(StateKey::Job(job.clone()));
+        self.advert_stale = true;
+        self.out.push(crate::Output::StartJob {
+            job: job.clone(),
+            epoch: 0,
+            spec,
+        });
+        self.notify(Notification::JobRunningLocally { job: job.clone() });
+    }
+
+    fn queue(&mut self, now: Timestamp, job: &JobId, reason: String) {
+        let Some(j) = self.state.jobs.get_mut(job) else {
+            return;
+        };
+        note(&mut j.history, now, "queued", reason.clone());
+        j.phase = JobPhase::Queued {
+            reason: reason.clone(),
+        };
+        self.dirty.insert(StateKey::Job(job.clone()));
+        self.notify(Notification::JobQueued {
+            job: job.clone(),
+            reason,
+        });
+        self.state.timers.schedule(
+            now.saturating_add_ms(self.config.replace_retry_ms),
+            Deadline::Replace(job.clone()),
+        );
+    }
+
+    pub(crate) fn replace_deadline(&mut self, now: Timestamp, job: &JobId) {
+        if self
+            .state
+            .jobs
+            .get(job)
+            .is_some_and(|j| matches!(j.phase, JobPhase::Queued { .. }))
+        {
+            self.place(now, job);
+        }
+    }
+
+    /// Starts queued jobs that now fit locally, oldest first.
+    pub(crate) fn start_queued_locally(&mut self, now: Timestamp) {
+        let queued: Vec<JobId> = self
+            .state
+            .jobs
+            .iter()
+            .filter(|(_, j)| matches!(j.phase, JobPhase::Queued { .. }))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for job in queued {
+            let fits = self
+                .state
+                .jobs
+                .get(&job)
+                .is_some_and(|j| j.spec.requirements.gpus <= self.free_gpus());
+            if fits {
+                self.start_locally(now, &job);
+            }
+        }
+    }
+
+    pub(crate) fn on_bid(&mut self, now: Timestamp, from: &MemberId, m: Bid) {
+        let Some(j) = self.state.jobs.get_mut(&m.job) else {
+            return;
+        };
+        let JobPhase::Bidding { invited, bids, .. } = &mut j.phase else {
+            return;
+        };
+        if !invited.contains(from) || bids.iter().any(|(b, _)| b == from) {
+            return;
+        }
+        bids.push((from.clone(), m.earliest_start));
+        let all_in = bids.len() == invited.len();
+        self.dirty.insert(StateKey::Job(m.job.clone()));
+        if all_in {
+            self.choose_host(now, &m.job);
+        }
+    }
+
+    pub(crate) fn bids_deadline(&mut self, now: Timestamp, job: &JobId) {
+        if self.state.jobs.get(job).is_some_and(
+            |j| matches!(&j.phase, JobPhase::Bidding { bids_by, .. } if now >= *bids_by),
+        ) {
+            self.choose_host(now, job);
+        }
+    }
+
+    /// Orders the bids (earliest start, then the host we owe least, then id) and reserves
+    /// the first.
+    fn choose_host(&mut self, now: Timestamp, job: &JobId) {
+        let Some(j) = self.state.jobs.get(job) else {
+            return;
+        };
+        let JobPhase::Bidding { bids, .. } = &j.phase else {
+            return;
+        };
+        let latest = j.spec.requirements.latest_start;
+        let mut ranked: Vec<(Timestamp, f64, MemberId)> = bids
+            .iter()
+            .filter(|(_, start)| *start <= latest)
+            .map(|(m, start)| (*start, self.state.ledger.balance(m, now), m.clone()))
+            .collect();
+        ranked.sort_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| a.1.total_cmp(&b.1))
+                .then_with(|| a.2.cmp(&b.2))
+        });
+        let order: Vec<MemberId> = ranked.into_iter().map(|(_, _, m)| m).collect();
+        if order.is_empty() {
+            let n = bids.len();
+            self.queue(
+                now,
+                job,
+                format!("{n} bid(s), none able to start before the latest start"),
+            );
+            return;
+        }
+        self.reserve_next(now, job, order);
+    }
+
+    fn reserve_next(&mut self, now: Timestamp, job: &JobId, mut order: Vec<MemberId>) {
+        if order.is_empty() {
+            self.queue(
+                now,
+                job,
+                "every bidder refused or did not answer the reservation".into(),
+            );
+            return;
+        }
+        let host = order.remove(0);
+        let hold_until = now.saturating_add_ms(self.config.reserve_ttl_ms);
+        let Some(j) = self.state.jobs.get_mut(job) else {
+            return;
+        };
+        j.epoch += 1;
+        let epoch = j.epoch;
+        j.placements.push(Placement {
+            epoch,
+            host: host.clone(),
+            at: now,
+            confirmed: false,
+            outcome: None,
+        });
+        note(
+            &mut j.history,
+            now,
+            "reserving",
+            format!("{host}, epoch {epoch}"),
+        );
+        j.phase = JobPhase::Reserving {
+            host: host.clone(),
+            hold_until,
+            next: order,
+        };
+        let reserve = Reserve {
+            spec: j.spec.clone(),
+            epoch,
+            hold_until,
+        };
+        self.dirty.insert(StateKey::Job(job.clone()));
+        self.send(now, &host, &reserve);
+        let at = hold_until.min(now.saturating_add_ms(self.config.resend_ms));
+        self.state
+            .timers
+            .schedule(at, Deadline::Reserve(job.clone()));
+    }
+
+    fn close_placement(&mut self, job: &JobId, epoch: u64, outcome: PlacementOutcome) {
+        if let Some(j) = self.state.jobs.get_mut(job)
+            && let Some(p) = j.placements.iter_mut().find(|p| p.epoch == epoch)
+            && p.outcome.is_none()
+        {
+            p.outcome = Some(outcome);
+        }
+    }
+
+    pub(crate) fn reserve_deadline(&mut self, now: Timestamp, job: &JobId) {
+        let Some(j) = self.state.jobs.get(job) else {
+            return;
+        };
+        let JobPhase::Reserving {
+            host,
+            hold_until,
+            next,
+        } = &j.phase
+        else {
+            return;
+        };
+        let (host, hold_until, next, epoch) = (host.clone(), *hold_until, next.clone(), j.epoch);
+        if now >= hold_until {
+            self.close_placement(job, epoch, PlacementOutcome::NoAnswer);
+            self.send(
+                now,
+                &host,
+                &Release {
+                    job: job.clone(),
+                    epoch,
+                    detail: "no answer to the reservation".into(),
+                },
+            );
+            self.reserve_next(now, job, next);
+            return;
+        }
+        let reserve = Reserve {
+            spec: j.spec.clone(),
+            epoch,
+            hold_until,
+        };
+        self.send(now, &host, &reserve);
+        let at = hold_until.min(now.saturating_add_ms(self.config.resend_ms));
+        self.state
+            .timers
+            .schedule(at, Deadline::Reserve(job.clone()));
+    }
+
+    /// Tells `host` to drop a placement of ours that is no longer current.
+    fn release_stale(
+        &mut self,
+        now: Timestamp,
+        host: &MemberId,
+        job: &JobId,
+        epoch: u64,
+        why: &str,
+    ) {
+        self.refuse(
+            Some(host.clone()),
+            None,
+            "stale_epoch",
+            format!("{job} epoch {epoch}: {why}"),
+        );
+        self.send(
+            now,
+            host,
+            &Release {
+                job: job.clone(),
+                epoch,
+                detail: why.to_owned(),
+            },
+        );
+    }
+
+    /// The current lease or reservation of `job` is `epoch` at `host`.
+    fn is_current(&self, job: &JobId, epoch: u64, host: &MemberId) -> bool {
+        self.state.jobs.get(job).is_some_and(|j| {
+            j.epoch == epoch
+                && matches!(&j.phase,
+                    JobPhase::Reserving { host: h, .. } | JobPhase::Leased { host: h, .. } if h == host)
+        })
+    }
+
+    pub(crate) fn on_reserved(&mut self, now: Timestamp, from: &MemberId, m: Reserved) {
+        let reserving = self.state.jobs.get(&m.job).is_some_and(|j| {
+            j.epoch == m.epoch
+                && matches!(&j.phase, JobPhase::Reserving { host, .. } if host == from)
+        });
+        if !reserving {
+            if m.granted && !self.is_current(&m.job, m.epoch, from) {
+                self.release_stale(now, from, &m.job, m.epoch, "reservation no longer wanted");
+            }
+            return;
+        }
+        let Some(j) = self.state.jobs.get(&m.job) else {
+            return;
+        };
+        let JobPhase::Reserving { next, .. } = &j.phase else {
+            return;
+        };
+        let next = next.clone();
+        if !m.granted {
+            self.close_placement(&m.job, m.epoch, PlacementOutcome::Refused);
+            self.reserve_next(now, &m.job, next);
+            return;
+        }
+        let lease_until = now.saturating_add_ms(self.config.lease_ttl_ms);
+        if let Some(j) = self.state.jobs.get_mut(&m.job) {
+            if let Some(p) = j.placements.iter_mut().find(|p| p.epoch == m.epoch) {
+                p.confirmed = true;
+            }
+            note(
+                &mut j.history,
+                now,
+                "leased",
+                format!("{from}, epoch {}", m.epoch),
+            );
+            j.phase = JobPhase::Leased {
+                host: from.clone(),
+                lease_until,
+                acknowledged: false,
+                host_state: JobState::Queued,
+            };
+        }
+        self.dirty.insert(StateKey::Job(m.job.clone()));
+        self.send(
+            now,
+            from,
+            &Confirm {
+                job: m.job.clone(),
+                epoch: m.epoch,
+                lease_ttl_ms: self.config.lease_ttl_ms,
+            },
+        );
+        self.notify(Notification::JobPlaced {
+            job: m.job.clone(),
+            host: from.clone(),
+            epoch: m.epoch,
+        });
+        self.audit(
+            now,
+            "lease_confirmed",
+            m.job.as_str(),
+            format!("{from} epoch {}", m.epoch),
+        );
+        self.state
+            .timers
+            .schedule(lease_until, Deadline::Lease(m.job.clone()));
+        self.state.timers.schedule(
+            now.saturating_add_ms(self.config.resend_ms),
+            Deadline::Confirm(m.job.clone()),
+        );
+    }
+
+    pub(crate) fn confirm_deadline(&mut self, now: Timestamp, job: &JobId) {
+        let Some(j) = self.state.jobs.get(job) else {
+            return;
+        };
+        if let JobPhase::Leased {
+            host,
+            acknowledged: false,
+            ..
+        } = &j.phase
+        {
+            let host = host.clone();
+            let m = Confirm {
+                job: job.clone(),
+                epoch: j.epoch,
+                lease_ttl_ms: self.config.lease_ttl_ms,
+            };
+            self.send(now, &host, &m);
+            self.state.timers.schedule(
+                now.saturating_add_ms(self.config.resend_ms),
+                Deadline::Confirm(job.clone()),
+            );
+        }
+    }
+
+    /// A heartbeat or status from the current host renews the lease.
+    fn renew(
+        &mut self,
+        now: Timestamp,
+        from: &MemberId,
+        job: &JobId,
+        epoch: u64,
+        state: JobState,
+    ) -> bool {
+        if !self.is_current(job, epoch, from) {
+            if self.state.jobs.contains_key(job) {
+                self.release_stale(now, from, job, epoch, "this placement is no longer current");
+            }
+            return false;
+        }
+        let lease_until = now.saturating_add_ms(self.config.lease_ttl_ms);
+        if let Some(j) = self.state.jobs.get_mut(job)
+            && let JobPhase::Leased {
+                lease_until: l,
+                acknowledged,
+                host_state,
+                ..
+            } = &mut j.phase
+        {
+            *l = lease_until;
+            *acknowledged = true;
+            *host_state = state;
+            self.dirty.insert(StateKey::Job(job.clone()));
+            self.state
+                .timers
+                .schedule(lease_until, Deadline::Lease(job.clone()));
+        }
+        true
+    }
+
+    pub(crate) fn on_heartbeat(&mut self, now: Timestamp, from: &MemberId, m: Heartbeat) {
+        self.renew(now, from, &m.job, m.epoch, m.state);
+    }
+
+    pub(crate) fn on_job_status(&mut self, now: Timestamp, from: &MemberId, m: JobStatus) {
+        if self.renew(now, from, &m.job, m.epoch, m.state)
+            && let Some(j) = self.state.jobs.get_mut(&m.job)
+        {
+            note(&mut j.history, now, m.state.tag(), m.detail);
+        }
+    }
+
+    pub(crate) fn lease_deadline(&mut self, now: Timestamp, job: &JobId) {
+        let Some(j) = self.state.jobs.get(job) else {
+            return;
+        };
+        let JobPhase::Leased {
+            host, lease_until, ..
+        } = &j.phase
+        else {
+            return;
+        };
+        if now < *lease_until {
+            return;
+        }
+        let (host, epoch) = (host.clone(), j.epoch);
+        self.close_placement(job, epoch, PlacementOutcome::LeaseLost);
+        self.state
+            .directory
+            .record_breach(&host, now, self.config.behaviour_half_life_ms);
+        self.dirty.insert(StateKey::Directory);
+        self.send(
+            now,
+            &host,
+            &Release {
+                job: job.clone(),
+                epoch,
+                detail: "lease expired without a heartbeat; the job is placed elsewhere".into(),
+            },
+        );
+        if let Some(j) = self.state.jobs.get_mut(job) {
+            note(
+                &mut j.history,
+                now,
+                "lease_lost",
+                format!("{host}, epoch {epoch}"),
+            );
+        }
+        self.audit(
+            now,
+            "lease_lost",
+            job.as_str(),
+            format!("{host} epoch {epoch}"),
+        );
+        self.notify(Notification::JobReplaced {
+            job: job.clone(),
+            lost_host: host,
+            epoch,
+        });
+        self.place(now, job);
+    }
+
+    pub(crate) fn on_receipt(
+        &mut self,
+        now: Timestamp,
+        from: &MemberId,
+        m: UsageReceipt,
+        envelope: aiguillage_wire::Envelope,
+    ) {
+        let _ = envelope;
+        if m.origin != self.me {
+            self.refuse(
+                Some(from.clone()),
+                Some(MessageKind::UsageReceipt),
+                "not_our_job",
+                m.job.to_string(),
+            );
+            return;
+        }
+        let Some(j) = self.state.jobs.get(&m.job) else {
+            self.refuse(
+                Some(from.clone()),
+                Some(MessageKind::UsageReceipt),
+                "unknown_job",
+                m.job.to_string(),
+            );
+            return;
+        };
+        let done_here = matches!(&j.phase, JobPhase::Done { host: Some(h), .. } if h == from)
+            && j.epoch == m.epoch;
+        if done_here {
+            // A re-sent receipt: acknowledge again.
+            self.send(
+                now,
+                from,
+                &ReceiptAck {
+                    job: m.job.clone(),
+                    epoch: m.epoch,
+                },
+            );
+            return;
+        }
+        if !self.is_current(&m.job, m.epoch, from) {
+            self.release_stale(
+                now,
+                from,
+                &m.job,
+                m.epoch,
+                "late result for a placement that is no longer current",
+            );
+            return;
+        }
+        self.state.ledger.record(
+            from,
+            Entry::Consumed {
+                gpu_seconds: m.gpu_seconds,
+            },
+            now,
+        );
+        self.dirty.insert(StateKey::Ledger);
+        self.close_placement(&m.job, m.epoch, PlacementOutcome::Completed);
+        if let Some(j) = self.state.jobs.get_mut(&m.job) {
+            note(
+                &mut j.history,
+                now,
+                m.state.tag(),
+                format!("on {from}, exit {:?}, {} GPU-s", m.exit_code, m.gpu_seconds),
+            );
+            j.phase = JobPhase::Done {
+                state: m.state,
+                exit_code: m.exit_code,
+                host: Some(from.clone()),
+            };
+            j.receipt = Some(m.clone());
+        }
+        self.dirty.insert(StateKey::Job(m.job.clone()));
+        self.send(
+            now,
+            from,
+            &ReceiptAck {
+                job: m.job.clone(),
+                epoch: m.epoch,
+            },
+        );
+        self.notify(Notification::JobFinished {
+            job: m.job.clone(),
+            host: Some(from.clone()),
+            state: m.state,
+            exit_code: m.exit_code,
+        });
+        self.audit(
+            now,
+            "receipt_recorded",
+            m.job.as_str(),
+            format!("{from} {} GPU-s", m.gpu_seconds),
+        );
+    }
+
+    pub(crate) fn cancel_job(&mut self, now: Timestamp, job: &JobId) {
+        let Some(j) = self.state.jobs.get(job) else {
+            self.audit(now, "cancel_ignored", job.as_str(), "no such job".into());
+            return;
+        };
+        let epoch = j.epoch;
+        match j.phase.clone() {
+            JobPhase::Local => self.out.push(crate::Output::CancelJob {
+                job: job.clone(),
+                epoch: 0,
+            }),
+            JobPhase::Reserving { host, .. } | JobPhase::Leased { host, .. } => {
+                self.close_placement(job, epoch, PlacementOutcome::Released);
+                self.send(
+                    now,
+                    &host,
+                    &Release {
+                        job: job.clone(),
+                        epoch,
+                        detail: "cancelled by the origin".into(),
+                    },
+                );
+            }
+            JobPhase::Done { .. } | JobPhase::Cancelled => return,
+            JobPhase::Queued { .. } | JobPhase::Bidding { .. } => {}
+        }
+        if let Some(j) = self.state.jobs.get_mut(job) {
+            note(&mut j.history, now, "cancelled", "by the operator");
+            j.phase = JobPhase::Cancelled;
+        }
+        self.dirty.insert(StateKey::Job(job.clone()));
+        self.advert_stale = true;
+    }
+
+    // ----- host side -----
+
+    /// When this member could start `gpus` more GPUs: now if free, else when the first
+    /// running allocation reaches its time limit.
+    fn earliest_start(&self, now: Timestamp, gpus: u32) -> Option<Timestamp> {
+        if self.state.total_gpus < gpus {
+            return None;
+        }
+        if self.free_gpus() >= gpus {
+            return Some(now);
+        }
+        self.state
+            .hosted
+            .values()
+            .filter_map(|h| match h.phase {
+                HostPhase::Running {
+                    started_at: Some(s),
+                    ..
+                } => {
+                    Some(s.saturating_add_ms(h.spec.requirements.time_limit_s.saturating_mul(1000)))
+                }
+                _ => None,
+            })
+            .min()
+            .map(|t| t.max(now))
+    }
+
+    fn can_host(&self, from: &MemberId, r: &JobRequirements) -> bool {
+        if !self.config.takes_overflow {
+            return false;
+        }
+        if !r.residency.is_empty() && !r.residency.contains(&self.profile.country) {
+            return false;
+        }
+        if let Some(acc) = &r.accelerator
+            && self.config.accelerator.as_ref() != Some(acc)
+        {
+            return false;
+        }
+        if !self.config.overflow_from.is_empty() {
+            let Some(c) = self.country_of(from) else {
+                return false;
+            };
+            if !self.config.overflow_from.contains(&c) {
+                return false;
+            }
+        }
+        true
+    }
+
+    pub(crate) fn on_call_for_bids(&mut self, now: Timestamp, from: &MemberId, m: CallForBids) {
+        if !self.can_host(from, &m.requirements) {
+            return;
+        }
+        if let Some(start) = self.earliest_start(now, m.requirements.gpus) {
+            self.send(
+                now,
+                from,
+                &Bid {
+                    job: m.job,
+                    earliest_start: start,
+                    free_gpus: self.free_gpus(),
+                    accelerator: self.config.accelerator.clone(),
+                },
+            );
+        }
+    }
+
+    pub(crate) fn on_reserve(&mut self, now: Timestamp, from: &MemberId, m: Reserve) {
+        let job = m.spec.job.clone();
+        if let Some(h) = self.state.hosted.get(&job) {
+            if h.epoch > m.epoch || &h.origin != from {
+                return;
+            }
+            if h.epoch == m.epoch {
+                // A re-sent reserve gets the same answer.
+                let granted = !matches!(h.phase, HostPhase::Released);
+                self.send(
+                    now,
+                    from,
+                    &Reserved {
+                        job,
+                        epoch: m.epoch,
+                        granted,
+                        detail: String::new(),
+                    },
+                );
+                return;
+            }
+            // A newer epoch of a job we hold: the origin moved on; let the old one go.
+            self.release_hosted(now, &job, "superseded by a newer epoch");
+        }
+        let fits = self.can_host(from, &m.spec.requirements)
+            && self.free_gpus() >= m.spec.requirements.gpus
+            && now < m.hold_until;
+        if !fits {
+            self.send(
+                now,
+                from,
+                &Reserved {
+                    job,
+                    epoch: m.epoch,
+                    granted: false,
+                    detail: "no free capacity for it now".into(),
+                },
+            );
+            return;
+        }
+        let until = m.hold_until;
+        let mut h = HostedJob {
+            origin: from.clone(),
+            epoch: m.epoch,
+            spec: m.spec,
+            phase: HostPhase::Held { until },
+            receipt: None,
+            history: Vec::new(),
+        };
+        note(
+            &mut h.history,
+            now,
+            "held",
+            format!("for {from}, epoch {}", m.epoch),
+        );
+        self.state.hosted.insert(job.clone(), h);
+        self.dirty.insert(StateKey::Hosted(job.clone()));
+        self.advert_stale = true;
+        self.state
+            .timers
+            .schedule(until, Deadline::Hold(job.clone()));
+        self.send(
+            now,
+            from,
+            &Reserved {
+                job,
+                epoch: m.epoch,
+                granted: true,
+                detail: String::new(),
+            },
+        );
+    }
+
+    pub(crate) fn hold_deadline(&mut self, now: Timestamp, job: &JobId) {
+        if self
+            .state
+            .hosted
+            .get(job)
+            .is_some_and(|h| matches!(h.phase, HostPhase::Held { until } if now >= until))
+        {
+            self.release_hosted(now, job, "reservation lapsed without a confirm");
+        }
+    }
+
+    fn release_hosted(&mut self, now: Timestamp, job: &JobId, why: &str) {
+        let Some(h) = self.state.hosted.get_mut(job) else {
+            return;
+        };
+        let epoch = h.epoch;
+        let was_running = matches!(h.phase, HostPhase::Running { .. });
+        if !h.holds_gpus() {
+            return;
+        }
+        h.phase = HostPhase::Released;
+        note(&mut h.history, now, "released", why);
+        self.dirty.insert(StateKey::Hosted(job.clone()));
+        self.advert_stale = true;
+        if was_running {
+            self.out.push(crate::Output::CancelJob {
+                job: job.clone(),
+                epoch,
+            });
+        }
+        self.audit(now, "hosted_released", job.as_str(), why.to_owned());
+    }
+
+    pub(crate) fn on_confirm(&mut self, now: Timestamp, from: &MemberId, m: Confirm) {
+        let Some(h) = self.state.hosted.get_mut(&m.job) else {
+            return;
+        };
+        if &h.origin != from || h.epoch != m.epoch {
+            return;
+        }
+        match h.phase {
+            HostPhase::Held { .. } => {
+                h.phase = HostPhase::Running {
+                    state: JobState::Queued,
+                    started_at: None,
+                };
+                note(&mut h.history, now, "confirmed", "");
+                let spec = h.spec.clone();
+                self.dirty.insert(StateKey::Hosted(m.job.clone()));
+                self.out.push(crate::Output::StartJob {
+                    job: m.job.clone(),
+                    epoch: m.epoch,
+                    spec,
+                });
+                self.send_heartbeat(now, &m.job);
+            }
+            // A re-sent confirm: the heartbeat is the acknowledgement.
+            HostPhase::Running { .. } => self.send_heartbeat(now, &m.job),
+            _ => {}
+        }
+    }
+
+    fn send_heartbeat(&mut self, now: Timestamp, job: &JobId) {
+        let Some(h) = self.state.hosted.get(job) else {
+            return;
+        };
+        let HostPhase::Running { state, .. } = h.phase else {
+            return;
+        };
+        let origin = h.origin.clone();
+        let m = Heartbeat {
+            job: job.clone(),
+            epoch: h.epoch,
+            state,
+        };
+        self.send(now, &origin, &m);
+        self.state.timers.schedule(
+            now.saturating_add_ms(self.config.heartbeat_ms),
+            Deadline::Heartbeat(job.clone()),
+        );
+    }
+
+    pub(crate) fn heartbeat_deadline(&mut self, now: Timestamp, job: &JobId) {
+        self.send_heartbeat(now, job);
+    }
+
+    pub(crate) fn on_release(&mut self, now: Timestamp, from: &MemberId, m: Release) {
+        let matches = self
+            .state
+            .hosted
+            .get(&m.job)
+            .is_some_and(|h| &h.origin == from && h.epoch == m.epoch);
+        if matches {
+            self.release_hosted(
+                now,
+                &m.job,
+                &format!("released by the origin: {}", m.detail),
+            );
+        }
+    }
+
+    pub(crate) fn on_receipt_ack(&mut self, now: Timestamp, from: &MemberId, m: ReceiptAck) {
+        let _ = now;
+        if let Some(h) = self.state.hosted.get_mut(&m.job)
+            && &h.origin == from
+            && h.epoch == m.epoch
+            && let HostPhase::Finished { acknowledged } = &mut h.phase
+        {
+            *acknowledged = true;
+            self.dirty.insert(StateKey::Hosted(m.job.clone()));
+        }
+    }
+
+    pub(crate) fn receipt_deadline(&mut self, now: Timestamp, job: &JobId) {
+        let Some(h) = self.state.hosted.get(job) else {
+            return;
+        };
+        if let (
+            HostPhase::Finished {
+                acknowledged: false,
+            },
+            Some((_, env)),
+        ) = (&h.phase, &h.receipt)
+        {
+            let origin = h.origin.clone();
+            let envelope = env.clone();
+            self.out.push(crate::Output::Send {
+                to: origin,
+                envelope,
+            });
+            self.state.timers.schedule(
+                now.saturating_add_ms(self.config.resend_ms),
+                Deadline::Receipt(job.clone()),
+            );
+        }
+    }
+
+    // ----- executor events -----
+
+    pub(crate) fn executor_event(
+        &mut self,
+        now: Timestamp,
+        job: &JobId,
+        epoch: u64,
+        event: ExecutorEvent,
+    ) {
+        if epoch == 0 {
+            self.local_job_event(now, job, event);
+        } else {
+            self.hosted_job_event(now, job, epoch, event);
+        }
+    }
+
+    fn local_job_event(&mut self, now: Timestamp, job: &JobId, event: ExecutorEvent) {
+        let Some(j) = self.state.jobs.get_mut(job) else {
+            return;
+        };
+        if !matches!(j.phase, JobPhase::Local | JobPhase::Cancelled) {
+            return;
+        }
+        let (state, exit_code) = match &event {
+            ExecutorEvent::Started => {
+                note(&mut j.history, now, "running", "local executor");
+                self.dirty.insert(StateKey::Job(job.clone()));
+                return;
+            }
+            ExecutorEvent::Finished { exit_code, .. } if *exit_code == 0 => {
+                (JobState::Succeeded, Some(0))
+            }
+            ExecutorEvent::Finished { exit_code, .. } => (JobState::Failed, Some(*exit_code)),
+            ExecutorEvent::Failed { .. } => (JobState::Failed, None),
+            ExecutorEvent::TimedOut { .. } => (JobState::TimedOut, None),
+            ExecutorEvent::Cancelled { .. } => (JobState::Cancelled, None),
+        };
+        note(&mut j.history, now, state.tag(), format!("{event:?}"));
+        if j.phase == JobPhase::Local {
+            j.phase = JobPhase::Done {
+                state,
+                exit_code,
+                host: None,
+            };
+        }
+        self.dirty.insert(StateKey::Job(job.clone()));
+        self.advert_stale = true;
+        self.notify(Notification::JobFinished {
+            job: job.clone(),
+            host: None,
+            state,
+            exit_code,
+        });
+        self.start_queued_locally(now);
+    }
+
+    fn hosted_job_event(&mut self, now: Timestamp, job: &JobId, epoch: u64, event: ExecutorEvent) {
+        let Some(h) = self.state.hosted.get_mut(job) else {
+            return;
+        };
+        if h.epoch != epoch {
+            // A stale run of an older epoch: its results are discarded.
+            self.out.push(crate::Output::CancelJob {
+                job: job.clone(),
+                epoch,
+            });
+            return;
+        }
+        let HostPhase::Running { started_at, .. } = h.phase else {
+            return;
+        };
+        let (state, exit_code, gpu_seconds) = match event {
+            ExecutorEvent::Started => {
+                h.phase = HostPhase::Running {
+                    state: JobState::Running,
+                    started_at: Some(now),
+                };
+                note(&mut h.history, now, "running", "");
+                let origin = h.origin.clone();
+                self.dirty.insert(StateKey::Hosted(job.clone()));
+                self.send(
+                    now,
+                    &origin,
+                    &JobStatus {
+                        job: job.clone(),
+                        epoch,
+                        state: JobState::Running,
+                        exit_code: None,
+                        detail: "started".into(),
+                    },
+                );
+                return;
+            }
+            ExecutorEvent::Finished {
+                exit_code,
+                gpu_seconds,
+            } => (
+                if exit_code == 0 {
+                    JobState::Succeeded
+                } else {
+                    JobState::Failed
+                },
+                Some(exit_code),
+                gpu_seconds,
+            ),
+            ExecutorEvent::Failed { gpu_seconds, .. } => (JobState::Failed, None, gpu_seconds),
+            ExecutorEvent::TimedOut { gpu_seconds } => (JobState::TimedOut, None, gpu_seconds),
+            ExecutorEvent::Cancelled { gpu_seconds } => (JobState::Cancelled, None, gpu_seconds),
+        };
+        let origin = h.origin.clone();
+        let receipt = UsageReceipt {
+            job: job.clone(),
+            epoch,
+            origin: origin.clone(),
+            host: self.me.clone(),
+            gpus: h.spec.requirements.gpus,
+            started_at: started_at.unwrap_or(now),
+            finished_at: now,
+            gpu_seconds,
+            state,
+            exit_code,
+        };
+        note(
+            &mut h.history,
+            now,
+            state.tag(),
+            format!("exit {exit_code:?}, {gpu_seconds} GPU-s"),
+        );
+        h.phase = HostPhase::Finished {
+            acknowledged: false,
+        };
+        self.dirty.insert(StateKey::Hosted(job.clone()));
+        self.advert_stale = true;
+        self.state
+            .ledger
+            .record(&origin, Entry::Hosted { gpu_seconds }, now);
+        self.dirty.insert(StateKey::Ledger);
+        if let Some(envelope) = self.seal(
+            now,
+            &receipt,
+            self.config
+                .message_ttl_ms
+                .max(aiguillage_wire::MessageKind::UsageReceipt.max_lifetime_ms() / 400),
+        ) {
+            if let Some(h) = self.state.hosted.get_mut(job) {
+                h.receipt = Some((receipt, envelope.clone()));
+            }
+            self.out.push(crate::Output::Send {
+                to: origin.clone(),
+                envelope,
+            });
+            self.state.timers.schedule(
+                now.saturating_add_ms(self.config.resend_ms),
+                Deadline::Receipt(job.clone()),
+            );
+        }
+        self.audit(
+            now,
+            "job_hosted_finished",
+            job.as_str(),
+            format!("for {origin}: {state}"),
+        );
+    }
+}

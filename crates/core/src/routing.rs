@@ -1,0 +1,694 @@
+//! Routing: for a project card, decide whether to keep the project or refer it, and rank
+//! the candidate members. Every score term is reported with its weight and value, and every
+//! member left out is reported with the rule that excluded it.
+//!
+//! This is on the hot path of every filed project, so [`decide`] borrows from the directory
+//! and allocates only for the ranked list; [`Decision::explanation`] builds the owned,
+//! human-readable record when one is needed.
+
+use std::cmp::Ordering;
+
+use serde::{Deserialize, Serialize};
+
+use aiguillage_wire::{Advert, MemberId, ProjectCard, SectorLevel, Service, Timestamp};
+
+use crate::directory::Behaviour;
+use crate::geo;
+
+/// The terms of a candidate's score, in report order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Term {
+    Sector,
+    Datasets,
+    Language,
+    Geography,
+    Capacity,
+    Reciprocity,
+    Responsiveness,
+}
+
+impl Term {
+    pub const ALL: [Term; 7] = [
+        Term::Sector,
+        Term::Datasets,
+        Term::Language,
+        Term::Geography,
+        Term::Capacity,
+        Term::Reciprocity,
+        Term::Responsiveness,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Term::Sector => "sector",
+            Term::Datasets => "datasets",
+            Term::Language => "language",
+            Term::Geography => "geography",
+            Term::Capacity => "capacity",
+            Term::Reciprocity => "reciprocity",
+            Term::Responsiveness => "responsiveness",
+        }
+    }
+}
+
+/// Weight of each term; the defaults add up to 1.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Weights {
+    pub sector: f64,
+    pub datasets: f64,
+    pub language: f64,
+    pub geography: f64,
+    pub capacity: f64,
+    pub reciprocity: f64,
+    pub responsiveness: f64,
+}
+
+impl Default for Weights {
+    fn default() -> Self {
+        Weights {
+            sector: 0.40,
+            datasets: 0.10,
+            language: 0.10,
+            geography: 0.15,
+            capacity: 0.10,
+            reciprocity: 0.05,
+            responsiveness: 0.10,
+        }
+    }
+}
+
+impl Weights {
+    pub fn get(&self, t: Term) -> f64 {
+        match t {
+            Term::Sector => self.sector,
+            Term::Datasets => self.datasets,
+            Term::Language => self.language,
+            Term::Geography => self.geography,
+            Term::Capacity => self.capacity,
+            Term::Reciprocity => self.reciprocity,
+            Term::Responsiveness => self.responsiveness,
+        }
+    }
+}
+
+/// How candidates are ranked. `Scored` is Aiguillage's; the others are baselines the
+/// simulator compares it with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    #[default]
+    Scored,
+    /// Never refer: every project stays where it was filed.
+    KeepAll,
+    /// Refer what the scored policy would refer, to eligible members in a pseudo-random
+    /// order derived from the project id.
+    Random,
+    /// Refer what the scored policy would refer, to the geographically nearest members.
+    Nearest,
+}
+
+/// A member's routing policy, from its configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingPolicy {
+    pub strategy: Strategy,
+    pub weights: Weights,
+    /// A project in an accepted sector is referred only when the best candidate's score
+    /// beats the local score by more than this.
+    pub accept_margin: f64,
+    /// When not empty, only these members may be offered projects.
+    pub allow: Vec<MemberId>,
+    /// These members are never offered projects.
+    pub deny: Vec<MemberId>,
+    /// How many ranked candidates a decision keeps.
+    pub max_candidates: usize,
+}
+
+impl Default for RoutingPolicy {
+    fn default() -> Self {
+        RoutingPolicy {
+            strategy: Strategy::Scored,
+            weights: Weights::default(),
+            accept_margin: 0.15,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            max_candidates: 8,
+        }
+    }
+}
+
+/// Why a member cannot be offered a project.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "rule")]
+pub enum Ineligible {
+    /// The member excludes the project's sector.
+    SectorExcluded,
+    /// The member does not offer a service the project needs.
+    ServiceNotOffered { service: Service },
+    /// The client did not consent to this member seeing the dossier.
+    OutOfConsentScope,
+    /// The member advertises no referral intake left.
+    NoIntake,
+    /// The local policy's deny list names the member.
+    Denied,
+    /// The local policy has an allow list without the member.
+    NotAllowed,
+}
+
+impl Ineligible {
+    pub fn describe(&self) -> String {
+        match self {
+            Ineligible::SectorExcluded => "excludes the sector".into(),
+            Ineligible::ServiceNotOffered { service } => format!("does not offer {service}"),
+            Ineligible::OutOfConsentScope => "outside the client's consent scope".into(),
+            Ineligible::NoIntake => "advertises no intake left".into(),
+            Ineligible::Denied => "on the local deny list".into(),
+            Ineligible::NotAllowed => "not on the local allow list".into(),
+        }
+    }
+}
+
+/// A score: the value of each term in [0, 1] (in `Term::ALL` order) and the weighted total.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Score {
+    pub values: [f64; 7],
+    pub total: f64,
+}
+
+/// Facts about a candidate that do not come from its advert.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Standing<'a> {
+    /// Ledger balance: favours the member gave us minus favours we gave it.
+    pub reciprocity: f64,
+    pub behaviour: Option<&'a Behaviour>,
+    pub now: Timestamp,
+    pub decline_half_life_ms: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Ranked<'a> {
+    pub member: &'a MemberId,
+    pub score: Score,
+    /// What the strategy ranks on: the total for `Scored`, the baseline's key otherwise.
+    pub key: f64,
+}
+
+/// The routing outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Keep,
+    Refer,
+    /// The project should leave but no member can take it.
+    Exhausted,
+}
+
+/// Why the outcome is what it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// The sector is one of our priorities and we offer every service needed.
+    PrioritySector,
+    /// The sector is accepted here and no candidate beats us by the margin.
+    AcceptedNotBeaten,
+    /// The sector is accepted here but a candidate beats us by more than the margin.
+    AcceptedButBeaten,
+    /// We exclude the sector.
+    SectorExcludedHere,
+    /// We do not offer a service the project needs.
+    ServiceMissingHere,
+    /// The policy keeps every project.
+    KeepAllPolicy,
+}
+
+impl Rule {
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Rule::PrioritySector => {
+                "the sector is a priority here and every service needed is offered"
+            }
+            Rule::AcceptedNotBeaten => {
+                "the sector is accepted here and no candidate beats the local score by the margin"
+            }
+            Rule::AcceptedButBeaten => {
+                "the sector is only accepted here and a candidate beats the local score by more than the margin"
+            }
+            Rule::SectorExcludedHere => "the sector is excluded here",
+            Rule::ServiceMissingHere => "a service the project needs is not offered here",
+            Rule::KeepAllPolicy => "the routing policy keeps every project",
+        }
+    }
+}
+
+/// A routing decision, borrowing member ids from the directory.
+#[derive(Clone, Debug)]
+pub struct Decision<'a> {
+    pub outcome: Outcome,
+    pub rule: Rule,
+    pub local: Score,
+    pub local_level: SectorLevel,
+    /// Best first; at most `max_candidates`.
+    pub ranked: Vec<Ranked<'a>>,
+    /// Eligible members that did not make the ranked list.
+    pub eligible_unranked: usize,
+    pub ineligible: Vec<(&'a MemberId, Ineligible)>,
+}
+
+/// Decides keep or refer for `card` at member `me`, against the fresh adverts of the other
+/// members. `standing` supplies ledger and behaviour facts for a member.
+pub fn decide<'a, I, S>(
+    card: &ProjectCard,
+    me: &Advert,
+    others: I,
+    standing: S,
+    policy: &RoutingPolicy,
+    now: Timestamp,
+) -> Decision<'a>
+where
+    I: IntoIterator<Item = &'a Advert>,
+    S: Fn(&MemberId) -> Standing<'a>,
+{
+    let local_level = me.level(card.sector);
+    let missing_here = card
+        .services_needed
+        .iter()
+        .find(|s| !me.offers(**s))
+        .copied();
+    let local = score(
+        card,
+        me,
+        &Standing {
+            reciprocity: 0.0,
+            behaviour: None,
+            now,
+            decline_half_life_ms: 0,
+        },
+        &policy.weights,
+        true,
+    );
+
+    // Upper bound of the two ledger-based terms: a candidate whose other terms cannot reach
+    // the current k-th best even with full marks there is not looked up at all.
+    let ledger_weight = policy.weights.reciprocity + policy.weights.responsiveness;
+    let k = policy.max_candidates.max(1);
+    let mut ranked: Vec<Ranked<'a>> = Vec::with_capacity(k + 1);
+    let mut eligible = 0usize;
+    let mut best_total = f64::NEG_INFINITY;
+    let mut ineligible = Vec::new();
+
+    for advert in others {
+        if advert.member == me.member {
+            continue;
+        }
+        if let Some(why) = eligibility(card, advert, policy) {
+            ineligible.push((&advert.member, why));
+            continue;
+        }
+        eligible += 1;
+        let key = match policy.strategy {
+            Strategy::Random => Some(pseudo_random(card.project.as_str(), advert.member.as_str())),
+            Strategy::Nearest => Some(geography(card, advert)),
+            Strategy::Scored | Strategy::KeepAll => None,
+        };
+        let partial = score_without_standing(card, advert, &policy.weights);
+        if key.is_none() && ranked.len() == k && partial.total + ledger_weight < ranked[k - 1].key {
+            continue;
+        }
+        let mut score = partial;
+        add_standing(&mut score, &standing(&advert.member), &policy.weights);
+        best_total = best_total.max(score.total);
+        let key = key.unwrap_or(score.total);
+        insert_ranked(
+            &mut ranked,
+            Ranked {
+                member: &advert.member,
+                score,
+                key,
+            },
+            k,
+        );
+    }
+
+    let best = (eligible > 0).then_some(best_total);
+    let (outcome, rule) = match (policy.strategy, local_level, missing_here) {
+        (Strategy::KeepAll, _, _) => (Outcome::Keep, Rule::KeepAllPolicy),
+        (_, SectorLevel::Excluded, _) => (refer_or_exhausted(&ranked), Rule::SectorExcludedHere),
+        (_, _, Some(_)) => (refer_or_exhausted(&ranked), Rule::ServiceMissingHere),
+        (_, SectorLevel::Priority, None) => (Outcome::Keep, Rule::PrioritySector),
+        (_, SectorLevel::Accepted, None) => match best {
+            Some(b) if b > local.total + policy.accept_margin => {
+                (Outcome::Refer, Rule::AcceptedButBeaten)
+            }
+            _ => (Outcome::Keep, Rule::AcceptedNotBeaten),
+        },
+    };
+    let eligible_unranked = eligible - ranked.len();
+    Decision {
+        outcome,
+        rule,
+        local,
+        local_level,
+        ranked,
+        eligible_unranked,
+        ineligible,
+    }
+}
+
+fn refer_or_exhausted(ranked: &[Ranked<'_>]) -> Outcome {
+    if ranked.is_empty() {
+        Outcome::Exhausted
+    } else {
+        Outcome::Refer
+    }
+}
+
+/// Inserts `item` into `ranked`, kept sorted by key descending (ties by member id) and at
+/// most `k` long.
+fn insert_ranked<'a>(ranked: &mut Vec<Ranked<'a>>, item: Ranked<'a>, k: usize) {
+    let pos = ranked
+        .iter()
+        .position(|r| match item.key.total_cmp(&r.key) {
+            Ordering::Greater => true,
+            Ordering::Equal => item.member < r.member,
+            Ordering::Less => false,
+        })
+        .unwrap_or(ranked.len());
+    if pos < k {
+        ranked.insert(pos, item);
+        ranked.truncate(k);
+    }
+}
+
+/// The first hard constraint `advert` fails for `card`, if any.
+pub fn eligibility(
+    card: &ProjectCard,
+    advert: &Advert,
+    policy: &RoutingPolicy,
+) -> Option<Ineligible> {
+    if advert.level(card.sector) == SectorLevel::Excluded {
+        return Some(Ineligible::SectorExcluded);
+    }
+    if let Some(service) = card.services_needed.iter().find(|s| !advert.offers(**s)) {
+        return Some(Ineligible::ServiceNotOffered { service: *service });
+    }
+    if !card.consent.allows(&advert.member, advert.country) {
+        return Some(Ineligible::OutOfConsentScope);
+    }
+    if advert.referral_intake == Some(0) {
+        return Some(Ineligible::NoIntake);
+    }
+    if policy.deny.contains(&advert.member) {
+        return Some(Ineligible::Denied);
+    }
+    if !policy.allow.is_empty() && !policy.allow.contains(&advert.member) {
+        return Some(Ineligible::NotAllowed);
+    }
+    None
+}
+
+fn sector_fit(card: &ProjectCard, advert: &Advert) -> f64 {
+    let base = match advert.level(card.sector) {
+        SectorLevel::Priority => 1.0,
+        SectorLevel::Accepted => 0.4,
+        SectorLevel::Excluded => 0.0,
+    };
+    if card.secondary_sectors.is_empty() {
+        return base;
+    }
+    let matched = card
+        .secondary_sectors
+        .iter()
+        .filter(|s| advert.level(**s) == SectorLevel::Priority)
+        .count();
+    (base + 0.2 * matched as f64 / card.secondary_sectors.len() as f64).min(1.0)
+}
+
+fn datasets(card: &ProjectCard, advert: &Advert) -> f64 {
+    if card.datasets_wanted.is_empty() {
+        return 0.0;
+    }
+    let matched = card
+        .datasets_wanted
+        .iter()
+        .filter(|w| {
+            let w = w.to_lowercase();
+            advert
+                .datasets
+                .iter()
+                .any(|d| d.id.to_lowercase() == w || d.title.to_lowercase().contains(&w))
+        })
+        .count();
+    matched as f64 / card.datasets_wanted.len() as f64
+}
+
+fn language(card: &ProjectCard, advert: &Advert) -> f64 {
+    if card.languages.iter().any(|l| advert.languages.contains(l)) {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+fn geography(card: &ProjectCard, advert: &Advert) -> f64 {
+    if advert.country == card.country || advert.countries_served.contains(&card.country) {
+        1.0
+    } else if geo::are_neighbours(advert.country, card.country) {
+        0.6
+    } else if geo::in_eu(advert.country) && geo::in_eu(card.country) {
+        0.3
+    } else {
+        0.1
+    }
+}
+
+fn capacity(card: &ProjectCard, advert: &Advert) -> f64 {
+    if card.gpu_hours == 0 {
+        return 1.0;
+    }
+    match advert.gpu.free {
+        // Free GPU-hours over the next 30 days against what the project needs.
+        Some(free) => (f64::from(free) * 24.0 * 30.0 / f64::from(card.gpu_hours)).min(1.0),
+        None => 0.25,
+    }
+}
+
+fn reciprocity(balance: f64) -> f64 {
+    0.5 + 0.5 * (balance / 5.0).tanh()
+}
+
+fn responsiveness(standing: &Standing<'_>) -> f64 {
+    match standing.behaviour {
+        None => 0.5,
+        Some(b) => {
+            let speed = b.answer_ms.map_or(0.5, |ms| 1.0 / (1.0 + ms / 3_600_000.0));
+            let declines = b
+                .declines
+                .value(standing.now, standing.decline_half_life_ms);
+            speed * (-declines / 5.0).exp()
+        }
+    }
+}
+
+fn score_without_standing(card: &ProjectCard, advert: &Advert, w: &Weights) -> Score {
+    let values = [
+        sector_fit(card, advert),
+        datasets(card, advert),
+        language(card, advert),
+        geography(card, advert),
+        capacity(card, advert),
+        0.0,
+        0.0,
+    ];
+    let total = values[0] * w.sector
+        + values[1] * w.datasets
+        + values[2] * w.language
+        + values[3] * w.geography
+        + values[4] * w.capacity;
+    Score { values, total }
+}
+
+fn add_standing(s: &mut Score, standing: &Standing<'_>, w: &Weights) {
+    s.values[5] = reciprocity(standing.reciprocity);
+    s.values[6] = responsiveness(standing);
+    s.total += s.values[5] * w.reciprocity + s.values[6] * w.responsiveness;
+}
+
+/// The local member's own score: no consent or intake rules, neutral reciprocity, and full
+/// responsiveness (it answers itself at once).
+fn score(
+    card: &ProjectCard,
+    advert: &Advert,
+    standing: &Standing<'_>,
+    w: &Weights,
+    local: bool,
+) -> Score {
+    let mut s = score_without_standing(card, advert, w);
+    add_standing(&mut s, standing, w);
+    if local {
+        s.total -= s.values[6] * w.responsiveness;
+        s.values[6] = 1.0;
+        s.total += w.responsiveness;
+    }
+    s
+}
+
+/// A deterministic pseudo-random number in [0, 1) from two strings (FNV-1a).
+fn pseudo_random(a: &str, b: &str) -> f64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in a.bytes().chain([0]).chain(b.bytes()) {
+        h ^= u64::from(byte);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The owned record of a decision: what the operator sees and what is stored with a
+/// referral.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Explanation {
+    pub outcome: Outcome,
+    pub rule: Rule,
+    pub sector_level_here: SectorLevel,
+    pub local: ScoreReport,
+    pub ranked: Vec<CandidateReport>,
+    pub eligible_unranked: usize,
+    pub ineligible: Vec<IneligibleReport>,
+    pub text: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScoreReport {
+    pub total: f64,
+    pub terms: Vec<TermReport>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TermReport {
+    pub term: Term,
+    pub weight: f64,
+    pub value: f64,
+    pub contribution: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CandidateReport {
+    pub rank: usize,
+    pub member: MemberId,
+    pub score: ScoreReport,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IneligibleReport {
+    pub member: MemberId,
+    #[serde(flatten)]
+    pub rule: Ineligible,
+}
+
+fn report(score: &Score, w: &Weights) -> ScoreReport {
+    ScoreReport {
+        total: score.total,
+        terms: Term::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, t)| TermReport {
+                term: *t,
+                weight: w.get(*t),
+                value: score.values[i],
+                contribution: score.values[i] * w.get(*t),
+            })
+            .collect(),
+    }
+}
+
+impl Decision<'_> {
+    /// The members to offer the project to, best first.
+    pub fn candidates(&self) -> Vec<MemberId> {
+        self.ranked.iter().map(|r| r.member.clone()).collect()
+    }
+
+    /// Builds the owned explanation, with a one-paragraph text for the operator.
+    pub fn explanation(
+        &self,
+        card: &ProjectCard,
+        me: &MemberId,
+        policy: &RoutingPolicy,
+    ) -> Explanation {
+        let w = &policy.weights;
+        let ranked: Vec<CandidateReport> = self
+            .ranked
+            .iter()
+            .enumerate()
+            .map(|(i, r)| CandidateReport {
+                rank: i + 1,
+                member: r.member.clone(),
+                score: report(&r.score, w),
+            })
+            .collect();
+        let ineligible: Vec<IneligibleReport> = self
+            .ineligible
+            .iter()
+            .map(|(m, rule)| IneligibleReport {
+                member: (*m).clone(),
+                rule: *rule,
+            })
+            .collect();
+        let mut text = format!(
+            "{} project {} in {} (a {} sector here): {} because {} (local score {:.2}).",
+            card.country,
+            card.project,
+            card.sector,
+            self.local_level,
+            match self.outcome {
+                Outcome::Keep => format!("kept at {me}"),
+                Outcome::Refer => "referred".to_owned(),
+                Outcome::Exhausted => "no member can take it".to_owned(),
+            },
+            self.rule.describe(),
+            self.local.total
+        );
+        if let Some(first) = ranked.first() {
+            let strongest = first
+                .score
+                .terms
+                .iter()
+                .max_by(|a, b| a.contribution.total_cmp(&b.contribution))
+                .map(|t| t.term.name())
+                .unwrap_or("sector");
+            text.push_str(&format!(
+                " Best candidate: {} with {:.2}, strongest on {}.",
+                first.member, first.score.total, strongest
+            ));
+            if ranked.len() > 1 {
+                let rest: Vec<String> = ranked[1..]
+                    .iter()
+                    .map(|c| format!("{} {:.2}", c.member, c.score.total))
+                    .collect();
+                text.push_str(&format!(" Then: {}.", rest.join(", ")));
+            }
+        }
+        if !ineligible.is_empty() {
+            let mut counts: Vec<(String, usize)> = Vec::new();
+            for i in &ineligible {
+                let d = i.rule.describe();
+                match counts.iter_mut().find(|(k, _)| *k == d) {
+                    Some((_, n)) => *n += 1,
+                    None => counts.push((d, 1)),
+                }
+            }
+            let parts: Vec<String> = counts.iter().map(|(d, n)| format!("{n} {d}")).collect();
+            text.push_str(&format!(" Not eligible: {}.", parts.join("; ")));
+        }
+        Explanation {
+            outcome: self.outcome,
+            rule: self.rule,
+            sector_level_here: self.local_level,
+            local: report(&self.local, w),
+            ranked,
+            eligible_unranked: self.eligible_unranked,
+            ineligible,
+            text,
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! Multi-member scenarios on the in-memory federation.
+
+mod common;
+
+use aiguillage_core::{HostPhase, InState, Input, JobPhase, Notification, OutState};
+use aiguillage_wire::*;
+use common::*;
+
+const FIVE: &[&str] = &[
+    "lu-l-aif",
+    "es-1healthai",
+    "de-jaif",
+    "fr-ai2f",
+    "it-it4lia",
+];
+
+fn net5() -> Net {
+    Net::new(FIVE, &[], |_| fast_config())
+}
+
+#[test]
+fn adverts_reach_every_member() {
+    let net = net5();
+    for id in FIVE {
+        assert_eq!(net.core(id).state().directory.len(), FIVE.len() - 1, "{id}");
+    }
+}
+
+#[test]
+fn a_luxembourg_health_project_ends_at_a_health_priority_factory() {
+    let mut net = net5();
+    let filed = net.file("lu-l-aif", card(Sector::Health, "LU"));
+    let id = filed
+        .referral
+        .expect("health is excluded in Luxembourg: it must be referred");
+    net.run_for(10_000);
+    let r = &net.core("lu-l-aif").state().outgoing[&id];
+    let target = r.accepted_by().expect("accepted").clone();
+    let target_profile = net.core(target.as_str()).profile();
+    assert_eq!(
+        target_profile.level(Sector::Health),
+        SectorLevel::Priority,
+        "{target}"
+    );
+    assert_eq!(r.state, OutState::HandedOver);
+    let incoming = &net.core(target.as_str()).state().incoming[&id];
+    assert_eq!(incoming.state, InState::HandedOver);
+    assert_eq!(incoming.dossier.as_ref().unwrap().company, "Example SARL");
+    // The explanation names the rule and the ranking.
+    let project = &net.core("lu-l-aif").state().projects[&filed.project];
+    assert!(
+        project.explanation.text.contains("excluded"),
+        "{}",
+        project.explanation.text
+    );
+    assert_eq!(project.explanation.ranked[0].member, target);
+}
+
+#[test]
+fn a_defence_project_never_stays_in_luxembourg() {
+    let mut net = net5();
+    let filed = net.file("lu-l-aif", card(Sector::DefenceSecurity, "LU"));
+    assert!(filed.referral.is_some());
+    net.run_for(10_000);
+    let r = &net.core("lu-l-aif").state().outgoing[&filed.referral.unwrap()];
+    let target = r.accepted_by().expect("accepted somewhere");
+    assert_ne!(target.as_str(), "lu-l-aif");
+    // fr-ai2f lists defence_security as a priority in the research data.
+    assert_eq!(target.as_str(), "fr-ai2f");
+}
+
+#[test]
+fn a_priority_project_is_kept() {
+    let mut net = net5();
+    let filed = net.file("lu-l-aif", card(Sector::FinanceInsurance, "LU"));
+    assert!(filed.referral.is_none());
+    let project = &net.core("lu-l-aif").state().projects[&filed.project];
+    assert_eq!(
+        project.explanation.outcome,
+        aiguillage_core::routing::Outcome::Keep
+    );
+}
+
+#[test]
+fn an_unanswered_offer_expires_and_the_next_candidate_is_offered() {
+    let mut net = net5();
+    let filed = net.file("lu-l-aif", card(Sector::Health, "LU"));
+    let id = filed.referral.unwrap();
+    let first = net.core("lu-l-aif").state().outgoing[&id].attempts[0]
+        .target
+        .clone();
+    // The first candidate is down before the offer reaches it, so the offer expires.
+    net.crash(first.as_str());
+    net.run_for(70_000);
+    let r = &net.core("lu-l-aif").state().outgoing[&id];
+    assert_eq!(
+        r.attempts[0].outcome,
+        Some(aiguillage_core::AttemptOutcome::Expired)
+    );
+    assert!(r.attempts.len() >= 2);
+    assert_ne!(r.attempts[1].target, first);
+    assert!(r.accepted_by().is_some());
+}
+
+#[test]
+fn an_operator_decline_names_its_reason_and_the_next_member_is_offered() {
+    // Health is excluded in Luxembourg and only accepted (not a priority) at it-it4lia, so
+    // it-it4lia's operator has to decide.
+    let mut net = Net::new(&["lu-l-aif", "it-it4lia"], &[], |_| fast_config());
+    let filed = net.file("lu-l-aif", card(Sector::Health, "LU"));
+    let id = filed.referral.unwrap();
+    net.run_for(100);
+    let incoming = &net.core("it-it4lia").state().incoming[&id];
+    assert!(
+        matches!(incoming.state, InState::AwaitingDecision { .. }),
+        "{:?}",
+        incoming.state
+    );
+    assert!(net.notifications.iter().any(
+        |(m, n)| m.as_str() == "it-it4lia" && matches!(n, Notification::DecisionNeeded { .. })
+    ));
+    net.input(
+        &Net::id("it-it4lia"),
+        Input::Decide {
+            referral: id.clone(),
+            accept: false,
+            detail: "no staff".into(),
+        },
+    );
+    net.run_for(100);
+    let r = &net.core("lu-l-aif").state().outgoing[&id];
+    assert_eq!(
+        r.attempts[0].outcome,
+        Some(aiguillage_core::AttemptOutcome::Declined {
+            reason: DeclineReason::OperatorDeclined,
+            detail: "no staff".into()
+        })
+    );
+    // No other candidate in a two-member federation: exhausted, and the operator is told.
+    assert_eq!(r.state, OutState::Exhausted);
+    assert!(
+        net.notifications
+            .iter()
+            .any(|(_, n)| matches!(n, Notification::ReferralExhausted { .. }))
+    );
+}
+
+#[test]
+fn the_dossier_never_leaves_the_consent_scope() {
+    let mut net = net5();
+    let mut c = card(Sector::Health, "LU");
+    c.consent = ConsentScope {
+        whole_federation: false,
+        members: vec![],
+        countries: vec![CountryCode::new("DE").unwrap()],
+    };
+    let filed = net.file("lu-l-aif", c);
+    let id = filed.referral.unwrap();
+    net.run_for(10_000);
+    let r = &net.core("lu-l-aif").state().outgoing[&id];
+    assert_eq!(r.accepted_by().map(|m| m.as_str()), Some("de-jaif"));
+    for id_ in FIVE {
+        if *id_ != "de-jaif" {
+            assert!(
+                net.core(id_)
+                    .state()
+                    .incoming
+                    .get(&id)
+                    .is_none_or(|i| i.dossier.is_none()),
+                "{id_}"
+            );
+        }
+    }
+}
+
+#[test]
+fn progress_reaches_the_origin_and_completes_the_referral() {
+    let mut net = net5();
+    let id = net
+        .file("lu-l-aif", card(Sector::Health, "LU"))
+        .referral
+        .unwrap();
+    net.run_for(5_000);
+    let target = net.core("lu-l-aif").state().outgoing[&id]
+        .accepted_by()
+        .unwrap()
+        .clone();
+    net.input(
+        &target,
+        Input::ReportProgress {
+            referral: id.clone(),
+            step: Service::PocSandbox,
+            state: ProgressState::InProgress,
+            note: "PoC started".into(),
+        },
+    );
+    net.run_for(1_000);
+    assert_eq!(
+        net.core("lu-l-aif").state().outgoing[&id].state,
+        OutState::InProgress
+    );
+    net.input(
+        &target,
+        Input::ReportProgress {
+            referral: id.clone(),
+            step: Service::Production,
+            state: ProgressState::Completed,
+            note: "in production".into(),
+        },
+    );
+    net.run_for(1_000);
+    let r = &net.core("lu-l-aif").state().outgoing[&id];
+    assert_eq!(r.state, OutState::Completed);
+    assert_eq!(r.progress.as_ref().unwrap().1, Service::Production);
+}
+
+#[test]
+fn a_full_factorys_job_runs_at_a_peer_and_the_receipt_comes_back() {
+    let mut net = Net::new(FIVE, &[("lu-l-aif", 0)], |_| fast_config());
+    let job = net.submit("lu-l-aif", 2, 30, 0, &[]);
+    net.run_for(2_000);
+    let j = &net.core("lu-l-aif").state().jobs[&job];
+    let JobPhase::Leased { host, .. } = &j.phase else {
+        panic!("not leased: {:?}", j.phase)
+    };
+    let host = host.clone();
+    assert_eq!(j.epoch, 1);
+    net.run_for(60_000);
+    let j = &net.core("lu-l-aif").state().jobs[&job];
+    assert_eq!(
+        j.phase,
+        JobPhase::Done {
+            state: JobState::Succeeded,
+            exit_code: Some(0),
+            host: Some(host.clone())
+        }
+    );
+    let receipt = j.receipt.as_ref().unwrap();
+    assert_eq!(receipt.gpu_seconds, 60);
+    // Both ledgers hold the same usage.
+    let consumed = net
+        .core("lu-l-aif")
+        .state()
+        .ledger
+        .totals(&host)
+        .gpu_seconds_consumed;
+    let hosted = net
+        .core(host.as_str())
+        .state()
+        .ledger
+        .totals(&Net::id("lu-l-aif"))
+        .gpu_seconds_hosted;
+    assert_eq!((consumed, hosted), (60, 60));
+    assert!(matches!(
+        net.core(host.as_str()).state().hosted[&job].phase,
+        HostPhase::Finished { acknowledged: true }
+    ));
+}
+
+#[test]
+fn a_failing_job_is_reported_with_its_exit_code() {
+    let mut net = Net::new(FIVE, &[("lu-l-aif", 0)], |_| fast_config());
+    let job = net.submit("lu-l-aif", 1, 5, 3, &[]);
+    net.run_for(30_000);
+    let j = &net.core("lu-l-aif").state().jobs[&job];
+    assert!(
+        matches!(
+            j.phase,
+            JobPhase::Done {
+                state: JobState::Failed,
+                exit_code: Some(3),
+                ..
+            }
+        ),
+        "{:?}",
+        j.phase
+    );
+}
+
+#[test]
+fn a_lost_host_is_replaced_under_a_higher_epoch_and_its_late_result_refused() {
+    let mut net = Net::new(FIVE, &[("lu-l-aif", 0)], |_| fast_config());
+    let job = net.submit("lu-l-aif", 1, 120, 0, &[]);
+    net.run_for(2_000);
+    let first = net.core("lu-l-aif").state().jobs[&job]
+        .host()
+        .unwrap()
+        .clone();
+    net.crash(first.as_str());
+    net.run_for(30_000);
+    let j = &net.core("lu-l-aif").state().jobs[&job];
+    assert!(j.epoch >= 2, "re-placed");
+    let second = j.host().unwrap().clone();
+    assert_ne!(second, first);
+    assert!(
+        net.notifications
+            .iter()
+            .any(|(_, n)| matches!(n, Notification::JobReplaced { .. }))
+    );
+    // The old host comes back: its stale lease is released, and its job cancelled.
+    net.restart(first.as_str());
+    net.run_for(10_000);
+    let old = &net.core(first.as_str()).state().hosted[&job];
+    assert_eq!(old.epoch, 1);
+    assert!(matches!(old.phase, HostPhase::Released), "{:?}", old.phase);
+    net.run_for(200_000);
+    let j = &net.core("lu-l-aif").state().jobs[&job];
+    assert!(
+        matches!(&j.phase, JobPhase::Done { host: Some(h), .. } if *h == second),
+        "{:?}",
+        j.phase
+    );
+    assert_eq!(j.receipt.as_ref().unwrap().epoch, j.epoch);
+}
+
+#[test]
+fn a_job_whose_residency_excludes_everyone_stays_queued_with_a_reason() {
+    let mut net = Net::new(FIVE, &[("lu-l-aif", 0)], |_| fast_config());
+    let job = net.submit("lu-l-aif", 1, 10, 0, &["SE"]);
+    net.run_for(2_000);
+    let j = &net.core("lu-l-aif").state().jobs[&job];
+    let JobPhase::Queued { reason } = &j.phase else {
+        panic!("{:?}", j.phase)
+    };
+    assert!(reason.contains("residency"), "{reason}");
+    assert!(reason.contains("SE"), "{reason}");
+}
+
+#[test]
+fn a_job_that_fits_runs_locally() {
+    let mut net = net5();
+    let job = net.submit("de-jaif", 2, 10, 0, &[]);
+    assert_eq!(
+        net.core("de-jaif").state().jobs[&job].phase,
+        JobPhase::Local
+    );
+    net.run_for(20_000);
+    assert!(matches!(
+        net.core("de-jaif").state().jobs[&job].phase,
+        JobPhase::Done {
+            state: JobState::Succeeded,
+            host: None,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_forged_advert_from_outside_the_roster_is_refused_and_counted() {
+    let mut net = net5();
+    let outsider = SigningKey::from_bytes(&[7; 32]);
+    let mut advert = net.core("lu-l-aif").own_advert();
+    advert.seq += 1_000_000;
+    let env = Envelope::seal(
+        &advert,
+        &Net::id("lu-l-aif"),
+        &outsider,
+        net.now,
+        net.now.saturating_add_ms(60_000),
+    )
+    .unwrap();
+    let before = net
+        .core("de-jaif")
+        .state()
+        .directory
+        .get(&Net::id("lu-l-aif"))
+        .unwrap()
+        .advert
+        .seq;
+    net.input(&Net::id("de-jaif"), Input::Received(env));
+    assert_eq!(
+        net.core("de-jaif")
+            .state()
+            .directory
+            .get(&Net::id("lu-l-aif"))
+            .unwrap()
+            .advert
+            .seq,
+        before
+    );
+    assert!(
+        net.refusals
+            .iter()
+            .any(|(m, r)| m.as_str() == "de-jaif" && r.reason == "key_mismatch")
+    );
+}
