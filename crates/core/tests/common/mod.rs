@@ -67,6 +67,9 @@ pub fn fast_config() -> CoreConfig {
     }
 }
 
+/// Decides per message whether it is dropped (true = drop).
+pub type DropRule = Box<dyn FnMut(&MemberId, &Envelope) -> bool>;
+
 struct Running {
     member: MemberId,
     job: JobId,
@@ -89,8 +92,7 @@ pub struct Net {
     pub notifications: Vec<(MemberId, Notification)>,
     pub refusals: Vec<(MemberId, aiguillage_core::Refusal)>,
     pub started_jobs: Vec<(MemberId, JobId, u64)>,
-    /// Decides per message whether it is dropped (true = drop).
-    pub drop: Box<dyn FnMut(&MemberId, &Envelope) -> bool>,
+    pub drop: DropRule,
     pub authority: SigningKey,
     roster: Envelope,
 }
