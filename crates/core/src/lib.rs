@@ -249,6 +249,11 @@ pub enum Notification {
         job: JobId,
         reason: String,
     },
+    /// No host could start the job before its latest acceptable start.
+    JobMissed {
+        job: JobId,
+        reason: String,
+    },
     JobRunningLocally {
         job: JobId,
     },

@@ -18,6 +18,9 @@ use crate::referral::Transition;
 use crate::timers::Deadline;
 use crate::{Core, ExecutorEvent, Notification, StateKey};
 
+/// A receipt stays verifiable for a year: it is the evidence behind both ledgers.
+const RECEIPT_TTL_MS: u64 = 365 * 24 * 3_600_000;
+
 /// Where a job this member submitted stands.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "phase")]
@@ -52,6 +55,10 @@ pub enum JobPhase {
         host: Option<MemberId>,
     },
     Cancelled,
+    /// No host could start it before its latest acceptable start; it will not run.
+    Missed {
+        reason: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +119,8 @@ pub enum HostPhase {
         acknowledged: bool,
     },
     Released,
+    /// The origin refused the result (its lease had moved on): nothing is owed either way.
+    Disowned,
 }
 
 /// A job this member hosts for another.
@@ -190,6 +199,26 @@ impl Core {
             return;
         };
         let gpus = j.spec.requirements.gpus;
+        if now > j.spec.requirements.latest_start {
+            let reason = match &j.phase {
+                JobPhase::Queued { reason } => {
+                    format!("latest start passed while waiting: {reason}")
+                }
+                _ => "latest start passed".to_owned(),
+            };
+            if let Some(j) = self.state.jobs.get_mut(job) {
+                note(&mut j.history, now, "missed", reason.clone());
+                j.phase = JobPhase::Missed {
+                    reason: reason.clone(),
+                };
+            }
+            self.dirty.insert(StateKey::Job(job.clone()));
+            self.notify(Notification::JobMissed {
+                job: job.clone(),
+                reason,
+            });
+            return;
+        }
         if gpus <= self.free_gpus() {
             self.start_locally(now, job);
             return;
@@ -365,7 +394,7 @@ impl Core {
                 .get(&job)
                 .is_some_and(|j| j.spec.requirements.gpus <= self.free_gpus());
             if fits {
-                self.start_locally(now, &job);
+                self.place(now, &job);
             }
         }
     }
@@ -664,7 +693,12 @@ impl Core {
         state: JobState,
     ) -> bool {
         if !self.is_current(job, epoch, from) {
-            if self.state.jobs.contains_key(job) {
+            // A heartbeat overtaken by the receipt of the same placement is just late.
+            let finished_there = self.state.jobs.get(job).is_some_and(|j| {
+                j.epoch == epoch
+                    && matches!(&j.phase, JobPhase::Done { host: Some(h), .. } if h == from)
+            });
+            if self.state.jobs.contains_key(job) && !finished_there {
                 self.release_stale(now, from, job, epoch, "this placement is no longer current");
             }
             return false;
@@ -870,7 +904,7 @@ impl Core {
                     },
                 );
             }
-            JobPhase::Done { .. } | JobPhase::Cancelled => return,
+            JobPhase::Done { .. } | JobPhase::Cancelled | JobPhase::Missed { .. } => return,
             JobPhase::Queued { .. } | JobPhase::Bidding { .. } => {}
         }
         if let Some(j) = self.state.jobs.get_mut(job) {
@@ -1109,28 +1143,49 @@ impl Core {
     }
 
     pub(crate) fn on_release(&mut self, now: Timestamp, from: &MemberId, m: Release) {
-        let matches = self
-            .state
-            .hosted
-            .get(&m.job)
-            .is_some_and(|h| &h.origin == from && h.epoch == m.epoch);
-        if matches {
-            self.release_hosted(
-                now,
-                &m.job,
-                &format!("released by the origin: {}", m.detail),
-            );
+        let Some(h) = self.state.hosted.get_mut(&m.job) else {
+            return;
+        };
+        if &h.origin != from || h.epoch != m.epoch {
+            return;
         }
+        if matches!(
+            h.phase,
+            HostPhase::Finished {
+                acknowledged: false
+            }
+        ) {
+            h.phase = HostPhase::Disowned;
+            note(&mut h.history, now, "disowned", m.detail);
+            self.dirty.insert(StateKey::Hosted(m.job.clone()));
+            return;
+        }
+        self.release_hosted(
+            now,
+            &m.job,
+            &format!("released by the origin: {}", m.detail),
+        );
     }
 
     pub(crate) fn on_receipt_ack(&mut self, now: Timestamp, from: &MemberId, m: ReceiptAck) {
-        let _ = now;
-        if let Some(h) = self.state.hosted.get_mut(&m.job)
-            && &h.origin == from
-            && h.epoch == m.epoch
-            && let HostPhase::Finished { acknowledged } = &mut h.phase
+        let Some(h) = self.state.hosted.get_mut(&m.job) else {
+            return;
+        };
+        if &h.origin != from || h.epoch != m.epoch {
+            return;
+        }
+        if let HostPhase::Finished { acknowledged } = &mut h.phase
+            && !*acknowledged
         {
             *acknowledged = true;
+            // Hosted usage enters the ledger once the origin has recorded the receipt, so
+            // both ledgers always hold the same totals.
+            let gpu_seconds = h.receipt.as_ref().map_or(0, |(r, _)| r.gpu_seconds);
+            let origin = h.origin.clone();
+            self.state
+                .ledger
+                .record(&origin, Entry::Hosted { gpu_seconds }, now);
+            self.dirty.insert(StateKey::Ledger);
             self.dirty.insert(StateKey::Hosted(m.job.clone()));
         }
     }
@@ -1292,17 +1347,7 @@ impl Core {
         };
         self.dirty.insert(StateKey::Hosted(job.clone()));
         self.advert_stale = true;
-        self.state
-            .ledger
-            .record(&origin, Entry::Hosted { gpu_seconds }, now);
-        self.dirty.insert(StateKey::Ledger);
-        if let Some(envelope) = self.seal(
-            now,
-            &receipt,
-            self.config
-                .message_ttl_ms
-                .max(aiguillage_wire::MessageKind::UsageReceipt.max_lifetime_ms() / 400),
-        ) {
+        if let Some(envelope) = self.seal(now, &receipt, RECEIPT_TTL_MS) {
             if let Some(h) = self.state.hosted.get_mut(job) {
                 h.receipt = Some((receipt, envelope.clone()));
             }

@@ -397,37 +397,23 @@ impl Core {
             );
             return;
         };
-        let state = r.state;
-        let is_current = self.current_target_is(&m.referral, m.attempt, from) == Some(true);
-        if !is_current {
-            // An accept for an attempt we already moved past: tell that member to let go.
-            let was_target = r
-                .attempts
-                .iter()
-                .any(|a| a.attempt == m.attempt && &a.target == from);
-            if was_target {
-                self.send(
-                    now,
-                    from,
-                    &Withdraw {
-                        referral: m.referral.clone(),
-                        attempt: m.attempt,
-                        detail: "the offer was closed before your acceptance arrived".into(),
-                    },
-                );
-            } else {
-                self.refuse(
-                    Some(from.clone()),
-                    Some(aiguillage_wire::MessageKind::Accept),
-                    "not_the_target",
-                    m.referral.to_string(),
-                );
-            }
+        let Some(attempt) = r
+            .attempts
+            .iter()
+            .find(|a| a.attempt == m.attempt && &a.target == from)
+        else {
+            self.refuse(
+                Some(from.clone()),
+                Some(aiguillage_wire::MessageKind::Accept),
+                "not_the_target",
+                m.referral.to_string(),
+            );
             return;
-        }
-        match state {
-            OutState::Offered => {
-                let offered_at = r.current().map(|a| a.offered_at).unwrap_or(now);
+        };
+        let is_current = r.current().map(|a| a.attempt) == Some(m.attempt);
+        match (&attempt.outcome, r.state) {
+            (None, OutState::Offered) if is_current => {
+                let offered_at = attempt.offered_at;
                 self.state
                     .directory
                     .record_answer(from, now.millis().saturating_sub(offered_at.millis()));
@@ -436,19 +422,28 @@ impl Core {
                 if let Some(r) = self.state.outgoing.get_mut(&m.referral) {
                     r.state = OutState::Accepted;
                 }
-                self.state
-                    .ledger
-                    .record(from, Entry::ReferralSentAccepted, now);
-                self.dirty.insert(StateKey::Ledger);
                 self.notify(Notification::ReferralAccepted {
                     referral: m.referral.clone(),
                     target: from.clone(),
                 });
                 self.hand_over(now, &m.referral);
             }
-            // A duplicate accept: the target may have missed the hand-over.
-            OutState::Accepted | OutState::HandedOver => self.hand_over(now, &m.referral),
-            _ => {}
+            // A repeated accept: the target may have missed the hand-over.
+            (Some(AttemptOutcome::Accepted), OutState::Accepted | OutState::HandedOver) => {
+                self.hand_over(now, &m.referral)
+            }
+            (Some(AttemptOutcome::Accepted), _) => {}
+            // The offer closed (expired, withdrawn, referral finished) before the acceptance
+            // arrived: tell the member to let go, so no two members ever hold it.
+            _ => self.send(
+                now,
+                from,
+                &Withdraw {
+                    referral: m.referral.clone(),
+                    attempt: m.attempt,
+                    detail: "the offer was closed before your acceptance arrived".into(),
+                },
+            ),
         }
     }
 
@@ -581,7 +576,18 @@ impl Core {
         {
             return;
         }
-        r.hand_over_acked = true;
+        if !r.hand_over_acked {
+            // Both sides count an accepted referral at the hand-over, so their ledgers agree
+            // even when an acceptance raced with the offer's expiry.
+            r.hand_over_acked = true;
+            self.state
+                .ledger
+                .record(from, Entry::ReferralSentAccepted, now);
+            self.dirty.insert(StateKey::Ledger);
+        }
+        let Some(r) = self.state.outgoing.get_mut(&m.referral) else {
+            return;
+        };
         if r.state.is_final() || r.progress.as_ref().is_some_and(|p| p.0 >= m.seq) {
             self.dirty.insert(StateKey::Outgoing(m.referral.clone()));
             return;
@@ -767,11 +773,6 @@ impl Core {
             detail,
         );
         if accept {
-            let origin = r.origin.clone();
-            self.state
-                .ledger
-                .record(&origin, crate::ledger::Entry::ReferralReceivedAccepted, now);
-            self.dirty.insert(StateKey::Ledger);
             self.advert_stale = true;
             // An acceptance that is lost would leave us holding a referral the origin has
             // given to someone else; repeat it until the origin hands over or withdraws.
@@ -901,6 +902,14 @@ impl Core {
             InState::Accepted => {
                 r.dossier = Some(m.dossier);
                 r.state = InState::HandedOver;
+                let origin = r.origin.clone();
+                self.state
+                    .ledger
+                    .record(&origin, Entry::ReferralReceivedAccepted, now);
+                self.dirty.insert(StateKey::Ledger);
+                let Some(r) = self.state.incoming.get_mut(&m.referral) else {
+                    return;
+                };
                 r.progress_seq += 1;
                 r.last_progress = Some((
                     r.card.stage,

@@ -277,9 +277,11 @@ fn a_failing_job_is_reported_with_its_exit_code() {
     );
 }
 
-#[test]
-fn a_lost_host_is_replaced_under_a_higher_epoch_and_its_late_result_refused() {
+/// Places a 120 s job from a full lu-l-aif, takes its host down, and returns (net, job,
+/// first host, second host) once the job is re-placed.
+fn lose_the_host(jobs_survive_crash: bool) -> (Net, JobId, MemberId, MemberId) {
     let mut net = Net::new(FIVE, &[("lu-l-aif", 0)], |_| fast_config());
+    net.jobs_survive_crash = jobs_survive_crash;
     let job = net.submit("lu-l-aif", 1, 120, 0, &[]);
     net.run_for(2_000);
     let first = net.core("lu-l-aif").state().jobs[&job]
@@ -289,7 +291,7 @@ fn a_lost_host_is_replaced_under_a_higher_epoch_and_its_late_result_refused() {
     net.crash(first.as_str());
     net.run_for(30_000);
     let j = &net.core("lu-l-aif").state().jobs[&job];
-    assert!(j.epoch >= 2, "re-placed");
+    assert_eq!(j.epoch, 2, "re-placed under a higher epoch");
     let second = j.host().unwrap().clone();
     assert_ne!(second, first);
     assert!(
@@ -297,12 +299,24 @@ fn a_lost_host_is_replaced_under_a_higher_epoch_and_its_late_result_refused() {
             .iter()
             .any(|(_, n)| matches!(n, Notification::JobReplaced { .. }))
     );
-    // The old host comes back: its stale lease is released, and its job cancelled.
+    (net, job, first, second)
+}
+
+#[test]
+fn a_lost_host_is_replaced_and_its_late_result_refused() {
+    let (mut net, job, first, second) = lose_the_host(false);
+    // The old host restarts; its process died with it, so it reports the job failed. The
+    // origin refuses that result for the old epoch and nothing enters either ledger.
     net.restart(first.as_str());
     net.run_for(10_000);
     let old = &net.core(first.as_str()).state().hosted[&job];
     assert_eq!(old.epoch, 1);
-    assert!(matches!(old.phase, HostPhase::Released), "{:?}", old.phase);
+    assert_eq!(old.phase, HostPhase::Disowned);
+    assert!(
+        net.refusals
+            .iter()
+            .any(|(m, r)| m.as_str() == "lu-l-aif" && r.reason == "stale_epoch")
+    );
     net.run_for(200_000);
     let j = &net.core("lu-l-aif").state().jobs[&job];
     assert!(
@@ -310,7 +324,47 @@ fn a_lost_host_is_replaced_under_a_higher_epoch_and_its_late_result_refused() {
         "{:?}",
         j.phase
     );
-    assert_eq!(j.receipt.as_ref().unwrap().epoch, j.epoch);
+    assert_eq!(j.receipt.as_ref().unwrap().epoch, 2);
+    let lu = Net::id("lu-l-aif");
+    assert_eq!(
+        net.core("lu-l-aif")
+            .state()
+            .ledger
+            .totals(&first)
+            .gpu_seconds_consumed,
+        0
+    );
+    assert_eq!(
+        net.core(first.as_str())
+            .state()
+            .ledger
+            .totals(&lu)
+            .gpu_seconds_hosted,
+        0
+    );
+    assert_eq!(
+        net.core("lu-l-aif")
+            .state()
+            .ledger
+            .totals(&second)
+            .gpu_seconds_consumed,
+        120
+    );
+}
+
+#[test]
+fn a_lost_host_whose_job_survived_cancels_it_when_it_returns() {
+    let (mut net, job, first, _) = lose_the_host(true);
+    net.restart(first.as_str());
+    net.run_for(10_000);
+    let old = &net.core(first.as_str()).state().hosted[&job];
+    assert_eq!(old.phase, HostPhase::Released);
+    assert!(
+        net.cancelled_jobs
+            .contains(&(first.clone(), job.clone(), 1)),
+        "{:?}",
+        net.cancelled_jobs
+    );
 }
 
 #[test]

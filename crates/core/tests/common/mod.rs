@@ -70,6 +70,24 @@ pub fn fast_config() -> CoreConfig {
 /// Decides per message whether it is dropped (true = drop).
 pub type DropRule = Box<dyn FnMut(&MemberId, &Envelope) -> bool>;
 
+/// Seeded message faults: loss, duplication and delay jitter (which reorders).
+pub struct Chaos {
+    pub state: u64,
+    pub drop_pct: u64,
+    pub dup_pct: u64,
+    pub jitter_ms: u64,
+}
+
+impl Chaos {
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.state ^= self.state >> 12;
+        self.state ^= self.state << 25;
+        self.state ^= self.state >> 27;
+        self.state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
 struct Running {
     member: MemberId,
     job: JobId,
@@ -95,6 +113,11 @@ pub struct Net {
     pub drop: DropRule,
     pub authority: SigningKey,
     roster: Envelope,
+    /// Jobs keep running while their member is down (as under Slurm) instead of dying
+    /// with it (as local child processes do).
+    pub jobs_survive_crash: bool,
+    pub cancelled_jobs: Vec<(MemberId, JobId, u64)>,
+    pub chaos: Option<Chaos>,
 }
 
 impl Net {
@@ -172,6 +195,9 @@ impl Net {
             drop: Box::new(|_, _| false),
             authority,
             roster,
+            jobs_survive_crash: false,
+            cancelled_jobs: Vec::new(),
+            chaos: None,
         };
         let ids: Vec<MemberId> = net.cores.keys().cloned().collect();
         for id in ids {
@@ -206,13 +232,28 @@ impl Net {
         if (self.drop)(to, envelope) {
             return;
         }
-        self.seq += 1;
-        self.queue.insert((
-            self.now.saturating_add_ms(self.latency_ms),
-            self.seq,
-            to.clone(),
-            envelope.to_bytes(),
-        ));
+        let mut copies = 1;
+        let mut delays = [self.latency_ms; 2];
+        if let Some(c) = &mut self.chaos {
+            if c.next() % 100 < c.drop_pct {
+                return;
+            }
+            if c.next() % 100 < c.dup_pct {
+                copies = 2;
+            }
+            for d in &mut delays {
+                *d += c.next() % (c.jitter_ms + 1);
+            }
+        }
+        for delay in delays.iter().take(copies) {
+            self.seq += 1;
+            self.queue.insert((
+                self.now.saturating_add_ms(*delay),
+                self.seq,
+                to.clone(),
+                envelope.to_bytes(),
+            ));
+        }
     }
 
     fn route(&mut self, from: &MemberId, outputs: Vec<Output>) {
@@ -258,6 +299,7 @@ impl Net {
                     );
                 }
                 Output::CancelJob { job, epoch } => {
+                    self.cancelled_jobs.push((from.clone(), job.clone(), epoch));
                     if let Some(pos) = self
                         .running
                         .iter()
@@ -381,11 +423,26 @@ impl Net {
             core.config().clone(),
             state,
         );
-        // Jobs this member ran before the crash are gone with its processes.
-        self.running.retain(|r| r.member != id);
+        // Jobs this member ran before the crash are gone with its processes; the node's
+        // executor reports them failed on restart.
+        let survive = self.jobs_survive_crash;
+        let vanished: Vec<(JobId, u64)> = self
+            .running
+            .iter()
+            .filter(|r| r.member == id && !survive)
+            .map(|r| (r.job.clone(), r.epoch))
+            .collect();
+        self.running.retain(|r| r.member != id || survive);
         let _ = fresh.take_dirty();
         self.cores.insert(id.clone(), fresh);
         self.input(&id, Input::Start);
+        for (job, epoch) in vanished {
+            let event = ExecutorEvent::Failed {
+                reason: "process vanished".into(),
+                gpu_seconds: 0,
+            };
+            self.input(&id, Input::Executor { job, epoch, event });
+        }
     }
 
     pub fn file(&mut self, at: &str, card: ProjectCard) -> ReferralIdOrKept {
