@@ -431,3 +431,91 @@ fn an_advert_built_from_a_profile_inspects_and_any_flipped_byte_is_refused() {
         );
     }
 }
+
+#[test]
+fn route_explains_a_referral_and_a_keep() {
+    let root = repo_root();
+    let health = run_in(
+        &root,
+        &[
+            "route",
+            "--explain",
+            "config/examples/project-health-lu.toml",
+            "--from",
+            "lu-l-aif",
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(health["outcome"], "refer");
+    assert_eq!(health["rule"], "sector_excluded_here");
+    let first = &health["ranked"][0];
+    let member = first["member"].as_str().unwrap();
+    let profile = std::fs::read_to_string(root.join(format!("config/factories/{member}.toml")))
+        .or_else(|_| std::fs::read_to_string(root.join(format!("config/antennas/{member}.toml"))))
+        .unwrap();
+    let priority_line = profile
+        .lines()
+        .find(|l| l.starts_with("priority ="))
+        .unwrap();
+    assert!(
+        priority_line.contains("\"health\""),
+        "top candidate {member} must have health as a priority: {priority_line}"
+    );
+    // Every term is reported with weight, value and contribution.
+    let terms = first["score"]["terms"].as_array().unwrap();
+    assert_eq!(terms.len(), 7);
+    let total: f64 = terms
+        .iter()
+        .map(|t| t["contribution"].as_f64().unwrap())
+        .sum();
+    assert!((total - first["score"]["total"].as_f64().unwrap()).abs() < 1e-9);
+
+    let finance = run_in(
+        &root,
+        &[
+            "route",
+            "--explain",
+            "config/examples/project-finance-lu.toml",
+            "--from",
+            "lu-l-aif",
+        ],
+    )
+    .ok();
+    assert!(finance.stdout.starts_with("KEEP: "), "{}", finance.stdout);
+
+    let defence = run_in(
+        &root,
+        &[
+            "route",
+            "--explain",
+            "config/examples/project-defence-lu.toml",
+            "--from",
+            "lu-l-aif",
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    let ranked: Vec<&str> = defence["ranked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["member"].as_str().unwrap())
+        .collect();
+    assert!(!ranked.is_empty());
+    assert!(
+        ranked
+            .iter()
+            .all(|m| m.starts_with("fr-") || m.starts_with("be-")),
+        "consent allows FR and BE only: {ranked:?}"
+    );
+    assert!(
+        defence["ineligible"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["rule"] == "out_of_consent_scope")
+    );
+}

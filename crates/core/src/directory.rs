@@ -8,15 +8,50 @@ use serde::{Deserialize, Serialize};
 use aiguillage_wire::{Advert, Envelope, MemberId, Timestamp};
 
 use crate::ledger::Decayed;
+use crate::routing::SectorTable;
 
-/// One member's entry: its advert and the envelope it came in (kept to forward it on sync).
+/// One member's entry: its advert, the envelope it came in (kept to forward it on sync),
+/// and the advert's lookup tables for routing.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(from = "StoredListing", into = "StoredListing")]
 pub struct Listing {
     pub advert: Advert,
     pub envelope: Envelope,
+    pub table: SectorTable,
+}
+
+/// What is persisted of a listing; the tables are rebuilt on load.
+#[derive(Serialize, Deserialize)]
+struct StoredListing {
+    advert: Advert,
+    envelope: Envelope,
+}
+
+impl From<StoredListing> for Listing {
+    fn from(s: StoredListing) -> Listing {
+        Listing::new(s.advert, s.envelope)
+    }
+}
+
+impl From<Listing> for StoredListing {
+    fn from(l: Listing) -> StoredListing {
+        StoredListing {
+            advert: l.advert,
+            envelope: l.envelope,
+        }
+    }
 }
 
 impl Listing {
+    pub fn new(advert: Advert, envelope: Envelope) -> Listing {
+        let table = SectorTable::of(&advert);
+        Listing {
+            advert,
+            envelope,
+            table,
+        }
+    }
+
     pub fn expires_at(&self) -> Timestamp {
         self.envelope.expires_at
     }
@@ -56,7 +91,7 @@ impl Directory {
             return AdvertOutcome::Stale;
         }
         self.listings
-            .insert(advert.member.clone(), Listing { advert, envelope });
+            .insert(advert.member.clone(), Listing::new(advert, envelope));
         AdvertOutcome::Stored
     }
 

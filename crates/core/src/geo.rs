@@ -68,21 +68,63 @@ const EU: &[&str] = &[
     "LT", "LU", "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI", "SK",
 ];
 
+/// A country code as an index in 0..676.
+const fn index(c: &[u8]) -> usize {
+    (c[0] - b'A') as usize * 26 + (c[1] - b'A') as usize
+}
+
+/// One bit per country code, for the EU.
+const EU_BITS: [u64; 11] = {
+    let mut bits = [0u64; 11];
+    let mut i = 0;
+    while i < EU.len() {
+        let k = index(EU[i].as_bytes());
+        bits[k / 64] |= 1 << (k % 64);
+        i += 1;
+    }
+    bits
+};
+
+/// Every neighbouring pair as `a * 676 + b`, both ways round, sorted for binary search.
+const PAIRS: [u32; 2 * NEIGHBOURS.len()] = {
+    let mut out = [0u32; 2 * NEIGHBOURS.len()];
+    let mut i = 0;
+    while i < NEIGHBOURS.len() {
+        let a = index(NEIGHBOURS[i].0.as_bytes()) as u32;
+        let b = index(NEIGHBOURS[i].1.as_bytes()) as u32;
+        out[2 * i] = a * 676 + b;
+        out[2 * i + 1] = b * 676 + a;
+        i += 1;
+    }
+    // Insertion sort: const fns cannot call slice::sort.
+    let mut k = 1;
+    while k < out.len() {
+        let mut m = k;
+        while m > 0 && out[m - 1] > out[m] {
+            let tmp = out[m];
+            out[m] = out[m - 1];
+            out[m - 1] = tmp;
+            m -= 1;
+        }
+        k += 1;
+    }
+    out
+};
+
+fn idx(c: CountryCode) -> usize {
+    c.index()
+}
+
+/// Routing asks these for every candidate, so they are table look-ups.
 pub fn are_neighbours(a: CountryCode, b: CountryCode) -> bool {
-    // Routing asks this for every candidate, so compare two-letter codes as integers.
-    let key = |c: &str| -> u16 {
-        let b = c.as_bytes();
-        (u16::from(b[0]) << 8) | u16::from(b[1])
-    };
-    let (a, b) = (key(a.as_str()), key(b.as_str()));
-    NEIGHBOURS.iter().any(|(x, y)| {
-        let (x, y) = (key(x), key(y));
-        (x == a && y == b) || (x == b && y == a)
-    })
+    PAIRS
+        .binary_search(&((idx(a) * 676 + idx(b)) as u32))
+        .is_ok()
 }
 
 pub fn in_eu(c: CountryCode) -> bool {
-    EU.contains(&c.as_str())
+    let k = idx(c);
+    EU_BITS[k / 64] & (1 << (k % 64)) != 0
 }
 
 #[cfg(test)]
@@ -100,5 +142,17 @@ mod tests {
         assert!(!are_neighbours(cc("LU"), cc("IT")));
         assert!(in_eu(cc("LU")));
         assert!(!in_eu(cc("CH")));
+        assert!(!in_eu(cc("ZZ")));
+        // Every listed pair, both ways round, and nothing else among them.
+        for (a, b) in NEIGHBOURS {
+            assert!(
+                are_neighbours(cc(a), cc(b)) && are_neighbours(cc(b), cc(a)),
+                "{a}-{b}"
+            );
+        }
+        for a in EU {
+            assert!(in_eu(cc(a)), "{a}");
+            assert!(!are_neighbours(cc(a), cc(a)));
+        }
     }
 }

@@ -16,6 +16,7 @@ mod geo;
 pub mod ledger;
 mod overflow;
 pub mod profile;
+pub mod project_file;
 mod referral;
 pub mod routing;
 pub mod timers;

@@ -169,6 +169,7 @@ impl Core {
             }
         };
         let me_advert = self.own_advert();
+        let me_table = routing::SectorTable::of(&me_advert);
         let half_life = self.config.behaviour_half_life_ms;
         let policy = self.config.routing.clone();
         let (explanation, candidates) = {
@@ -176,8 +177,8 @@ impl Core {
             let ledger = &self.state.ledger;
             let decision = routing::decide(
                 &card,
-                &me_advert,
-                dir.fresh(now).map(|l| &l.advert),
+                (&me_advert, &me_table),
+                dir.fresh(now).map(|l| (&l.advert, &l.table)),
                 |m| Standing {
                     reciprocity: ledger.balance(m, now),
                     behaviour: dir.behaviour(m),

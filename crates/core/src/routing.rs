@@ -10,10 +10,40 @@ use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 
-use aiguillage_wire::{Advert, MemberId, ProjectCard, SectorLevel, Service, Timestamp};
+use aiguillage_wire::{Advert, MemberId, ProjectCard, Sector, SectorLevel, Service, Timestamp};
 
 use crate::directory::Behaviour;
 use crate::geo;
+
+/// An advert's sector levels and services as tables, built once when the advert enters the
+/// directory: routing looks them up for every candidate of every decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SectorTable {
+    levels: [SectorLevel; 26],
+    services: u8,
+}
+
+impl SectorTable {
+    pub fn of(advert: &Advert) -> SectorTable {
+        let mut levels = [advert.other_sectors; 26];
+        for (s, l) in &advert.sectors {
+            levels[*s as usize] = *l;
+        }
+        let services = advert
+            .services
+            .iter()
+            .fold(0u8, |bits, s| bits | (1 << (*s as u8)));
+        SectorTable { levels, services }
+    }
+
+    pub fn level(&self, s: Sector) -> SectorLevel {
+        self.levels[s as usize]
+    }
+
+    pub fn offers(&self, s: Service) -> bool {
+        self.services & (1 << (s as u8)) != 0
+    }
+}
 
 /// The terms of a candidate's score, in report order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -260,25 +290,26 @@ pub struct Decision<'a> {
 /// members. `standing` supplies ledger and behaviour facts for a member.
 pub fn decide<'a, I, S>(
     card: &ProjectCard,
-    me: &Advert,
+    (me, me_table): (&Advert, &SectorTable),
     others: I,
     standing: S,
     policy: &RoutingPolicy,
     now: Timestamp,
 ) -> Decision<'a>
 where
-    I: IntoIterator<Item = &'a Advert>,
+    I: IntoIterator<Item = (&'a Advert, &'a SectorTable)>,
     S: Fn(&MemberId) -> Standing<'a>,
 {
-    let local_level = me.level(card.sector);
+    let local_level = me_table.level(card.sector);
     let missing_here = card
         .services_needed
         .iter()
-        .find(|s| !me.offers(**s))
+        .find(|s| !me_table.offers(**s))
         .copied();
     let local = score(
         card,
         me,
+        me_table,
         &Standing {
             reciprocity: 0.0,
             behaviour: None,
@@ -298,11 +329,11 @@ where
     let mut best_total = f64::NEG_INFINITY;
     let mut ineligible = Vec::new();
 
-    for advert in others {
+    for (advert, table) in others {
         if advert.member == me.member {
             continue;
         }
-        if let Some(why) = eligibility(card, advert, policy) {
+        if let Some(why) = eligibility(card, advert, table, policy) {
             ineligible.push((&advert.member, why));
             continue;
         }
@@ -312,7 +343,7 @@ where
             Strategy::Nearest => Some(geography(card, advert)),
             Strategy::Scored | Strategy::KeepAll => None,
         };
-        let partial = score_without_standing(card, advert, &policy.weights);
+        let partial = score_without_standing(card, advert, table, &policy.weights);
         if key.is_none() && ranked.len() == k && partial.total + ledger_weight < ranked[k - 1].key {
             continue;
         }
@@ -385,12 +416,13 @@ fn insert_ranked<'a>(ranked: &mut Vec<Ranked<'a>>, item: Ranked<'a>, k: usize) {
 pub fn eligibility(
     card: &ProjectCard,
     advert: &Advert,
+    table: &SectorTable,
     policy: &RoutingPolicy,
 ) -> Option<Ineligible> {
-    if advert.level(card.sector) == SectorLevel::Excluded {
+    if table.level(card.sector) == SectorLevel::Excluded {
         return Some(Ineligible::SectorExcluded);
     }
-    if let Some(service) = card.services_needed.iter().find(|s| !advert.offers(**s)) {
+    if let Some(service) = card.services_needed.iter().find(|s| !table.offers(**s)) {
         return Some(Ineligible::ServiceNotOffered { service: *service });
     }
     if !card.consent.allows(&advert.member, advert.country) {
@@ -408,21 +440,25 @@ pub fn eligibility(
     None
 }
 
-fn sector_fit(card: &ProjectCard, advert: &Advert) -> f64 {
-    let base = match advert.level(card.sector) {
-        SectorLevel::Priority => 1.0,
-        SectorLevel::Accepted => 0.4,
-        SectorLevel::Excluded => 0.0,
+/// Main sector: priority 0.8, accepted 0.3; up to 0.2 more for the share of secondary
+/// sectors that are priorities of the member (all of it when there are none).
+fn sector_fit(card: &ProjectCard, table: &SectorTable) -> f64 {
+    let base = match table.level(card.sector) {
+        SectorLevel::Priority => 0.8,
+        SectorLevel::Accepted => 0.3,
+        SectorLevel::Excluded => return 0.0,
     };
-    if card.secondary_sectors.is_empty() {
-        return base;
-    }
-    let matched = card
-        .secondary_sectors
-        .iter()
-        .filter(|s| advert.level(**s) == SectorLevel::Priority)
-        .count();
-    (base + 0.2 * matched as f64 / card.secondary_sectors.len() as f64).min(1.0)
+    let share = if card.secondary_sectors.is_empty() {
+        1.0
+    } else {
+        let matched = card
+            .secondary_sectors
+            .iter()
+            .filter(|s| table.level(**s) == SectorLevel::Priority)
+            .count();
+        matched as f64 / card.secondary_sectors.len() as f64
+    };
+    base + 0.2 * share
 }
 
 fn datasets(card: &ProjectCard, advert: &Advert) -> f64 {
@@ -491,9 +527,14 @@ fn responsiveness(standing: &Standing<'_>) -> f64 {
     }
 }
 
-fn score_without_standing(card: &ProjectCard, advert: &Advert, w: &Weights) -> Score {
+fn score_without_standing(
+    card: &ProjectCard,
+    advert: &Advert,
+    table: &SectorTable,
+    w: &Weights,
+) -> Score {
     let values = [
-        sector_fit(card, advert),
+        sector_fit(card, table),
         datasets(card, advert),
         language(card, advert),
         geography(card, advert),
@@ -520,11 +561,12 @@ fn add_standing(s: &mut Score, standing: &Standing<'_>, w: &Weights) {
 fn score(
     card: &ProjectCard,
     advert: &Advert,
+    table: &SectorTable,
     standing: &Standing<'_>,
     w: &Weights,
     local: bool,
 ) -> Score {
-    let mut s = score_without_standing(card, advert, w);
+    let mut s = score_without_standing(card, advert, table, w);
     add_standing(&mut s, standing, w);
     if local {
         s.total -= s.values[6] * w.responsiveness;
@@ -635,9 +677,13 @@ impl Decision<'_> {
             })
             .collect();
         let mut text = format!(
-            "{} project {} in {} (a {} sector here): {} because {} (local score {:.2}).",
+            "{} project {}in {} ({} here): {} because {} (local score {:.2}).",
             card.country,
-            card.project,
+            if card.project.as_str().starts_with("draft/") {
+                String::new()
+            } else {
+                format!("{} ", card.project)
+            },
             card.sector,
             self.local_level,
             match self.outcome {

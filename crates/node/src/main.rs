@@ -6,6 +6,7 @@ mod files;
 mod keys_cmd;
 mod profiles;
 mod roster_cmd;
+mod route_cmd;
 
 use std::path::PathBuf;
 
@@ -47,6 +48,20 @@ enum Command {
     /// Signed adverts.
     #[command(subcommand)]
     Advert(AdvertCommand),
+    /// Dry-run the routing decision for a project, with the profiles as the directory.
+    Route {
+        /// The project file (see config/examples/project-*.toml).
+        #[arg(long)]
+        explain: PathBuf,
+        /// The member where the project is filed.
+        #[arg(long)]
+        from: MemberId,
+        /// Folder of member profiles.
+        #[arg(long, default_value = "config")]
+        members: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -206,6 +221,12 @@ fn run(command: Command) -> Result<()> {
         Command::Keys(KeysCommand::Show { file, json }) => keys_cmd::show(&file, json),
         Command::Roster(cmd) => run_roster(cmd),
         Command::Profile(ProfileCommand::Check { dir }) => profiles::check(&dir),
+        Command::Route {
+            explain,
+            from,
+            members,
+            json,
+        } => route_cmd::explain(&explain, &from, &members, json),
         Command::Advert(AdvertCommand::Build {
             profile,
             key,

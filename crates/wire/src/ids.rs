@@ -148,6 +148,11 @@ impl CountryCode {
         // Both bytes are ASCII upper-case letters by construction.
         std::str::from_utf8(&self.0).unwrap_or("??")
     }
+
+    /// A dense index in 0..676 (`AA` = 0, `ZZ` = 675), for table look-ups.
+    pub fn index(&self) -> usize {
+        usize::from(self.0[0] - b'A') * 26 + usize::from(self.0[1] - b'A')
+    }
 }
 
 impl TryFrom<String> for CountryCode {

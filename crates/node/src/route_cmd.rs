@@ -1,0 +1,106 @@
+//! `aiguillage route --explain`: a dry run of the routing decision for a project, with the
+//! member profiles in config/ as the directory.
+
+use std::path::Path;
+
+use aiguillage_core::project_file::ProjectFile;
+use aiguillage_core::routing::{self, Outcome, RoutingPolicy, SectorTable, Standing, Term};
+use aiguillage_wire::{Advert, GpuCapacity, MemberId};
+use anyhow::{Context, Result, bail};
+
+use crate::{clock, files, profiles};
+
+pub fn explain(project: &Path, from: &MemberId, members: &Path, json: bool) -> Result<()> {
+    let text = files::read_to_string(project)?;
+    let file = ProjectFile::from_toml(&text, &project.display().to_string())?;
+    let card = file.card();
+    let profiles = profiles::load_dir(members)?;
+    // Live capacity and intake are unknown offline; the directory holds what profiles say.
+    let adverts: Vec<Advert> = profiles
+        .iter()
+        .map(|p| p.advert(1, GpuCapacity::default(), None))
+        .collect();
+    let tables: Vec<SectorTable> = adverts.iter().map(SectorTable::of).collect();
+    let Some(me) = adverts.iter().position(|a| &a.member == from) else {
+        bail!("{from} has no profile under {}", members.display());
+    };
+    let policy = RoutingPolicy::default();
+    let now = clock::now();
+    let decision = routing::decide(
+        &card,
+        (&adverts[me], &tables[me]),
+        adverts.iter().zip(&tables),
+        |_| Standing {
+            reciprocity: 0.0,
+            behaviour: None,
+            now,
+            decline_half_life_ms: 0,
+        },
+        &policy,
+        now,
+    );
+    let explanation = decision.explanation(&card, from, &policy);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&explanation).context("encoding the explanation")?
+        );
+        return Ok(());
+    }
+    let verdict = match explanation.outcome {
+        Outcome::Keep => "KEEP",
+        Outcome::Refer => "REFER",
+        Outcome::Exhausted => "NO MEMBER CAN TAKE IT",
+    };
+    println!("{verdict}: {}", explanation.text);
+    println!();
+    let header: Vec<String> = Term::ALL
+        .iter()
+        .map(|t| format!("{:>8}", &t.name()[..t.name().len().min(8)]))
+        .collect();
+    println!(
+        "{:<4} {:<14} {:>6} {}",
+        "rank",
+        "member",
+        "score",
+        header.join(" ")
+    );
+    let row = |rank: String, member: &str, report: &routing::ScoreReport| {
+        let terms: Vec<String> = report
+            .terms
+            .iter()
+            .map(|t| format!("{:>8.3}", t.contribution))
+            .collect();
+        println!(
+            "{rank:<4} {member:<14} {:>6.3} {}",
+            report.total,
+            terms.join(" ")
+        );
+    };
+    row("here".into(), from.as_str(), &explanation.local);
+    for c in &explanation.ranked {
+        row(c.rank.to_string(), c.member.as_str(), &c.score);
+    }
+    let weights: Vec<String> = Term::ALL
+        .iter()
+        .map(|t| format!("{}={}", t.name(), policy.weights.get(*t)))
+        .collect();
+    println!(
+        "(each column is weight × value; weights: {})",
+        weights.join(", ")
+    );
+    if explanation.eligible_unranked > 0 {
+        println!(
+            "{} more eligible member(s) ranked lower",
+            explanation.eligible_unranked
+        );
+    }
+    if !explanation.ineligible.is_empty() {
+        println!();
+        println!("not eligible:");
+        for i in &explanation.ineligible {
+            println!("  {:<14} {}", i.member.as_str(), i.rule.describe());
+        }
+    }
+    Ok(())
+}
