@@ -239,7 +239,7 @@ fn a_bad_sector_tag_is_reported_with_file_and_line() {
     let out = run_in(dir.path(), &["profile", "check", "."]).fails();
     assert!(out.stderr.contains("lu-l-aif.toml"), "{}", out.stderr);
     assert!(
-        out.stderr.contains("unknown variant `cyber`"),
+        out.stderr.contains("unknown tag \"cyber\""),
         "{}",
         out.stderr
     );
@@ -344,11 +344,10 @@ fn an_advert_built_from_a_profile_inspects_and_any_flipped_byte_is_refused() {
     assert_eq!(shown["seq"], 7);
     assert_eq!(shown["sectors"]["health"], "excluded");
     assert_eq!(shown["sectors"]["space"], "priority");
-    assert_eq!(shown["gpu"]["total"], 2100);
-    assert!(
-        shown["gpu"]["free"].is_null(),
-        "unknown free capacity stays unknown"
-    );
+    // The researched size of MeluXina-AI is not capacity the federation may use: the
+    // advert leaves capacity unknown until the member's scheduler reports it.
+    assert!(shown["gpu"]["total"].is_null());
+    assert!(shown["gpu"]["free"].is_null());
 
     // Signed by a key outside the roster: the signature is fine, the roster refuses it.
     run_in(
@@ -417,12 +416,12 @@ fn an_advert_built_from_a_profile_inspects_and_any_flipped_byte_is_refused() {
                 "malformed",
                 "truncated",
                 "trailing",
-                "member id",
                 "too large",
-                "key",
+                "ed25519 point",
                 "expired",
                 "valid before",
-                "lifetime"
+                "lifetime",
+                "signer"
             ]
             .iter()
             .any(|w| out.stderr.contains(w)),

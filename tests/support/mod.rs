@@ -32,12 +32,14 @@ impl Run {
         self
     }
 
+    /// The command refused with an error exit code (1, or 2 for a usage error), not by
+    /// panicking (101).
     pub fn fails(self) -> Run {
-        assert_ne!(
-            self.code,
-            Some(0),
-            "aiguillage succeeded but should have failed\nstdout:\n{}",
-            self.stdout
+        assert!(
+            matches!(self.code, Some(1 | 2)),
+            "aiguillage should have refused with exit code 1\nstdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
         );
         self
     }

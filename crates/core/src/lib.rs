@@ -631,6 +631,22 @@ impl Core {
 
     fn on_advert(&mut self, now: Timestamp, advert: Advert, envelope: Envelope) {
         let _ = now;
+        let entry = self.roster().and_then(|r| r.member(&advert.member));
+        if let Some(e) = entry
+            && (e.role != advert.role || e.country != advert.country)
+        {
+            let detail = format!(
+                "advert says {} in {}, the roster says {} in {}",
+                advert.role, advert.country, e.role, e.country
+            );
+            self.refuse(
+                Some(advert.member.clone()),
+                Some(MessageKind::Advert),
+                "roster_mismatch",
+                detail,
+            );
+            return;
+        }
         if self.state.directory.offer(advert, envelope) == directory::AdvertOutcome::Stored {
             self.dirty.insert(StateKey::Directory);
         }

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use aiguillage_wire::{Advert, Envelope, PublicKey, Sector, SectorLevel, Verified};
+use aiguillage_wire::{Advert, Envelope, GpuCapacity, PublicKey, Sector, SectorLevel, Verified};
 use anyhow::{Context, Result};
 
 use crate::{clock, files, profiles, roster_cmd};
@@ -11,7 +11,9 @@ use crate::{clock, files, profiles, roster_cmd};
 pub fn build(profile: &Path, key: &Path, seq: u64, ttl: Duration, out: &Path) -> Result<()> {
     let profile = profiles::load_one(profile)?;
     let key = files::read_secret_key(key)?;
-    let advert = profile.advert(seq, profile.researched_gpu(), None);
+    // Capacity in an advert comes from the member's scheduler; the researched system sizes
+    // in the profile describe whole machines, not what the federation may use.
+    let advert = profile.advert(seq, GpuCapacity::default(), None);
     let now = clock::now();
     let envelope = Envelope::seal(&advert, &profile.id, &key, now, clock::after(now, ttl))
         .context("sealing the advert")?;

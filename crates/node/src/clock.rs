@@ -41,7 +41,12 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
     Ok(d)
 }
 
+/// RFC 3339 for times up to the year 9999; later ones (which rosters refuse, but a
+/// hand-made file may hold) print as milliseconds rather than fail.
 pub fn format_time(t: Timestamp) -> String {
+    if t > aiguillage_wire::LATEST_TIME {
+        return format!("{} ms after 1970", t.millis());
+    }
     let st = UNIX_EPOCH + Duration::from_millis(t.millis());
     humantime::format_rfc3339_seconds(st).to_string()
 }
@@ -65,5 +70,9 @@ mod tests {
         assert!(parse_time("yesterday").is_err());
         assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
         assert!(parse_duration("0s").is_err());
+        assert_eq!(
+            format_time(Timestamp(u64::MAX)),
+            format!("{} ms after 1970", u64::MAX)
+        );
     }
 }

@@ -8,8 +8,8 @@
 use std::path::Path;
 
 use aiguillage_wire::{
-    AUTHORITY_ID, CountryCode, Envelope, MemberId, PublicKey, Role, Roster, RosterEntry, Timestamp,
-    Verified,
+    AUTHORITY_ID, CountryCode, Envelope, MemberId, Message, PublicKey, Role, Roster, RosterEntry,
+    Timestamp, Verified,
 };
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -66,11 +66,15 @@ impl Draft {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Roster {
+        let roster = Roster {
             federation: self.federation.clone(),
             serial: self.serial,
             members,
-        })
+        };
+        roster
+            .validate(&MemberId::new(AUTHORITY_ID)?)
+            .with_context(|| format!("{} is not a valid roster", path.display()))?;
+        Ok(roster)
     }
 }
 
@@ -157,6 +161,7 @@ pub fn remove(path: &Path, id: &MemberId) -> Result<()> {
         bail!("{id} is not in {}", path.display());
     }
     draft.serial += 1;
+    draft.to_roster(path)?;
     save_draft(path, &draft)?;
     println!(
         "removed {id} from {} (serial {})",
@@ -241,7 +246,9 @@ pub fn show(path: &Path, authority: Option<&PublicKey>, json: bool) -> Result<()
                     .with_context(|| format!("refusing roster {}", path.display()))?;
                 let key = env.key;
                 (
-                    env.open::<Roster>(clock::now())?.message,
+                    env.open::<Roster>(clock::now())
+                        .with_context(|| format!("{} is not a roster", path.display()))?
+                        .message,
                     format!(
                         "signed by {key}, NOT checked against a pinned authority (pass --authority)"
                     ),

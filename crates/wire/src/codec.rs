@@ -23,6 +23,8 @@ pub struct Limits {
     /// Require every length and integer in its shortest encoding, so that a value has
     /// exactly one byte form.
     pub shortest_form: bool,
+    /// Require every map key to be a text string, each at most once per map.
+    pub text_keys: bool,
 }
 
 pub(crate) fn to_vec<T: Serialize>(value: &T) -> Vec<u8> {
@@ -32,12 +34,63 @@ pub(crate) fn to_vec<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 /// Checks `bytes` against `limits`, then decodes one `T`.
+/// Checks a message body: the kind's structural limits, a map at the top, and text keys
+/// that appear once per map.
+pub(crate) fn check_payload(bytes: &[u8], limits: Limits) -> Result<(), WireError> {
+    let limits = Limits {
+        text_keys: true,
+        ..limits
+    };
+    check_structure(bytes, limits)?;
+    match bytes.first() {
+        Some(b) if b >> 5 == 5 => Ok(()),
+        _ => Err(WireError::Malformed(
+            "a message body must be a CBOR map".into(),
+        )),
+    }
+}
+
+/// Checks a message body with [`check_payload`], then decodes it.
+pub(crate) fn from_payload<T: DeserializeOwned>(
+    bytes: &[u8],
+    limits: Limits,
+) -> Result<T, WireError> {
+    check_payload(bytes, limits)?;
+    serde_cbor::from_slice(bytes).map_err(|e| WireError::Malformed(e.to_string()))
+}
+
 pub(crate) fn from_slice<T: DeserializeOwned>(
     bytes: &[u8],
     limits: Limits,
 ) -> Result<T, WireError> {
     check_structure(bytes, limits)?;
     serde_cbor::from_slice(bytes).map_err(|e| WireError::Malformed(e.to_string()))
+}
+
+/// Reads the first item of a top-level array if it is an unsigned integer, without looking
+/// at anything after it: how a receiver learns an envelope's version before its layout.
+pub fn peek_first_uint(bytes: &[u8]) -> Option<u64> {
+    let mut walker = Walker {
+        bytes,
+        pos: 0,
+        limits: Limits {
+            max_bytes: usize::MAX,
+            max_depth: 1,
+            max_items: u64::MAX,
+            shortest_form: false,
+            text_keys: false,
+        },
+    };
+    let head = walker.byte().ok()?;
+    if head >> 5 != 4 {
+        return None;
+    }
+    walker.argument(head & 0x1f).ok()?;
+    let first = walker.byte().ok()?;
+    if first >> 5 != 0 {
+        return None;
+    }
+    walker.argument(first & 0x1f).ok()
 }
 
 /// Checks `bytes` like [`check_structure`] and returns the CBOR major type of each item of
@@ -170,9 +223,28 @@ impl Walker<'_> {
                         limit: self.limits.max_items,
                     });
                 }
-                let children = if major == 5 { len * 2 } else { len };
-                for _ in 0..children {
-                    self.item(depth + 1)?;
+                if major == 5 && self.limits.text_keys {
+                    let mut keys: Vec<&[u8]> = Vec::with_capacity(len as usize);
+                    for _ in 0..len {
+                        let start = self.pos;
+                        if self.bytes.get(start).is_some_and(|b| b >> 5 != 3) {
+                            return Err(WireError::Malformed(
+                                "map keys must be text strings".into(),
+                            ));
+                        }
+                        self.item(depth + 1)?;
+                        keys.push(&self.bytes[start..self.pos]);
+                        self.item(depth + 1)?;
+                    }
+                    keys.sort_unstable();
+                    if keys.windows(2).any(|w| w[0] == w[1]) {
+                        return Err(WireError::Malformed("a map repeats a key".into()));
+                    }
+                } else {
+                    let children = if major == 5 { len * 2 } else { len };
+                    for _ in 0..children {
+                        self.item(depth + 1)?;
+                    }
                 }
             }
             6 => return Err(WireError::Malformed("CBOR tags are not allowed".into())),
@@ -209,6 +281,7 @@ mod tests {
         max_depth: 4,
         max_items: 8,
         shortest_form: false,
+        text_keys: false,
     };
 
     #[test]
@@ -270,6 +343,36 @@ mod tests {
             check_structure(&vec![0u8; 2000], L),
             Err(WireError::TooLarge { size: 2000, .. })
         ));
+    }
+
+    #[test]
+    fn payload_maps_need_unique_text_keys() {
+        // {"a": 1}
+        check_payload(&[0xa1, 0x61, b'a', 0x01], L).unwrap();
+        // {1: 1}
+        assert!(
+            matches!(check_payload(&[0xa1, 0x01, 0x01], L), Err(WireError::Malformed(m)) if m.contains("text"))
+        );
+        // {"a": 1, "a": 2}
+        assert!(matches!(
+            check_payload(&[0xa2, 0x61, b'a', 0x01, 0x61, b'a', 0x02], L),
+            Err(WireError::Malformed(m)) if m.contains("repeats")
+        ));
+        // [1] at the top
+        assert!(
+            matches!(check_payload(&[0x81, 0x01], L), Err(WireError::Malformed(m)) if m.contains("map"))
+        );
+        // a nested map with an integer key
+        assert!(check_payload(&[0xa1, 0x61, b'a', 0xa1, 0x00, 0x00], L).is_err());
+    }
+
+    #[test]
+    fn the_first_array_item_is_read_without_the_rest() {
+        assert_eq!(peek_first_uint(&[0x89, 0x02]), Some(2));
+        assert_eq!(peek_first_uint(&[0x98, 0x20, 0x18, 0x30]), Some(0x30));
+        assert_eq!(peek_first_uint(&[0xa1, 0x02]), None);
+        assert_eq!(peek_first_uint(&[0x81, 0x61]), None);
+        assert_eq!(peek_first_uint(&[]), None);
     }
 
     #[test]

@@ -76,6 +76,7 @@ const ENVELOPE_LIMITS: Limits = Limits {
     max_items: 8,
     // One byte form per envelope: gossip deduplicates on the hash of these bytes.
     shortest_form: true,
+    text_keys: false,
 };
 
 /// The exact bytes an envelope's signature covers:
@@ -117,13 +118,8 @@ impl Envelope {
     ) -> Result<Envelope, WireError> {
         message.validate(signer)?;
         let payload = codec::to_vec(message);
-        let limit = M::KIND.limits().max_bytes;
-        if payload.len() > limit {
-            return Err(WireError::TooLarge {
-                size: payload.len(),
-                limit,
-            });
-        }
+        // What every receiver will check, checked before signing.
+        codec::check_payload(&payload, M::KIND.limits())?;
         check_lifetime(M::KIND, issued_at, expires_at)?;
         let public = PublicKey::of(key);
         let input = signing_input(M::KIND, signer, &public, issued_at, expires_at, &payload);
@@ -155,16 +151,20 @@ impl Envelope {
     /// Decodes an envelope's framing without verifying it. Size, structure, version and kind
     /// are checked here; signature and time by [`Envelope::verify`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Envelope, WireError> {
-        let types = codec::array_item_types(bytes, ENVELOPE_LIMITS)?;
+        if bytes.len() > MAX_ENVELOPE_BYTES {
+            return Err(WireError::TooLarge {
+                size: bytes.len(),
+                limit: MAX_ENVELOPE_BYTES,
+            });
+        }
         // The version is the array's first item; read it before the rest so that a future
         // version with another layout is reported as a version, not as malformed.
-        if let [head, version, ..] = bytes
-            && head & 0xe0 == 0x80
-            && *version < 24
-            && *version != PROTOCOL_VERSION
+        if let Some(version) = codec::peek_first_uint(bytes)
+            && version != u64::from(PROTOCOL_VERSION)
         {
-            return Err(WireError::UnknownVersion(u64::from(*version)));
+            return Err(WireError::UnknownVersion(version));
         }
+        let types = codec::array_item_types(bytes, ENVELOPE_LIMITS)?;
         // Exact CBOR types (uint, uint, text, bytes, uint, uint, bytes, bytes): the serde
         // decoder alone would also take a text string where bytes are due, giving one
         // message two byte forms.
@@ -188,7 +188,8 @@ impl Envelope {
         }
         Ok(Envelope {
             kind,
-            signer: MemberId::new(signer)?,
+            signer: MemberId::new(signer)
+                .map_err(|e| WireError::Malformed(format!("envelope signer: {e}")))?,
             key: PublicKey(key),
             issued_at: Timestamp(issued_at),
             expires_at: Timestamp(expires_at),
@@ -218,6 +219,9 @@ impl Envelope {
     /// Checks the signature alone, for stored messages whose time has passed.
     pub fn verify_signature(&self) -> Result<(), WireError> {
         let key = self.key.verifying_key()?;
+        if key.is_weak() {
+            return Err(WireError::BadKey);
+        }
         let input = signing_input(
             self.kind,
             &self.signer,
@@ -239,7 +243,7 @@ impl Envelope {
                 found: self.kind,
             });
         }
-        let message: M = codec::from_slice(&self.payload, M::KIND.limits())?;
+        let message: M = codec::from_payload(&self.payload, M::KIND.limits())?;
         message.validate(&self.signer)?;
         Ok(message)
     }

@@ -35,7 +35,9 @@ impl PublicKey {
             WireError::invalid("public key", format!("{} bytes, expected 32", b.len()))
         })?;
         let key = PublicKey(arr);
-        key.verifying_key()?;
+        if key.verifying_key()?.is_weak() {
+            return Err(WireError::BadKey);
+        }
         Ok(key)
     }
 }

@@ -41,6 +41,7 @@ macro_rules! kinds {
                         max_depth: MAX_DEPTH,
                         max_items: $max_items,
                         shortest_form: false,
+                        text_keys: true,
                     },)*
                 }
             }

@@ -37,7 +37,7 @@ pub use referral::{
     Accept, ConsentScope, Decline, Dossier, HandOver, Offer, Progress, ProjectCard, Withdraw,
     origin_of,
 };
-pub use roster::{AUTHORITY_ID, Roster, RosterEntry, TrustError};
+pub use roster::{AUTHORITY_ID, LATEST_TIME, Roster, RosterEntry, TrustError};
 pub use vocab::{
     CompanySize, DeclineReason, JobState, ProgressState, Role, Sector, SectorLevel, Service,
 };

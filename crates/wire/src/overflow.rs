@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::referral::check_origin;
+use crate::referral::{check_not_origin, check_origin};
 use crate::{CountryCode, JobId, JobState, MemberId, Message, MessageKind, Timestamp, WireError};
 
 /// What a job needs from a host; enough to bid on, without the command.
@@ -146,8 +146,8 @@ impl Message for CallForBids {
 
 impl Message for Bid {
     const KIND: MessageKind = MessageKind::Bid;
-    fn validate(&self, _signer: &MemberId) -> Result<(), WireError> {
-        Ok(())
+    fn validate(&self, signer: &MemberId) -> Result<(), WireError> {
+        check_not_origin("job", self.job.as_str(), signer)
     }
 }
 
@@ -166,7 +166,8 @@ impl Message for Reserve {
 
 impl Message for Reserved {
     const KIND: MessageKind = MessageKind::Reserved;
-    fn validate(&self, _signer: &MemberId) -> Result<(), WireError> {
+    fn validate(&self, signer: &MemberId) -> Result<(), WireError> {
+        check_not_origin("job", self.job.as_str(), signer)?;
         check_epoch(self.epoch)
     }
 }
@@ -189,14 +190,16 @@ impl Message for Release {
 
 impl Message for Heartbeat {
     const KIND: MessageKind = MessageKind::Heartbeat;
-    fn validate(&self, _signer: &MemberId) -> Result<(), WireError> {
+    fn validate(&self, signer: &MemberId) -> Result<(), WireError> {
+        check_not_origin("job", self.job.as_str(), signer)?;
         check_epoch(self.epoch)
     }
 }
 
 impl Message for JobStatus {
     const KIND: MessageKind = MessageKind::JobStatus;
-    fn validate(&self, _signer: &MemberId) -> Result<(), WireError> {
+    fn validate(&self, signer: &MemberId) -> Result<(), WireError> {
+        check_not_origin("job", self.job.as_str(), signer)?;
         check_epoch(self.epoch)
     }
 }
@@ -212,8 +215,32 @@ impl Message for UsageReceipt {
                 claimed: self.host.to_string(),
             });
         }
+        if self.job.origin() != Some(self.origin.as_str()) {
+            return Err(WireError::invalid(
+                "origin",
+                format!("{} did not mint job {}", self.origin, self.job),
+            ));
+        }
+        if self.origin == self.host {
+            return Err(WireError::invalid(
+                "host",
+                "a member does not host for itself",
+            ));
+        }
         if self.finished_at < self.started_at {
             return Err(WireError::invalid("finished_at", "before started_at"));
+        }
+        // GPU-seconds cannot exceed GPUs × wall time (rounded up to the second).
+        let wall_s = (self.finished_at.millis() - self.started_at.millis()).div_ceil(1000);
+        let most = u64::from(self.gpus).saturating_mul(wall_s + 1);
+        if self.gpu_seconds > most {
+            return Err(WireError::invalid(
+                "gpu_seconds",
+                format!(
+                    "{} exceeds {} GPUs over {wall_s} s",
+                    self.gpu_seconds, self.gpus
+                ),
+            ));
         }
         if !self.state.is_final() {
             return Err(WireError::invalid(

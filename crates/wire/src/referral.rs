@@ -127,6 +127,22 @@ pub(crate) fn check_origin(
     }
 }
 
+/// For messages that flow back to an id's origin: the signer must not be that origin.
+pub(crate) fn check_not_origin(
+    kind: &'static str,
+    id: &str,
+    signer: &MemberId,
+) -> Result<(), WireError> {
+    if origin_of(id) == Some(signer.as_str()) {
+        return Err(WireError::SignerMismatch {
+            signer: signer.to_string(),
+            field: kind,
+            claimed: format!("{id} (its own id: this message goes to the origin)"),
+        });
+    }
+    Ok(())
+}
+
 fn check_attempt(attempt: u32) -> Result<(), WireError> {
     if attempt == 0 {
         return Err(WireError::invalid("attempt", "attempts count from 1"));
@@ -163,14 +179,16 @@ impl Message for Offer {
 
 impl Message for Accept {
     const KIND: MessageKind = MessageKind::Accept;
-    fn validate(&self, _signer: &MemberId) -> Result<(), WireError> {
+    fn validate(&self, signer: &MemberId) -> Result<(), WireError> {
+        check_not_origin("referral", self.referral.as_str(), signer)?;
         check_attempt(self.attempt)
     }
 }
 
 impl Message for Decline {
     const KIND: MessageKind = MessageKind::Decline;
-    fn validate(&self, _signer: &MemberId) -> Result<(), WireError> {
+    fn validate(&self, signer: &MemberId) -> Result<(), WireError> {
+        check_not_origin("referral", self.referral.as_str(), signer)?;
         check_attempt(self.attempt)
     }
 }
@@ -193,7 +211,8 @@ impl Message for HandOver {
 
 impl Message for Progress {
     const KIND: MessageKind = MessageKind::Progress;
-    fn validate(&self, _signer: &MemberId) -> Result<(), WireError> {
+    fn validate(&self, signer: &MemberId) -> Result<(), WireError> {
+        check_not_origin("referral", self.referral.as_str(), signer)?;
         check_attempt(self.attempt)
     }
 }

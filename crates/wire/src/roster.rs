@@ -13,6 +13,9 @@ use crate::{
 /// The signer id the federation authority uses on roster envelopes.
 pub const AUTHORITY_ID: &str = "federation-authority";
 
+/// 9999-12-31T23:59:59.999Z: later times cannot be written as RFC 3339.
+pub const LATEST_TIME: Timestamp = Timestamp(253_402_300_799_999);
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Roster {
     pub federation: String,
@@ -112,6 +115,13 @@ impl Roster {
                 found: envelope.key,
             });
         }
+        if envelope.signer.as_str() != AUTHORITY_ID {
+            return Err(TrustError::Wire(WireError::SignerMismatch {
+                signer: envelope.signer.to_string(),
+                field: "roster signer",
+                claimed: AUTHORITY_ID.to_owned(),
+            }));
+        }
         Ok(envelope.open::<Roster>(now)?)
     }
 
@@ -143,6 +153,18 @@ impl Message for Roster {
         let mut ids = BTreeSet::new();
         let mut keys = BTreeSet::new();
         for m in &self.members {
+            if m.id.as_str() == AUTHORITY_ID {
+                return Err(WireError::invalid(
+                    "members",
+                    format!("{AUTHORITY_ID} is reserved for the authority"),
+                ));
+            }
+            if m.valid_until > LATEST_TIME {
+                return Err(WireError::invalid(
+                    "members",
+                    format!("{}: valid_until is after the year 9999", m.id),
+                ));
+            }
             if !ids.insert(&m.id) {
                 return Err(WireError::invalid(
                     "members",
@@ -166,6 +188,19 @@ impl Message for Roster {
                     "members",
                     format!("{}: only antennas have linked factories", m.id),
                 ));
+            }
+        }
+        for m in &self.members {
+            for link in &m.linked_factories {
+                if self.member(link).is_none_or(|f| f.role != Role::Factory) {
+                    return Err(WireError::invalid(
+                        "members",
+                        format!(
+                            "{}: linked factory {link} is not a factory in this roster",
+                            m.id
+                        ),
+                    ));
+                }
             }
         }
         Ok(())

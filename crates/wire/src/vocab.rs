@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 macro_rules! tagged_enum {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $tag:literal,)* }) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
         pub enum $name {
             $($(#[$vdoc])* #[serde(rename = $tag)] $variant,)*
         }
@@ -25,6 +25,24 @@ macro_rules! tagged_enum {
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(self.tag())
+            }
+        }
+
+        // Tags decode from text only: serde's derived enums would also take a variant's
+        // position as an integer, making declaration order part of the wire format.
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct Tag;
+                impl serde::de::Visitor<'_> for Tag {
+                    type Value = $name;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        write!(f, "a {} tag (text)", stringify!($name))
+                    }
+                    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<$name, E> {
+                        s.parse().map_err(|e: crate::WireError| E::custom(e))
+                    }
+                }
+                d.deserialize_str(Tag)
             }
         }
 
@@ -179,6 +197,23 @@ mod tests {
         let err = "fintech".parse::<Sector>().unwrap_err().to_string();
         assert!(err.contains("fintech"), "{err}");
         assert!(err.contains("finance_insurance"), "{err}");
+    }
+
+    #[test]
+    fn tags_decode_from_text_and_nothing_else() {
+        let text = [0x66, b'h', b'e', b'a', b'l', b't', b'h'];
+        assert_eq!(
+            serde_cbor::from_slice::<Sector>(&text).unwrap(),
+            Sector::Health
+        );
+        // Health's position in the enum, as an integer, and a one-entry map.
+        assert!(serde_cbor::from_slice::<Sector>(&[0x0c]).is_err());
+        assert!(
+            serde_cbor::from_slice::<Sector>(&[
+                0xa1, 0x66, b'h', b'e', b'a', b'l', b't', b'h', 0xf6
+            ])
+            .is_err()
+        );
     }
 
     #[test]

@@ -90,7 +90,7 @@ proptest! {
 #[test]
 fn a_signature_for_one_kind_does_not_verify_as_another() {
     let accept = Accept {
-        referral: ReferralId::new("lu-l-aif/1").unwrap(),
+        referral: ReferralId::new("it-it4lia/1").unwrap(),
         attempt: 1,
     };
     let mut envelope =
@@ -348,7 +348,7 @@ fn a_bad_id_inside_a_signed_payload_is_refused_by_name() {
 #[test]
 fn unknown_keys_are_ignored_and_missing_required_fields_are_refused() {
     let accept = Accept {
-        referral: ReferralId::new("lu-l-aif/1").unwrap(),
+        referral: ReferralId::new("it-it4lia/1").unwrap(),
         attempt: 2,
     };
     let payload = Envelope::seal(&accept, &lu(), &key(), T0, T0.saturating_add_ms(LIFE))
@@ -440,4 +440,68 @@ fn a_text_string_where_bytes_are_due_is_refused() {
         matches!(err, WireError::Malformed(ref m) if m.contains("major types")),
         "{err}"
     );
+}
+
+/// Signs `payload` as a message of `kind`, so that only the body decoder can refuse it.
+fn sealed_as(kind: MessageKind, payload: Vec<u8>) -> Vec<u8> {
+    let mut envelope =
+        Envelope::seal(&advert(), &lu(), &key(), T0, T0.saturating_add_ms(LIFE)).unwrap();
+    envelope.kind = kind;
+    envelope.payload = payload;
+    let input = signing_input(
+        envelope.kind,
+        &envelope.signer,
+        &envelope.key,
+        envelope.issued_at,
+        envelope.expires_at,
+        &envelope.payload,
+    );
+    use ed25519_dalek::Signer;
+    envelope.signature = key().sign(&input).to_bytes();
+    envelope.to_bytes()
+}
+
+fn open_as_every_kind(payload: &[u8]) {
+    fn one<M: Message>(payload: &[u8]) {
+        let _ = open::<M>(&sealed_as(M::KIND, payload.to_vec()), T0);
+    }
+    one::<Advert>(payload);
+    one::<Roster>(payload);
+    one::<Offer>(payload);
+    one::<Accept>(payload);
+    one::<Decline>(payload);
+    one::<Withdraw>(payload);
+    one::<HandOver>(payload);
+    one::<Progress>(payload);
+    one::<CallForBids>(payload);
+    one::<Bid>(payload);
+    one::<Reserve>(payload);
+    one::<Reserved>(payload);
+    one::<Confirm>(payload);
+    one::<Release>(payload);
+    one::<Heartbeat>(payload);
+    one::<JobStatus>(payload);
+    one::<UsageReceipt>(payload);
+    one::<ReceiptAck>(payload);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Validly signed bodies of arbitrary bytes reach every body decoder without a panic.
+    #[test]
+    fn every_body_decoder_survives_arbitrary_signed_bytes(payload in proptest::collection::vec(any::<u8>(), 0..300)) {
+        open_as_every_kind(&payload);
+    }
+
+    /// The same, starting from a real body with a few bytes changed, which reaches deeper.
+    #[test]
+    fn every_body_decoder_survives_mutated_real_bodies(edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4)) {
+        let mut payload = serde_cbor_free_copy_of_advert();
+        for (i, b) in edits {
+            let i = i.index(payload.len());
+            payload[i] = b;
+        }
+        open_as_every_kind(&payload);
+    }
 }

@@ -52,7 +52,7 @@ proptest! {
                     country,
                     linked_factories: vec![],
                     valid_from: Timestamp(0),
-                    valid_until: Timestamp(u64::MAX),
+                    valid_until: LATEST_TIME,
                 }
             })
             .collect();

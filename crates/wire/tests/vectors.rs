@@ -43,3 +43,40 @@ fn the_documented_envelopes_open() {
     assert_eq!(advert.message, vector_messages::advert());
     assert_eq!(advert.envelope.key.0.to_vec(), doc_vector("public-key"));
 }
+
+/// The table of kinds, limits and lifetimes in §4 is the one the code enforces.
+#[test]
+fn the_documented_kinds_and_limits_match_the_implementation() {
+    let section = DOC
+        .split("## 4. Kinds and limits")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("docs/PROTOCOL.md has section 4");
+    let rows: Vec<Vec<String>> = section
+        .lines()
+        .filter(|l| l.starts_with("| ") && l.contains('`'))
+        .map(|l| {
+            l.split('|')
+                .map(|c| c.trim().to_owned())
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows.len(), MessageKind::ALL.len(), "one row per kind");
+    for row in rows {
+        let code: u64 = row[0].parse().unwrap();
+        let kind =
+            MessageKind::from_code(code).unwrap_or_else(|| panic!("code {code} is not a kind"));
+        assert_eq!(row[1], format!("`{}`", kind.name()), "name of code {code}");
+        let kib: usize = row[2].trim_end_matches(" KiB").parse().unwrap();
+        assert_eq!(kib * 1024, kind.limits().max_bytes, "size of {kind}");
+        let items: u64 = row[3].parse().unwrap();
+        assert_eq!(items, kind.limits().max_items, "items of {kind}");
+        let days: u64 = row[4].split(' ').next().unwrap().parse().unwrap();
+        assert_eq!(
+            days * 86_400_000,
+            kind.max_lifetime_ms(),
+            "lifetime of {kind}"
+        );
+    }
+}

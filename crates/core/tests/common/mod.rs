@@ -140,7 +140,7 @@ impl Net {
                     country: p.country,
                     linked_factories: p.linked_factories.clone(),
                     valid_from: Timestamp(0),
-                    valid_until: Timestamp(u64::MAX / 2),
+                    valid_until: LATEST_TIME,
                 }
             })
             .collect();
@@ -443,6 +443,18 @@ impl Net {
             };
             self.input(&id, Input::Executor { job, epoch, event });
         }
+    }
+
+    /// Seals `message` as member `id` with its rostered key.
+    pub fn seal_as<M: Message>(&self, id: &str, message: &M) -> Envelope {
+        Envelope::seal(
+            message,
+            &Net::id(id),
+            &key_of(id),
+            self.now,
+            self.now.saturating_add_ms(60_000),
+        )
+        .unwrap()
     }
 
     pub fn file(&mut self, at: &str, card: ProjectCard) -> ReferralIdOrKept {
