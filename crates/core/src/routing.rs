@@ -738,3 +738,232 @@ impl Decision<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aiguillage_wire::{
+        CompanySize, ConsentScope, CountryCode, GpuCapacity, Language, ProjectId, Role,
+    };
+
+    fn advert(id: &str, country: &str, priority: &[Sector], services: &[Service]) -> Advert {
+        Advert {
+            member: MemberId::new(id).unwrap(),
+            seq: 1,
+            role: Role::Factory,
+            name: id.into(),
+            country: CountryCode::new(country).unwrap(),
+            sectors: priority
+                .iter()
+                .map(|s| (*s, SectorLevel::Priority))
+                .collect(),
+            other_sectors: SectorLevel::Accepted,
+            services: services.to_vec(),
+            languages: vec![Language::new("en").unwrap()],
+            countries_served: vec![],
+            datasets: vec![],
+            gpu: GpuCapacity::default(),
+            referral_intake: None,
+        }
+    }
+
+    fn card(sector: Sector) -> ProjectCard {
+        ProjectCard {
+            project: ProjectId::new("lu/p1").unwrap(),
+            sector,
+            secondary_sectors: vec![],
+            country: CountryCode::new("LU").unwrap(),
+            company_size: CompanySize::Small,
+            stage: Service::Assessment,
+            services_needed: vec![Service::Financing],
+            gpu_hours: 0,
+            datasets_wanted: vec![],
+            languages: vec![Language::new("en").unwrap()],
+            consent: ConsentScope {
+                whole_federation: true,
+                members: vec![],
+                countries: vec![],
+            },
+        }
+    }
+
+    fn run(
+        card: &ProjectCard,
+        me: &Advert,
+        others: &[Advert],
+        policy: &RoutingPolicy,
+    ) -> Explanation {
+        let tables: Vec<SectorTable> = others.iter().map(SectorTable::of).collect();
+        let standing = |_: &MemberId| Standing {
+            reciprocity: 0.0,
+            behaviour: None,
+            now: Timestamp(0),
+            decline_half_life_ms: 0,
+        };
+        decide(
+            card,
+            (me, &SectorTable::of(me)),
+            others.iter().zip(&tables),
+            standing,
+            policy,
+            Timestamp(0),
+        )
+        .explanation(card, &me.member, policy)
+    }
+
+    #[test]
+    fn a_member_without_a_needed_service_is_ineligible_and_one_here_forces_a_referral() {
+        let all = Service::ALL;
+        let me = advert("lu", "LU", &[Sector::Health], &[Service::Training]);
+        let others = [
+            advert("aa", "DE", &[Sector::Health], &[Service::Training]),
+            advert("bb", "FR", &[Sector::Health], all),
+        ];
+        let e = run(
+            &card(Sector::Health),
+            &me,
+            &others,
+            &RoutingPolicy::default(),
+        );
+        assert_eq!(e.rule, Rule::ServiceMissingHere);
+        assert_eq!(e.outcome, Outcome::Refer);
+        assert_eq!(e.ranked.len(), 1);
+        assert_eq!(e.ranked[0].member.as_str(), "bb");
+        assert_eq!(
+            e.ineligible[0].rule,
+            Ineligible::ServiceNotOffered {
+                service: Service::Financing
+            }
+        );
+    }
+
+    #[test]
+    fn an_accepted_sector_is_kept_unless_beaten_by_the_margin() {
+        let all = Service::ALL;
+        let me = advert("lu", "LU", &[], all);
+        let strong = advert("de", "DE", &[Sector::Gaming], all);
+        let keep = RoutingPolicy {
+            accept_margin: 0.9,
+            ..RoutingPolicy::default()
+        };
+        assert_eq!(
+            run(
+                &card(Sector::Gaming),
+                &me,
+                std::slice::from_ref(&strong),
+                &keep
+            )
+            .rule,
+            Rule::AcceptedNotBeaten
+        );
+        let refer = RoutingPolicy {
+            accept_margin: 0.05,
+            ..RoutingPolicy::default()
+        };
+        let e = run(&card(Sector::Gaming), &me, &[strong], &refer);
+        assert_eq!(
+            (e.outcome, e.rule),
+            (Outcome::Refer, Rule::AcceptedButBeaten)
+        );
+    }
+
+    #[test]
+    fn ties_break_by_member_id_and_deny_lists_apply() {
+        let all = Service::ALL;
+        let me = advert("lu", "LU", &[], all);
+        let others = [
+            advert("zz", "DE", &[Sector::Health], all),
+            advert("aa", "DE", &[Sector::Health], all),
+        ];
+        let e = run(
+            &card(Sector::Health),
+            &me,
+            &others,
+            &RoutingPolicy::default(),
+        );
+        let order: Vec<&str> = e.ranked.iter().map(|c| c.member.as_str()).collect();
+        assert_eq!(order, ["aa", "zz"]);
+        let deny = RoutingPolicy {
+            deny: vec![MemberId::new("aa").unwrap()],
+            ..RoutingPolicy::default()
+        };
+        let e = run(&card(Sector::Health), &me, &others, &deny);
+        assert_eq!(e.ranked[0].member.as_str(), "zz");
+        assert_eq!(e.ineligible[0].rule, Ineligible::Denied);
+    }
+
+    #[test]
+    fn keep_all_never_refers_and_exhaustion_is_reported() {
+        let all = Service::ALL;
+        let me = advert("lu", "LU", &[], all);
+        let mut me_excl = me.clone();
+        me_excl
+            .sectors
+            .insert(Sector::Health, SectorLevel::Excluded);
+        let keep_all = RoutingPolicy {
+            strategy: Strategy::KeepAll,
+            ..RoutingPolicy::default()
+        };
+        assert_eq!(
+            run(&card(Sector::Health), &me_excl, &[], &keep_all).outcome,
+            Outcome::Keep
+        );
+        let e = run(
+            &card(Sector::Health),
+            &me_excl,
+            &[],
+            &RoutingPolicy::default(),
+        );
+        assert_eq!(e.outcome, Outcome::Exhausted);
+    }
+
+    #[test]
+    fn pruning_never_changes_the_ranking() {
+        // Many candidates with close scores: the pruned top-k equals the full sort.
+        let all = Service::ALL;
+        let me = advert("lu", "LU", &[], all);
+        let countries = ["DE", "FR", "BE", "IT", "SE", "CH"];
+        let others: Vec<Advert> = (0..60)
+            .map(|i| {
+                let pri: &[Sector] = if i % 3 == 0 { &[Sector::Health] } else { &[] };
+                advert(
+                    &format!("m{i:02}"),
+                    countries[i % countries.len()],
+                    pri,
+                    all,
+                )
+            })
+            .collect();
+        let policy = RoutingPolicy {
+            max_candidates: 5,
+            ..RoutingPolicy::default()
+        };
+        let e = run(&card(Sector::Health), &me, &others, &policy);
+        let mut full: Vec<(f64, String)> = others
+            .iter()
+            .map(|a| {
+                let mut s = score_without_standing(
+                    &card(Sector::Health),
+                    a,
+                    &SectorTable::of(a),
+                    &policy.weights,
+                );
+                add_standing(
+                    &mut s,
+                    &Standing {
+                        reciprocity: 0.0,
+                        behaviour: None,
+                        now: Timestamp(0),
+                        decline_half_life_ms: 0,
+                    },
+                    &policy.weights,
+                );
+                (s.total, a.member.to_string())
+            })
+            .collect();
+        full.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        let top: Vec<String> = full.into_iter().take(5).map(|(_, m)| m).collect();
+        let got: Vec<String> = e.ranked.iter().map(|c| c.member.to_string()).collect();
+        assert_eq!(got, top);
+    }
+}

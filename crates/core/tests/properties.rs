@@ -382,14 +382,13 @@ proptest! {
     ) {
         // Small capacities push jobs into overflow; short deadlines make answers race them.
         let gpus = [("lu-l-aif", 0), ("fr-ai2f", 1), ("es-1healthai", 2), ("de-jaif", 3), ("it-it4lia", 2)];
-        let mut net = Net::new(MEMBERS, &gpus, |_| aiguillage_core::CoreConfig {
-            offer_ttl_ms: 6_000,
-            decision_ttl_ms: 4_000,
-            resend_ms: 1_500,
-            reserve_ttl_ms: 4_000,
-            lease_ttl_ms: 12_000,
-            heartbeat_ms: 4_000,
-            ..fast_config()
+        let mut net = Net::new(MEMBERS, &gpus, |_, c| {
+            c.offer_ttl_ms = 6_000;
+            c.decision_ttl_ms = 4_000;
+            c.resend_ms = 1_500;
+            c.reserve_ttl_ms = 4_000;
+            c.lease_ttl_ms = 12_000;
+            c.heartbeat_ms = 4_000;
         });
         net.jobs_survive_crash = survive;
         net.chaos = Some(Chaos { state: seed | 1, drop_pct, dup_pct, jitter_ms });

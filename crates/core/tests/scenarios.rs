@@ -15,7 +15,7 @@ const FIVE: &[&str] = &[
 ];
 
 fn net5() -> Net {
-    Net::new(FIVE, &[], |_| fast_config())
+    Net::new(FIVE, &[], |_, _| {})
 }
 
 #[test]
@@ -106,7 +106,7 @@ fn an_unanswered_offer_expires_and_the_next_candidate_is_offered() {
 fn an_operator_decline_names_its_reason_and_the_next_member_is_offered() {
     // Health is excluded in Luxembourg and only accepted (not a priority) at it-it4lia, so
     // it-it4lia's operator has to decide.
-    let mut net = Net::new(&["lu-l-aif", "it-it4lia"], &[], |_| fast_config());
+    let mut net = Net::new(&["lu-l-aif", "it-it4lia"], &[], |_, _| {});
     let filed = net.file("lu-l-aif", card(Sector::Health, "LU"));
     let id = filed.referral.unwrap();
     net.run_for(100);
@@ -216,7 +216,7 @@ fn progress_reaches_the_origin_and_completes_the_referral() {
 
 #[test]
 fn a_full_factorys_job_runs_at_a_peer_and_the_receipt_comes_back() {
-    let mut net = Net::new(FIVE, &[("lu-l-aif", 0)], |_| fast_config());
+    let mut net = Net::new(FIVE, &[("lu-l-aif", 0)], |_, _| {});
     let job = net.submit("lu-l-aif", 2, 30, 0, &[]);
     net.run_for(2_000);
     let j = &net.core("lu-l-aif").state().jobs[&job];
@@ -259,7 +259,7 @@ fn a_full_factorys_job_runs_at_a_peer_and_the_receipt_comes_back() {
 
 #[test]
 fn a_failing_job_is_reported_with_its_exit_code() {
-    let mut net = Net::new(FIVE, &[("lu-l-aif", 0)], |_| fast_config());
+    let mut net = Net::new(FIVE, &[("lu-l-aif", 0)], |_, _| {});
     let job = net.submit("lu-l-aif", 1, 5, 3, &[]);
     net.run_for(30_000);
     let j = &net.core("lu-l-aif").state().jobs[&job];
@@ -280,7 +280,7 @@ fn a_failing_job_is_reported_with_its_exit_code() {
 /// Places a 120 s job from a full lu-l-aif, takes its host down, and returns (net, job,
 /// first host, second host) once the job is re-placed.
 fn lose_the_host(jobs_survive_crash: bool) -> (Net, JobId, MemberId, MemberId) {
-    let mut net = Net::new(FIVE, &[("lu-l-aif", 0)], |_| fast_config());
+    let mut net = Net::new(FIVE, &[("lu-l-aif", 0)], |_, _| {});
     net.jobs_survive_crash = jobs_survive_crash;
     let job = net.submit("lu-l-aif", 1, 120, 0, &[]);
     net.run_for(2_000);
@@ -369,7 +369,7 @@ fn a_lost_host_whose_job_survived_cancels_it_when_it_returns() {
 
 #[test]
 fn a_job_whose_residency_excludes_everyone_stays_queued_with_a_reason() {
-    let mut net = Net::new(FIVE, &[("lu-l-aif", 0)], |_| fast_config());
+    let mut net = Net::new(FIVE, &[("lu-l-aif", 0)], |_, _| {});
     let job = net.submit("lu-l-aif", 1, 10, 0, &["SE"]);
     net.run_for(2_000);
     let j = &net.core("lu-l-aif").state().jobs[&job];
@@ -444,7 +444,7 @@ fn an_antenna_advertising_itself_as_a_factory_is_refused() {
     let mut net = Net::new(
         &["lu-l-aif", "be-be-aifa", "de-jaif", "fi-lumi-aif"],
         &[],
-        |_| fast_config(),
+        |_, _| {},
     );
     let key = {
         // The harness derives keys from ids; sign as the antenna with its own rostered key

@@ -122,7 +122,9 @@ pub struct Net {
 
 impl Net {
     /// Members by id, with capacities from the devnet assumptions (overridden by `gpus`).
-    pub fn new(ids: &[&str], gpus: &[(&str, u32)], config: impl Fn(&str) -> CoreConfig) -> Net {
+    /// Each member starts from `fast_config` with the devnet assumptions applied; `tweak`
+    /// then adjusts it per member.
+    pub fn new(ids: &[&str], gpus: &[(&str, u32)], tweak: impl Fn(&str, &mut CoreConfig)) -> Net {
         let authority = SigningKey::from_bytes(&[99; 32]);
         let assumptions = DevnetAssumptions::from_toml(
             &std::fs::read_to_string(config_dir().join("devnet/assumptions.toml")).unwrap(),
@@ -160,11 +162,12 @@ impl Net {
         let mut cores = BTreeMap::new();
         for id in ids {
             let p = profile(id);
-            let mut cfg = config(id);
+            let mut cfg = fast_config();
             let cap = assumptions.for_member(&p.id, p.role);
             cfg.takes_overflow = cap.takes_overflow;
             cfg.accelerator = cap.accelerator.clone();
             cfg.referral_intake = cap.referral_intake;
+            tweak(id, &mut cfg);
             let total = gpus
                 .iter()
                 .find(|(m, _)| m == id)

@@ -1,0 +1,472 @@
+//! One test per lifecycle transition not already covered by the scenarios.
+
+mod common;
+
+use aiguillage_core::{
+    AttemptOutcome, HostPhase, InState, Input, JobPhase, Notification, OutState,
+};
+use aiguillage_wire::*;
+use common::*;
+
+fn two(a: &str, b: &str) -> Net {
+    Net::new(&[a, b], &[], |_, _| {})
+}
+
+/// Files a health project at lu-l-aif (excluded there) and returns its referral id.
+fn refer_health(net: &mut Net) -> ReferralId {
+    net.file("lu-l-aif", card(Sector::Health, "LU"))
+        .referral
+        .expect("referred")
+}
+
+fn incoming_decline_reason(net: &Net, at: &str, id: &ReferralId) -> Option<DeclineReason> {
+    match &net.core(at).state().incoming.get(id)?.state {
+        InState::Declined { reason, .. } => Some(*reason),
+        _ => None,
+    }
+}
+
+#[test]
+fn an_offer_in_a_sector_the_target_excludes_is_declined_with_sector_excluded() {
+    // A referral offered to lu-l-aif for health, which it excludes.
+    let mut net = two("es-1healthai", "lu-l-aif");
+    let mut c = card(Sector::Health, "ES");
+    c.services_needed = vec![Service::Training];
+    let offer = Offer {
+        referral: ReferralId::new("es-1healthai/9").unwrap(),
+        attempt: 1,
+        target: Net::id("lu-l-aif"),
+        card: c,
+        respond_by: net.now.saturating_add_ms(60_000),
+        rationale: String::new(),
+    };
+    let env = net.seal_as("es-1healthai", &offer);
+    net.input(&Net::id("lu-l-aif"), Input::Received(env));
+    assert_eq!(
+        incoming_decline_reason(&net, "lu-l-aif", &offer.referral),
+        Some(DeclineReason::SectorExcluded)
+    );
+}
+
+#[test]
+fn offers_outside_consent_or_for_someone_else_or_late_are_declined_with_their_reason() {
+    let mut net = two("lu-l-aif", "es-1healthai");
+    let mk = |n: u32, target: &str, consent: ConsentScope, respond_by: Timestamp| {
+        let mut c = card(Sector::Health, "LU");
+        c.consent = consent;
+        Offer {
+            referral: ReferralId::new(format!("lu-l-aif/{n}")).unwrap(),
+            attempt: 1,
+            target: Net::id(target),
+            card: c,
+            respond_by,
+            rationale: String::new(),
+        }
+    };
+    let later = net.now.saturating_add_ms(60_000);
+    let all = ConsentScope {
+        whole_federation: true,
+        members: vec![],
+        countries: vec![],
+    };
+    let only_de = ConsentScope {
+        whole_federation: false,
+        members: vec![],
+        countries: vec![CountryCode::new("DE").unwrap()],
+    };
+    let cases = [
+        (
+            mk(101, "es-1healthai", only_de, later),
+            DeclineReason::OutOfConsentScope,
+        ),
+        (
+            mk(102, "de-jaif", all.clone(), later),
+            DeclineReason::NotAddressedToUs,
+        ),
+        (
+            mk(103, "es-1healthai", all, net.now),
+            DeclineReason::OfferExpired,
+        ),
+    ];
+    for (offer, reason) in cases {
+        let env = net.seal_as("lu-l-aif", &offer);
+        net.input(&Net::id("es-1healthai"), Input::Received(env));
+        assert_eq!(
+            incoming_decline_reason(&net, "es-1healthai", &offer.referral),
+            Some(reason),
+            "{}",
+            offer.referral
+        );
+    }
+}
+
+#[test]
+fn a_full_intake_declines_with_no_capacity() {
+    let mut net = Net::new(&["lu-l-aif", "es-1healthai"], &[], |id, c| {
+        if id == "es-1healthai" {
+            c.referral_intake = 1;
+        }
+    });
+    let first = refer_health(&mut net);
+    net.run_for(2_000);
+    assert!(matches!(
+        net.core("es-1healthai").state().incoming[&first].state,
+        InState::HandedOver
+    ));
+    // The advertised intake is now 0, so routing at lu-l-aif leaves es-1healthai out.
+    assert_eq!(
+        net.core("lu-l-aif")
+            .state()
+            .directory
+            .get(&Net::id("es-1healthai"))
+            .unwrap()
+            .advert
+            .referral_intake,
+        Some(0)
+    );
+    let second = net.file("lu-l-aif", card(Sector::Health, "LU"));
+    let explanation = &net.core("lu-l-aif").state().projects[&second.project].explanation;
+    assert!(
+        explanation
+            .ineligible
+            .iter()
+            .any(|i| i.member.as_str() == "es-1healthai"
+                && i.rule == aiguillage_core::routing::Ineligible::NoIntake)
+    );
+    // An offer that arrives anyway (sent on an older advert) is declined for capacity.
+    let offer = Offer {
+        referral: ReferralId::new("lu-l-aif/500").unwrap(),
+        attempt: 1,
+        target: Net::id("es-1healthai"),
+        card: card(Sector::Health, "LU"),
+        respond_by: net.now.saturating_add_ms(60_000),
+        rationale: String::new(),
+    };
+    let env = net.seal_as("lu-l-aif", &offer);
+    net.input(&Net::id("es-1healthai"), Input::Received(env));
+    assert_eq!(
+        incoming_decline_reason(&net, "es-1healthai", &offer.referral),
+        Some(DeclineReason::NoCapacity)
+    );
+}
+
+#[test]
+fn an_undecided_offer_is_declined_at_the_deadline() {
+    let mut net = two("lu-l-aif", "it-it4lia");
+    let id = refer_health(&mut net);
+    net.run_for(1_000);
+    assert!(matches!(
+        net.core("it-it4lia").state().incoming[&id].state,
+        InState::AwaitingDecision { .. }
+    ));
+    net.run_for(fast_config().decision_ttl_ms);
+    assert_eq!(
+        incoming_decline_reason(&net, "it-it4lia", &id),
+        Some(DeclineReason::NoDecision)
+    );
+    assert!(matches!(
+        net.core("lu-l-aif").state().outgoing[&id].attempts[0].outcome,
+        Some(AttemptOutcome::Declined {
+            reason: DeclineReason::NoDecision,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_duplicate_offer_gets_the_same_answer() {
+    let mut net = two("lu-l-aif", "es-1healthai");
+    let id = refer_health(&mut net);
+    net.run_for(2_000);
+    let before = net.core("es-1healthai").state().incoming[&id].clone();
+    let offer = Offer {
+        referral: id.clone(),
+        attempt: 1,
+        target: Net::id("es-1healthai"),
+        card: before.card.clone(),
+        respond_by: before.respond_by,
+        rationale: String::new(),
+    };
+    let env = net.seal_as("lu-l-aif", &offer);
+    net.input(&Net::id("es-1healthai"), Input::Received(env));
+    net.run_for(2_000);
+    let after = &net.core("es-1healthai").state().incoming[&id];
+    assert_eq!(after.state, before.state);
+    assert_eq!(
+        after.received_at, before.received_at,
+        "not taken as a new offer"
+    );
+    assert_eq!(
+        net.core("es-1healthai")
+            .state()
+            .ledger
+            .totals(&Net::id("lu-l-aif"))
+            .referrals_received,
+        1
+    );
+}
+
+#[test]
+fn the_operator_withdraws_a_referral_and_the_target_lets_go() {
+    let mut net = two("lu-l-aif", "it-it4lia");
+    let id = refer_health(&mut net);
+    net.run_for(1_000);
+    net.input(
+        &Net::id("lu-l-aif"),
+        Input::Withdraw {
+            referral: id.clone(),
+            detail: "client went elsewhere".into(),
+        },
+    );
+    net.run_for(1_000);
+    let r = &net.core("lu-l-aif").state().outgoing[&id];
+    assert_eq!(r.state, OutState::Withdrawn);
+    assert_eq!(r.attempts[0].outcome, Some(AttemptOutcome::Withdrawn));
+    assert_eq!(
+        net.core("it-it4lia").state().incoming[&id].state,
+        InState::Withdrawn
+    );
+    assert!(
+        net.notifications
+            .iter()
+            .any(|(m, n)| m.as_str() == "it-it4lia"
+                && matches!(n, Notification::ReferralWithdrawn { .. }))
+    );
+    // A late decision on a withdrawn offer changes nothing.
+    net.input(
+        &Net::id("it-it4lia"),
+        Input::Decide {
+            referral: id.clone(),
+            accept: true,
+            detail: String::new(),
+        },
+    );
+    assert_eq!(
+        net.core("it-it4lia").state().incoming[&id].state,
+        InState::Withdrawn
+    );
+}
+
+#[test]
+fn an_abandoned_project_is_reported_to_the_origin() {
+    let mut net = two("lu-l-aif", "es-1healthai");
+    let id = refer_health(&mut net);
+    net.run_for(2_000);
+    net.input(
+        &Net::id("es-1healthai"),
+        Input::ReportProgress {
+            referral: id.clone(),
+            step: Service::Financing,
+            state: ProgressState::Abandoned,
+            note: "no funding".into(),
+        },
+    );
+    net.run_for(1_000);
+    assert_eq!(
+        net.core("lu-l-aif").state().outgoing[&id].state,
+        OutState::Abandoned
+    );
+    // Intake is released at the target.
+    assert_eq!(
+        net.core("es-1healthai").own_advert().referral_intake,
+        Some(net.core("es-1healthai").config().referral_intake)
+    );
+}
+
+#[test]
+fn an_acceptance_after_the_offer_expired_is_answered_with_a_withdraw() {
+    let mut net = two("lu-l-aif", "it-it4lia");
+    let id = refer_health(&mut net);
+    net.run_for(1_000);
+    // it-it4lia's operator decides only after lu-l-aif gave up on the offer.
+    net.run_for(fast_config().offer_ttl_ms);
+    assert_eq!(
+        net.core("lu-l-aif").state().outgoing[&id].state,
+        OutState::Exhausted
+    );
+    let late = Accept {
+        referral: id.clone(),
+        attempt: 1,
+    };
+    let env = net.seal_as("it-it4lia", &late);
+    net.input(&Net::id("lu-l-aif"), Input::Received(env));
+    net.run_for(1_000);
+    assert_eq!(
+        net.core("lu-l-aif").state().outgoing[&id].accepted_by(),
+        None
+    );
+}
+
+#[test]
+fn an_advert_with_a_newer_seq_replaces_an_older_one_and_expired_adverts_drop_out() {
+    let mut net = Net::new(&["lu-l-aif", "de-jaif"], &[], |_, _| {});
+    let de = Net::id("de-jaif");
+    let seq = net
+        .core("lu-l-aif")
+        .state()
+        .directory
+        .get(&de)
+        .unwrap()
+        .advert
+        .seq;
+    let mut older = net.core("de-jaif").own_advert();
+    older.seq = seq - 1;
+    older.name = "stale".into();
+    let env = net.seal_as("de-jaif", &older);
+    net.input(&Net::id("lu-l-aif"), Input::Received(env));
+    assert_ne!(
+        net.core("lu-l-aif")
+            .state()
+            .directory
+            .get(&de)
+            .unwrap()
+            .advert
+            .name,
+        "stale"
+    );
+    let mut newer = net.core("de-jaif").own_advert();
+    newer.seq = seq + 1;
+    newer.name = "fresh".into();
+    let env = net.seal_as("de-jaif", &newer);
+    net.input(&Net::id("lu-l-aif"), Input::Received(env));
+    assert_eq!(
+        net.core("lu-l-aif")
+            .state()
+            .directory
+            .get(&de)
+            .unwrap()
+            .advert
+            .name,
+        "fresh"
+    );
+    // de-jaif goes silent: its advert expires and leaves the directory.
+    net.crash("de-jaif");
+    net.run_for(fast_config().advert_ttl_ms + 60_000);
+    assert!(net.core("lu-l-aif").state().directory.get(&de).is_none());
+}
+
+#[test]
+fn a_refused_reservation_moves_to_the_next_bidder() {
+    let mut net = Net::new(
+        &["lu-l-aif", "de-jaif", "it-it4lia"],
+        &[("lu-l-aif", 0)],
+        |_, _| {},
+    );
+    let job = net.submit("lu-l-aif", 1, 30, 0, &[]);
+    net.run_for(1_000);
+    let j = &net.core("lu-l-aif").state().jobs[&job];
+    let first = j.placements[0].host.clone();
+    // The first host took the job; submit another that fills it, then check a fresh job
+    // whose reservation the busy host refuses goes to the other.
+    assert!(matches!(j.phase, JobPhase::Leased { .. }));
+    let big = net.submit("lu-l-aif", 8, 30, 0, &[]);
+    net.run_for(1_000);
+    let j = &net.core("lu-l-aif").state().jobs[&big];
+    // de-jaif has 8 GPUs in the devnet assumptions, it-it4lia 8: whichever took the first
+    // job has 7 free and cannot hold 8, so the job ends at the other one.
+    let host = j.host().cloned();
+    assert!(host.is_some(), "{:?}", j.phase);
+    assert_ne!(host.as_ref(), Some(&first));
+}
+
+#[test]
+fn a_reservation_that_is_never_confirmed_lapses_and_frees_the_gpus() {
+    let mut net = Net::new(&["lu-l-aif", "de-jaif"], &[("lu-l-aif", 0)], |_, _| {});
+    let spec = JobSpec {
+        job: JobId::new("lu-l-aif/77").unwrap(),
+        requirements: JobRequirements {
+            gpus: 2,
+            time_limit_s: 60,
+            accelerator: None,
+            latest_start: net.now.saturating_add_ms(600_000),
+            residency: vec![],
+            priority: 0,
+        },
+        command: vec!["sim".into(), "5".into(), "0".into()],
+        env: vec![],
+    };
+    let reserve = Reserve {
+        spec: spec.clone(),
+        epoch: 1,
+        hold_until: net.now.saturating_add_ms(3_000),
+    };
+    let env = net.seal_as("lu-l-aif", &reserve);
+    let total = net.core("de-jaif").free_gpus();
+    net.input(&Net::id("de-jaif"), Input::Received(env));
+    assert_eq!(net.core("de-jaif").free_gpus(), total - 2);
+    net.run_for(5_000);
+    assert_eq!(
+        net.core("de-jaif").state().hosted[&spec.job].phase,
+        HostPhase::Released
+    );
+    assert_eq!(net.core("de-jaif").free_gpus(), total);
+}
+
+#[test]
+fn a_job_whose_latest_start_passes_while_queued_is_missed() {
+    let mut net = Net::new(&["lu-l-aif"], &[("lu-l-aif", 0)], |_, _| {});
+    let requirements = JobRequirements {
+        gpus: 1,
+        time_limit_s: 60,
+        accelerator: None,
+        latest_start: net.now.saturating_add_ms(20_000),
+        residency: vec![],
+        priority: 0,
+    };
+    net.input(
+        &Net::id("lu-l-aif"),
+        Input::SubmitJob {
+            requirements,
+            command: vec!["sim".into()],
+            env: vec![],
+        },
+    );
+    let job = net
+        .core("lu-l-aif")
+        .state()
+        .jobs
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    assert!(matches!(
+        net.core("lu-l-aif").state().jobs[&job].phase,
+        JobPhase::Queued { .. }
+    ));
+    net.run_for(60_000);
+    assert!(matches!(
+        net.core("lu-l-aif").state().jobs[&job].phase,
+        JobPhase::Missed { .. }
+    ));
+    assert!(
+        net.notifications
+            .iter()
+            .any(|(_, n)| matches!(n, Notification::JobMissed { .. }))
+    );
+}
+
+#[test]
+fn cancelling_a_leased_job_releases_it_at_the_host() {
+    let mut net = Net::new(&["lu-l-aif", "de-jaif"], &[("lu-l-aif", 0)], |_, _| {});
+    let job = net.submit("lu-l-aif", 1, 300, 0, &[]);
+    net.run_for(2_000);
+    assert!(matches!(
+        net.core("lu-l-aif").state().jobs[&job].phase,
+        JobPhase::Leased { .. }
+    ));
+    net.input(&Net::id("lu-l-aif"), Input::CancelJob { job: job.clone() });
+    net.run_for(1_000);
+    assert_eq!(
+        net.core("lu-l-aif").state().jobs[&job].phase,
+        JobPhase::Cancelled
+    );
+    assert_eq!(
+        net.core("de-jaif").state().hosted[&job].phase,
+        HostPhase::Released
+    );
+    assert!(
+        net.cancelled_jobs
+            .iter()
+            .any(|(m, j, _)| m.as_str() == "de-jaif" && *j == job)
+    );
+}
