@@ -1,12 +1,28 @@
 //! Aiguillage networking on rust-libp2p.
 //!
-//! A member's libp2p identity is its federation signing key, so its PeerId follows from
-//! the public key in the roster and a connection can be checked against the roster before
-//! any message is read.
+//! One [`EventLoop`] task owns the libp2p `Swarm` and is the only code that touches it; the
+//! rest of the node talks to it through a cheap, cloneable [`Client`] (commands over a
+//! bounded channel, each with a oneshot for its answer) and receives [`NetEvent`]s. This
+//! crate moves signed envelopes; it makes no federation decision. What it does check:
+//! connections from keys outside the roster are closed, and frames that are not envelopes
+//! within the protocol's size limit are answered with an error.
+//!
+//! A member's libp2p identity is its federation signing key, so its PeerId follows from the
+//! public key in the roster.
+
+mod event_loop;
+
+use std::collections::HashSet;
+use std::time::Duration;
 
 use aiguillage_wire::{PublicKey, WireError};
-pub use libp2p::PeerId;
+pub use libp2p::gossipsub::{MessageAcceptance, MessageId};
 use libp2p::identity;
+pub use libp2p::{Multiaddr, PeerId};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+pub use event_loop::EventLoop;
 
 /// The libp2p PeerId of a member's ed25519 public key; fails for bytes that are not a
 /// curve point.
@@ -19,6 +35,224 @@ pub fn peer_id_of(key: &PublicKey) -> Result<PeerId, WireError> {
 pub fn keypair_of(secret: &aiguillage_wire::SigningKey) -> identity::Keypair {
     identity::Keypair::ed25519_from_bytes(secret.to_bytes())
         .expect("a 32-byte ed25519 secret is always a valid libp2p key")
+}
+
+/// Which request-response protocol a direct message travels on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Channel {
+    Referral,
+    Overflow,
+}
+
+/// Gossip topics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Topic {
+    Adverts,
+    Roster,
+}
+
+/// How to start the network side of a node.
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    pub keypair: identity::Keypair,
+    pub listen: Vec<Multiaddr>,
+    /// Addresses that end in `/p2p/<peer id>`.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Peers allowed to stay connected (the roster's members).
+    pub allowed: HashSet<PeerId>,
+    /// How long an idle connection to a member is kept; members keep theirs open.
+    pub idle_timeout: Duration,
+    /// Gossipsub heartbeat; shorter converges faster on small federations.
+    pub heartbeat: Duration,
+}
+
+impl NetConfig {
+    pub fn new(keypair: identity::Keypair) -> NetConfig {
+        NetConfig {
+            keypair,
+            listen: Vec::new(),
+            bootstrap: Vec::new(),
+            allowed: HashSet::new(),
+            idle_timeout: Duration::from_secs(3600),
+            heartbeat: Duration::from_millis(500),
+        }
+    }
+}
+
+/// What the network tells the node.
+#[derive(Debug)]
+pub enum NetEvent {
+    /// A gossip message; the node must answer with [`Client::report`].
+    Gossip {
+        source: PeerId,
+        id: MessageId,
+        topic: Topic,
+        data: Vec<u8>,
+    },
+    /// A direct message (already acknowledged to the sender).
+    Direct {
+        from: PeerId,
+        data: Vec<u8>,
+    },
+    /// A peer asks for our directory; answer with [`Client::answer_sync`].
+    SyncRequest {
+        from: PeerId,
+        token: u64,
+    },
+    PeerConnected(PeerId),
+    PeerDisconnected(PeerId),
+    Listening(Multiaddr),
+    /// A peer outside the roster connected and was disconnected.
+    Refused {
+        peer: PeerId,
+        reason: &'static str,
+    },
+}
+
+/// Why a network call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("the network task has stopped")]
+    Stopped,
+    #[error("{0}")]
+    Send(String),
+    #[error("the peer refused the message: {0}")]
+    Refused(String),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: Multiaddr, reason: String },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Frame(#[serde(with = "serde_bytes")] pub Vec<u8>);
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Ack {
+    pub accepted: bool,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct SyncAsk {}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct SyncAnswer {
+    pub envelopes: Vec<Frame>,
+}
+
+pub(crate) enum Command {
+    Publish {
+        topic: Topic,
+        data: Vec<u8>,
+    },
+    Send {
+        to: PeerId,
+        channel: Channel,
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<(), NetError>>,
+    },
+    Sync {
+        from: PeerId,
+        reply: oneshot::Sender<Result<Vec<Vec<u8>>, NetError>>,
+    },
+    AnswerSync {
+        token: u64,
+        envelopes: Vec<Vec<u8>>,
+    },
+    Report {
+        id: MessageId,
+        source: PeerId,
+        acceptance: MessageAcceptance,
+    },
+    SetAllowed(HashSet<PeerId>),
+    Dial(Multiaddr),
+    ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
+    Connected(oneshot::Sender<Vec<PeerId>>),
+}
+
+/// A handle on the network task; cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    tx: mpsc::Sender<Command>,
+}
+
+impl Client {
+    async fn command(&self, c: Command) -> Result<(), NetError> {
+        self.tx.send(c).await.map_err(|_| NetError::Stopped)
+    }
+
+    /// Gossips `data` on `topic`. A publish with no subscribed peer yet is kept and retried
+    /// when one subscribes.
+    pub async fn publish(&self, topic: Topic, data: Vec<u8>) -> Result<(), NetError> {
+        self.command(Command::Publish { topic, data }).await
+    }
+
+    /// Sends one envelope to a peer and waits for its acknowledgement.
+    pub async fn send(&self, to: PeerId, channel: Channel, data: Vec<u8>) -> Result<(), NetError> {
+        let (reply, rx) = oneshot::channel();
+        self.command(Command::Send {
+            to,
+            channel,
+            data,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| NetError::Stopped)?
+    }
+
+    /// Asks a peer for every envelope of its directory (anti-entropy on connect).
+    pub async fn sync(&self, from: PeerId) -> Result<Vec<Vec<u8>>, NetError> {
+        let (reply, rx) = oneshot::channel();
+        self.command(Command::Sync { from, reply }).await?;
+        rx.await.map_err(|_| NetError::Stopped)?
+    }
+
+    pub async fn answer_sync(&self, token: u64, envelopes: Vec<Vec<u8>>) -> Result<(), NetError> {
+        self.command(Command::AnswerSync { token, envelopes }).await
+    }
+
+    /// Tells gossipsub whether to forward a message it handed us.
+    pub async fn report(
+        &self,
+        id: MessageId,
+        source: PeerId,
+        acceptance: MessageAcceptance,
+    ) -> Result<(), NetError> {
+        self.command(Command::Report {
+            id,
+            source,
+            acceptance,
+        })
+        .await
+    }
+
+    /// Replaces the set of peers allowed to stay connected; others are disconnected.
+    pub async fn set_allowed(&self, peers: HashSet<PeerId>) -> Result<(), NetError> {
+        self.command(Command::SetAllowed(peers)).await
+    }
+
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), NetError> {
+        self.command(Command::Dial(addr)).await
+    }
+
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, NetError> {
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::ListenAddrs(tx)).await?;
+        rx.await.map_err(|_| NetError::Stopped)
+    }
+
+    pub async fn connected(&self) -> Result<Vec<PeerId>, NetError> {
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::Connected(tx)).await?;
+        rx.await.map_err(|_| NetError::Stopped)
+    }
+}
+
+/// Builds the swarm and returns the client, the event receiver and the loop to spawn.
+pub fn start(config: NetConfig) -> Result<(Client, mpsc::Receiver<NetEvent>, EventLoop), NetError> {
+    let (cmd_tx, cmd_rx) = mpsc::channel(1024);
+    let (ev_tx, ev_rx) = mpsc::channel(4096);
+    let event_loop = EventLoop::new(config, cmd_rx, ev_tx)?;
+    Ok((Client { tx: cmd_tx }, ev_rx, event_loop))
 }
 
 #[cfg(test)]

@@ -27,6 +27,17 @@ pub struct Limits {
     pub text_keys: bool,
 }
 
+/// Encodes a value for local storage (the node's own database).
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    to_vec(value)
+}
+
+/// Decodes a value this node stored itself. Not for peer bytes: those go through the
+/// limits of their message kind.
+pub fn decode_stored<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
+    serde_cbor::from_slice(bytes).map_err(|e| WireError::Malformed(e.to_string()))
+}
+
 pub(crate) fn to_vec<T: Serialize>(value: &T) -> Vec<u8> {
     // Serialising our own types to a Vec cannot fail: no map has non-string keys and no
     // writer error is possible. A failure here is a bug in a type definition.

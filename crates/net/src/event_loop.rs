@@ -1,0 +1,487 @@
+//! The task that owns the swarm.
+
+use std::collections::{HashMap, HashSet};
+
+use aiguillage_wire::{
+    Envelope, MAX_ENVELOPE_BYTES, PROTOCOL_KAD, PROTOCOL_OVERFLOW, PROTOCOL_REFERRAL,
+    PROTOCOL_SYNC, TOPIC_ADVERTS, TOPIC_ROSTER,
+};
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{StreamProtocol, Swarm, identify, kad, noise, ping, tcp, yamux};
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::{
+    Ack, Channel, Command, Frame, NetConfig, NetError, NetEvent, PeerId, SyncAnswer, SyncAsk, Topic,
+};
+
+type Direct = request_response::cbor::Behaviour<Frame, Ack>;
+type Sync = request_response::cbor::Behaviour<SyncAsk, SyncAnswer>;
+type SyncReply = oneshot::Sender<Result<Vec<Vec<u8>>, NetError>>;
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    gossipsub: gossipsub::Behaviour,
+    referral: Direct,
+    overflow: Direct,
+    sync: Sync,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    kad: kad::Behaviour<kad::store::MemoryStore>,
+}
+
+/// The most a frame on a request-response protocol may carry: one envelope and its CBOR
+/// byte-string header.
+const MAX_FRAME: u64 = MAX_ENVELOPE_BYTES as u64 + 16;
+/// A directory answer: up to 2,048 adverts of at most 16 KiB plus a roster.
+const MAX_SYNC_ANSWER: u64 = 40 * 1024 * 1024;
+
+pub struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<NetEvent>,
+    allowed: HashSet<PeerId>,
+    pending_sends: HashMap<OutboundRequestId, oneshot::Sender<Result<(), NetError>>>,
+    pending_syncs: HashMap<OutboundRequestId, SyncReply>,
+    sync_channels: HashMap<u64, ResponseChannel<SyncAnswer>>,
+    next_token: u64,
+    /// The latest publish per topic that found no subscribed peer, retried on subscription.
+    unpublished: HashMap<Topic, Vec<u8>>,
+    topics: [(Topic, IdentTopic); 2],
+    dropped_events: u64,
+}
+
+fn direct(protocol: &'static str) -> Direct {
+    let codec = request_response::cbor::codec::Codec::default()
+        .set_request_size_maximum(MAX_FRAME)
+        .set_response_size_maximum(4096);
+    request_response::Behaviour::with_codec(
+        codec,
+        [(StreamProtocol::new(protocol), ProtocolSupport::Full)],
+        request_response::Config::default()
+            .with_request_timeout(std::time::Duration::from_secs(10))
+            .with_max_concurrent_streams(256),
+    )
+}
+
+impl EventLoop {
+    pub(crate) fn new(
+        config: NetConfig,
+        commands: mpsc::Receiver<Command>,
+        events: mpsc::Sender<NetEvent>,
+    ) -> Result<EventLoop, NetError> {
+        let heartbeat = config.heartbeat;
+        let err = |e: &dyn std::fmt::Display| NetError::Send(e.to_string());
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone())
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| err(&e))?
+            .with_behaviour(|key| {
+                let gossip_config = gossipsub::ConfigBuilder::default()
+                    .heartbeat_interval(heartbeat)
+                    .heartbeat_initial_delay(std::time::Duration::from_millis(100))
+                    // Envelopes carry their own ed25519 signature, checked by the node
+                    // before anything is forwarded; a second gossipsub signature would
+                    // double the verification cost of every duplicate copy.
+                    .validation_mode(ValidationMode::Anonymous)
+                    .validate_messages()
+                    .message_id_fn(|m| gossipsub::MessageId::from(Sha256::digest(&m.data).to_vec()))
+                    .max_transmit_size(MAX_ENVELOPE_BYTES + 1024)
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                let gossipsub =
+                    gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)?;
+                let sync_codec = request_response::cbor::codec::Codec::default()
+                    .set_request_size_maximum(64)
+                    .set_response_size_maximum(MAX_SYNC_ANSWER);
+                let sync = request_response::Behaviour::with_codec(
+                    sync_codec,
+                    [(StreamProtocol::new(PROTOCOL_SYNC), ProtocolSupport::Full)],
+                    request_response::Config::default(),
+                );
+                let mut kad = kad::Behaviour::with_config(
+                    key.public().to_peer_id(),
+                    kad::store::MemoryStore::new(key.public().to_peer_id()),
+                    kad::Config::new(StreamProtocol::new(PROTOCOL_KAD)),
+                );
+                // Members know each other's addresses from the roster's world, not from
+                // AutoNAT: serve the DHT from the start.
+                kad.set_mode(Some(kad::Mode::Server));
+                Ok(Behaviour {
+                    gossipsub,
+                    referral: direct(PROTOCOL_REFERRAL),
+                    overflow: direct(PROTOCOL_OVERFLOW),
+                    sync,
+                    identify: identify::Behaviour::new(identify::Config::new(
+                        "/aiguillage/1".into(),
+                        key.public(),
+                    )),
+                    ping: ping::Behaviour::default(),
+                    kad,
+                })
+            })
+            .map_err(|e| err(&e))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
+            .build();
+        let topics = [
+            (Topic::Adverts, IdentTopic::new(TOPIC_ADVERTS)),
+            (Topic::Roster, IdentTopic::new(TOPIC_ROSTER)),
+        ];
+        for (_, t) in &topics {
+            swarm
+                .behaviour_mut()
+                .gossipsub
+                .subscribe(t)
+                .map_err(|e| err(&e))?;
+        }
+        for addr in &config.listen {
+            swarm
+                .listen_on(addr.clone())
+                .map_err(|e| NetError::Listen {
+                    addr: addr.clone(),
+                    reason: e.to_string(),
+                })?;
+        }
+        for addr in &config.bootstrap {
+            if let Some(Protocol::P2p(peer)) = addr.iter().last() {
+                swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+            }
+            if let Err(e) = swarm.dial(addr.clone()) {
+                warn!(%addr, "cannot dial bootstrap peer: {e}");
+            }
+        }
+        Ok(EventLoop {
+            swarm,
+            commands,
+            events,
+            allowed: config.allowed,
+            pending_sends: HashMap::new(),
+            pending_syncs: HashMap::new(),
+            sync_channels: HashMap::new(),
+            next_token: 0,
+            unpublished: HashMap::new(),
+            topics,
+            dropped_events: 0,
+        })
+    }
+
+    /// Runs until every [`crate::Client`] is dropped.
+    pub async fn run(mut self) {
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                command = self.commands.recv() => match command {
+                    Some(c) => self.on_command(c),
+                    None => break,
+                },
+            }
+        }
+        debug!("network task stopped");
+    }
+
+    fn emit(&mut self, event: NetEvent) {
+        // Never block the swarm on a slow consumer: messages the core still owes are
+        // re-sent, and adverts are re-published and pulled on connect.
+        if self.events.try_send(event).is_err() {
+            self.dropped_events += 1;
+            warn!(
+                dropped = self.dropped_events,
+                "event queue full; dropping a network event"
+            );
+        }
+    }
+
+    fn topic_hash(&self, topic: Topic) -> gossipsub::TopicHash {
+        self.topics
+            .iter()
+            .find(|(t, _)| *t == topic)
+            .map(|(_, it)| it.hash())
+            .expect("both topics are registered")
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Publish { topic, data } => self.publish(topic, data),
+            Command::Send {
+                to,
+                channel,
+                data,
+                reply,
+            } => {
+                let b = self.swarm.behaviour_mut();
+                let id = match channel {
+                    Channel::Referral => b.referral.send_request(&to, Frame(data)),
+                    Channel::Overflow => b.overflow.send_request(&to, Frame(data)),
+                };
+                self.pending_sends.insert(id, reply);
+            }
+            Command::Sync { from, reply } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_request(&from, SyncAsk {});
+                self.pending_syncs.insert(id, reply);
+            }
+            Command::AnswerSync { token, envelopes } => {
+                if let Some(channel) = self.sync_channels.remove(&token) {
+                    let answer = SyncAnswer {
+                        envelopes: envelopes.into_iter().map(Frame).collect(),
+                    };
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .sync
+                        .send_response(channel, answer);
+                }
+            }
+            Command::Report {
+                id,
+                source,
+                acceptance,
+            } => {
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&id, &source, acceptance);
+            }
+            Command::SetAllowed(peers) => {
+                self.allowed = peers;
+                let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+                for p in connected {
+                    if !self.allowed.contains(&p) {
+                        let _ = self.swarm.disconnect_peer_id(p);
+                    }
+                }
+            }
+            Command::Dial(addr) => {
+                if let Err(e) = self.swarm.dial(addr.clone()) {
+                    warn!(%addr, "dial failed: {e}");
+                }
+            }
+            Command::ListenAddrs(reply) => {
+                let _ = reply.send(self.swarm.listeners().cloned().collect());
+            }
+            Command::Connected(reply) => {
+                let _ = reply.send(self.swarm.connected_peers().copied().collect());
+            }
+        }
+    }
+
+    fn publish(&mut self, topic: Topic, data: Vec<u8>) {
+        let hash = self.topic_hash(topic);
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(hash, data.clone())
+        {
+            Ok(_) => {
+                self.unpublished.remove(&topic);
+            }
+            Err(gossipsub::PublishError::Duplicate) => {}
+            Err(e) => {
+                debug!(?topic, "publish deferred: {e}");
+                self.unpublished.insert(topic, data);
+            }
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!(%address, "listening");
+                self.emit(NetEvent::Listening(address));
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                endpoint,
+                ..
+            } => {
+                if !self.allowed.contains(&peer_id) {
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    self.emit(NetEvent::Refused {
+                        peer: peer_id,
+                        reason: "not_rostered",
+                    });
+                    return;
+                }
+                if endpoint.is_dialer() {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer_id, endpoint.get_remote_address().clone());
+                }
+                if num_established.get() == 1 {
+                    self.emit(NetEvent::PeerConnected(peer_id));
+                    let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } if self.allowed.contains(&peer_id) => {
+                self.emit(NetEvent::PeerDisconnected(peer_id));
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
+            _ => {}
+        }
+    }
+
+    fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            }) => {
+                let topic = if message.topic == self.topic_hash(Topic::Roster) {
+                    Topic::Roster
+                } else {
+                    Topic::Adverts
+                };
+                self.emit(NetEvent::Gossip {
+                    source: propagation_source,
+                    id: message_id,
+                    topic,
+                    data: message.data,
+                });
+            }
+            BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { .. }) => {
+                let pending: Vec<(Topic, Vec<u8>)> = self.unpublished.drain().collect();
+                for (topic, data) in pending {
+                    self.publish(topic, data);
+                }
+            }
+            BehaviourEvent::Referral(e) | BehaviourEvent::Overflow(e) => self.on_direct(e),
+            BehaviourEvent::Sync(e) => self.on_sync(e),
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })
+                if self.allowed.contains(&peer_id) =>
+            {
+                for addr in info.listen_addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+            }
+            // Members keep a connection to every member they learn of.
+            BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. })
+                if self.allowed.contains(&peer) && !self.swarm.is_connected(&peer) =>
+            {
+                let _ = self.swarm.dial(peer);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_direct(&mut self, event: request_response::Event<Frame, Ack>) {
+        use request_response::{Event, Message};
+        match event {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                // Only well-formed envelopes go to the node; anything else gets its reason.
+                let ack = match Envelope::from_bytes(&request.0) {
+                    Ok(_) => Ack {
+                        accepted: true,
+                        reason: String::new(),
+                    },
+                    Err(e) => Ack {
+                        accepted: false,
+                        reason: e.to_string(),
+                    },
+                };
+                let accepted = ack.accepted;
+                // Answering only uses the channel, whichever protocol it came on.
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .referral
+                    .send_response(channel, ack);
+                if accepted {
+                    self.emit(NetEvent::Direct {
+                        from: peer,
+                        data: request.0,
+                    });
+                }
+            }
+            Event::Message {
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(reply) = self.pending_sends.remove(&request_id) {
+                    let _ = reply.send(if response.accepted {
+                        Ok(())
+                    } else {
+                        Err(NetError::Refused(response.reason))
+                    });
+                }
+            }
+            Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some(reply) = self.pending_sends.remove(&request_id) {
+                    let _ = reply.send(Err(NetError::Send(error.to_string())));
+                }
+            }
+            Event::InboundFailure { peer, error, .. } => {
+                debug!(%peer, "inbound request failed: {error}");
+            }
+            Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_sync(&mut self, event: request_response::Event<SyncAsk, SyncAnswer>) {
+        use request_response::{Event, Message};
+        match event {
+            Event::Message {
+                peer,
+                message: Message::Request { channel, .. },
+                ..
+            } => {
+                self.next_token += 1;
+                self.sync_channels.insert(self.next_token, channel);
+                let token = self.next_token;
+                self.emit(NetEvent::SyncRequest { from: peer, token });
+            }
+            Event::Message {
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(reply) = self.pending_syncs.remove(&request_id) {
+                    let _ = reply.send(Ok(response.envelopes.into_iter().map(|f| f.0).collect()));
+                }
+            }
+            Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some(reply) = self.pending_syncs.remove(&request_id) {
+                    let _ = reply.send(Err(NetError::Send(error.to_string())));
+                }
+            }
+            Event::InboundFailure { .. } | Event::ResponseSent { .. } => {}
+        }
+    }
+}
