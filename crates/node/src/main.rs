@@ -1,9 +1,19 @@
 //! `aiguillage`: the command-line entry point of an Aiguillage federation member.
 
+mod admin_client;
 mod advert_cmd;
+mod api;
+mod client_cmd;
 mod clock;
+mod config;
+mod daemon;
+mod devnet;
+mod executor;
 mod files;
+mod init_cmd;
+mod job_file;
 mod keys_cmd;
+mod metrics;
 mod profiles;
 mod roster_cmd;
 mod route_cmd;
@@ -24,6 +34,17 @@ struct Cli {
     /// Log format for diagnostics on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
     log_format: LogFormat,
+    /// For the verbs that talk to a node: a devnet member's id.
+    #[arg(long, global = true)]
+    node: Option<String>,
+    /// The devnet folder `--node` looks in.
+    #[arg(long, global = true, default_value = "devnet-data")]
+    devnet_dir: PathBuf,
+    /// For the verbs that talk to a node: its admin API address (with --token-file).
+    #[arg(long, global = true)]
+    api: Option<std::net::SocketAddr>,
+    #[arg(long, global = true)]
+    token_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -48,6 +69,88 @@ enum Command {
     /// Signed adverts.
     #[command(subcommand)]
     Advert(AdvertCommand),
+    /// Create a member's data folder: key, admin token and node config.
+    Init {
+        #[arg(long)]
+        profile: PathBuf,
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The signed roster (ask the federation authority).
+        #[arg(long)]
+        roster: Option<PathBuf>,
+        /// The federation authority's public key in hex.
+        #[arg(long)]
+        authority: Option<String>,
+        /// libp2p listen address (repeatable); default /ip4/127.0.0.1/tcp/0.
+        #[arg(long)]
+        listen: Vec<String>,
+        /// A member to dial at start, /ip4/…/tcp/…/p2p/<peer id> (repeatable).
+        #[arg(long)]
+        bootstrap: Vec<String>,
+        #[arg(long, default_value = "127.0.0.1:0")]
+        admin: std::net::SocketAddr,
+        /// GPUs the local executor may use.
+        #[arg(long, default_value_t = 0)]
+        gpus: u32,
+    },
+    /// Run the node (graceful shutdown on SIGINT/SIGTERM).
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Start every member in config/ as its own process on loopback, drive a workload,
+    /// and print a summary.
+    Devnet {
+        /// Comma-separated member ids (default: every profile).
+        #[arg(long, value_delimiter = ',')]
+        members: Option<Vec<String>>,
+        #[arg(long, default_value = "devnet-data")]
+        dir: PathBuf,
+        #[arg(long, default_value = "config")]
+        config_dir: PathBuf,
+        #[arg(long, default_value_t = 52)]
+        projects: usize,
+        #[arg(long, default_value_t = 12)]
+        jobs: usize,
+        /// Leave the federation up after the workload (Ctrl-C stops it).
+        #[arg(long)]
+        keep_running: bool,
+        /// How long the workload may take to settle.
+        #[arg(long, default_value = "120s")]
+        timeout: String,
+    },
+    /// The member's audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// The node's status.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The node's directory of members.
+    Directory {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Projects.
+    #[command(subcommand)]
+    Project(ProjectCommand),
+    /// Referrals.
+    #[command(subcommand)]
+    Referral(ReferralCommand),
+    /// GPU jobs.
+    #[command(subcommand)]
+    Job(JobCommand),
+    /// The reciprocity ledger.
+    Ledger {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The figures an AI Factory reports to its funders.
+    Kpi {
+        #[arg(long)]
+        json: bool,
+    },
     /// Dry-run the routing decision for a project, with the profiles as the directory.
     Route {
         /// The project file (see config/examples/project-*.toml).
@@ -190,6 +293,82 @@ enum AdvertCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the audit log's hash chain and signatures (with the node stopped).
+    Verify {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Write the audit log as JSON lines to stdout.
+    Export {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProjectCommand {
+    /// File a project (see config/examples/project-*.toml).
+    File {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the projects filed here.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReferralCommand {
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// A referral with its routing explanation and lifecycle history.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    Accept {
+        id: String,
+        #[arg(long, default_value = "")]
+        detail: String,
+        #[arg(long)]
+        json: bool,
+    },
+    Decline {
+        id: String,
+        #[arg(long, default_value = "")]
+        detail: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum JobCommand {
+    /// Submit a job (see config/examples/job-small.toml).
+    Submit {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 fn parse_role(s: &str) -> Result<Role, String> {
     s.parse::<Role>().map_err(|e| e.to_string())
 }
@@ -197,7 +376,13 @@ fn parse_role(s: &str) -> Result<Role, String> {
 fn main() {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
-    if let Err(e) = run(cli.command) {
+    let target = client_cmd::Target {
+        node: cli.node.clone(),
+        devnet_dir: cli.devnet_dir.clone(),
+        api: cli.api,
+        token_file: cli.token_file.clone(),
+    };
+    if let Err(e) = run(cli.command, &target) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
@@ -215,8 +400,115 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-fn run(command: Command) -> Result<()> {
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn run(command: Command, target: &client_cmd::Target) -> Result<()> {
     match command {
+        Command::Init {
+            profile,
+            data_dir,
+            roster,
+            authority,
+            listen,
+            bootstrap,
+            admin,
+            gpus,
+        } => init_cmd::init(init_cmd::InitOptions {
+            profile,
+            data_dir,
+            roster,
+            authority,
+            listen,
+            bootstrap,
+            admin,
+            gpus,
+        })
+        .map(|_| ()),
+        Command::Run { config } => runtime()?.block_on(daemon::run(&config)),
+        Command::Devnet {
+            members,
+            dir,
+            config_dir,
+            projects,
+            jobs,
+            keep_running,
+            timeout,
+        } => runtime()?.block_on(devnet::run(devnet::DevnetOptions {
+            config_dir,
+            dir,
+            members,
+            projects,
+            jobs,
+            keep_running,
+            timeout: clock::parse_duration(&timeout)?,
+        })),
+        Command::Audit(AuditCommand::Verify { data_dir }) => {
+            let store = aiguillage_store::Store::open(&data_dir.join("db")).map_err(|e| {
+                anyhow::anyhow!(
+                    "opening {}: {e} (is the node still running?)",
+                    data_dir.display()
+                )
+            })?;
+            let key = files::read_secret_key(&data_dir.join("key.pem"))?;
+            let n = store.audit_verify(&PublicKey::of(&key))?;
+            println!(
+                "audit log of {} verified: {n} entries, chain intact, every signature valid",
+                data_dir.display()
+            );
+            Ok(())
+        }
+        Command::Audit(AuditCommand::Export { data_dir }) => {
+            let store = aiguillage_store::Store::open(&data_dir.join("db")).map_err(|e| {
+                anyhow::anyhow!(
+                    "opening {}: {e} (is the node still running?)",
+                    data_dir.display()
+                )
+            })?;
+            for r in store.audit_entries()? {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "seq": r.seq, "at": clock::format_time(r.at), "event": r.event,
+                        "subject": r.subject, "detail": r.detail,
+                        "prev": hex::encode(r.prev), "signature": hex::encode(r.signature),
+                    })
+                );
+            }
+            Ok(())
+        }
+        Command::Status { json } => client_cmd::status(target, json),
+        Command::Directory { json } => client_cmd::directory(target, json),
+        Command::Project(ProjectCommand::File { file, json }) => {
+            client_cmd::project_file(target, &file, json)
+        }
+        Command::Project(ProjectCommand::List { json }) => {
+            client_cmd::get_and_print(target, "/projects", json)
+        }
+        Command::Referral(ReferralCommand::List { json }) => {
+            client_cmd::referral_list(target, json)
+        }
+        Command::Referral(ReferralCommand::Show { id, json }) => {
+            client_cmd::referral_show(target, &id, json)
+        }
+        Command::Referral(ReferralCommand::Accept { id, detail, json }) => {
+            client_cmd::referral_decide(target, &id, true, &detail, json)
+        }
+        Command::Referral(ReferralCommand::Decline { id, detail, json }) => {
+            client_cmd::referral_decide(target, &id, false, &detail, json)
+        }
+        Command::Job(JobCommand::Submit { file, json }) => {
+            client_cmd::job_submit(target, &file, json)
+        }
+        Command::Job(JobCommand::List { json }) => client_cmd::get_and_print(target, "/jobs", json),
+        Command::Job(JobCommand::Show { id, json }) => {
+            client_cmd::get_and_print(target, &format!("/jobs/{id}"), json)
+        }
+        Command::Ledger { json } => client_cmd::get_and_print(target, "/ledger", json),
+        Command::Kpi { json } => client_cmd::get_and_print(target, "/kpi", json),
         Command::Keys(KeysCommand::Generate { out }) => keys_cmd::generate(&out),
         Command::Keys(KeysCommand::Show { file, json }) => keys_cmd::show(&file, json),
         Command::Roster(cmd) => run_roster(cmd),

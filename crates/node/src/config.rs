@@ -1,0 +1,79 @@
+//! The node configuration file (`node.toml`), written by `aiguillage init`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use aiguillage_core::CoreConfig;
+use aiguillage_wire::MemberId;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub member: MemberId,
+    /// The member's profile (relative paths are relative to this file).
+    pub profile: PathBuf,
+    /// The member's secret key, PKCS#8 PEM.
+    pub key: PathBuf,
+    /// The signed roster.
+    pub roster: PathBuf,
+    /// The federation authority's public key in hex, pinned: rosters must be signed by it.
+    pub authority: String,
+    /// libp2p listen addresses, e.g. `/ip4/0.0.0.0/tcp/4001`.
+    pub listen: Vec<String>,
+    /// Members to dial at start, as `/ip4/…/tcp/…/p2p/<peer id>`.
+    #[serde(default)]
+    pub bootstrap: Vec<String>,
+    /// Where the store and job folders live.
+    pub data_dir: PathBuf,
+    /// GPUs the local executor runs jobs on (slots on a machine without GPUs).
+    pub gpus: u32,
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub core: CoreConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Bound to loopback by default; binding elsewhere needs `allow_remote = true`.
+    pub listen: SocketAddr,
+    pub token_file: PathBuf,
+    #[serde(default)]
+    pub allow_remote: bool,
+}
+
+impl NodeConfig {
+    /// Loads `path` and resolves relative paths against its folder.
+    pub fn load(path: &Path) -> Result<NodeConfig> {
+        let text = crate::files::read_to_string(path)?;
+        let mut c: NodeConfig = toml::from_str(&text)
+            .with_context(|| format!("{} is not a node config", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [
+            &mut c.profile,
+            &mut c.key,
+            &mut c.roster,
+            &mut c.data_dir,
+            &mut c.admin.token_file,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        if !c.admin.listen.ip().is_loopback() && !c.admin.allow_remote {
+            anyhow::bail!(
+                "{}: admin.listen {} is not a loopback address; set admin.allow_remote = true to expose the admin API",
+                path.display(),
+                c.admin.listen
+            );
+        }
+        Ok(c)
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text = toml::to_string(self).context("encoding the node config")?;
+        crate::files::write_atomic(path, text.as_bytes())
+    }
+}

@@ -1,0 +1,106 @@
+//! `aiguillage init`: a member's data folder with its key, admin token and node config.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use aiguillage_wire::{PublicKey, SigningKey, keys};
+use anyhow::{Context, Result};
+use rand::Rng;
+
+use crate::config::{AdminConfig, NodeConfig};
+use crate::{files, profiles};
+
+pub struct InitOptions {
+    pub profile: PathBuf,
+    pub data_dir: PathBuf,
+    pub roster: Option<PathBuf>,
+    pub authority: Option<String>,
+    pub listen: Vec<String>,
+    pub bootstrap: Vec<String>,
+    pub admin: SocketAddr,
+    pub gpus: u32,
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    if p.is_absolute() {
+        Ok(p.to_path_buf())
+    } else {
+        Ok(std::env::current_dir()?.join(p))
+    }
+}
+
+pub fn init(o: InitOptions) -> Result<PathBuf> {
+    let profile = profiles::load_one(&o.profile)?;
+    std::fs::create_dir_all(&o.data_dir)
+        .with_context(|| format!("creating {}", o.data_dir.display()))?;
+    let config_path = o.data_dir.join("node.toml");
+    files::refuse_existing(&config_path)?;
+    let key_path = o.data_dir.join("key.pem");
+    let key = if key_path.exists() {
+        files::read_secret_key(&key_path)?
+    } else {
+        let mut secret = [0u8; 32];
+        rand::rng().fill_bytes(&mut secret);
+        let key = SigningKey::from_bytes(&secret);
+        files::create_secret(&key_path, keys::secret_key_to_pem(&key).as_bytes())?;
+        key
+    };
+    let token_path = o.data_dir.join("admin.token");
+    if !token_path.exists() {
+        let mut t = [0u8; 24];
+        rand::rng().fill_bytes(&mut t);
+        files::create_secret(&token_path, hex::encode(t).as_bytes())?;
+    }
+    let config = NodeConfig {
+        member: profile.id.clone(),
+        profile: absolute(&o.profile)?,
+        key: "key.pem".into(),
+        roster: o
+            .roster
+            .as_deref()
+            .map(absolute)
+            .transpose()?
+            .unwrap_or_else(|| "roster.cbor".into()),
+        authority: o
+            .authority
+            .clone()
+            .unwrap_or_else(|| "SET-ME: the federation authority's public key in hex".into()),
+        listen: if o.listen.is_empty() {
+            vec!["/ip4/127.0.0.1/tcp/0".into()]
+        } else {
+            o.listen.clone()
+        },
+        bootstrap: o.bootstrap.clone(),
+        data_dir: ".".into(),
+        gpus: o.gpus,
+        admin: AdminConfig {
+            listen: o.admin,
+            token_file: "admin.token".into(),
+            allow_remote: false,
+        },
+        core: Default::default(),
+    };
+    config.save(&config_path)?;
+    let public = PublicKey::of(&key);
+    println!("initialised {} in {}", profile.id, o.data_dir.display());
+    println!("  key:        {} (public {public})", key_path.display());
+    println!("  peer id:    {}", aiguillage_net::peer_id_of(&public)?);
+    println!(
+        "  admin:      http://{} (token in {})",
+        o.admin,
+        token_path.display()
+    );
+    println!("  config:     {}", config_path.display());
+    println!("next:");
+    if o.roster.is_none() || o.authority.is_none() {
+        println!(
+            "  - send the public key above to the federation authority; put the signed roster at"
+        );
+        println!("    the `roster` path and its public key in `authority` in node.toml");
+    }
+    if o.bootstrap.is_empty() {
+        println!("  - add other members' addresses to `bootstrap` in node.toml");
+    }
+    println!("  - aiguillage run --config {}", config_path.display());
+    Ok(config_path)
+}
