@@ -79,3 +79,194 @@ pub fn new_key(dir: &Path, name: &str) -> String {
         .unwrap()
         .to_owned()
 }
+
+/// A devnet of real `aiguillage run` processes, started by `aiguillage devnet
+/// --keep-running` in a temporary folder, and stopped (every process) on drop.
+pub struct Devnet {
+    pub dir: tempfile::TempDir,
+    devnet: std::process::Child,
+    restarted: Vec<std::process::Child>,
+}
+
+impl Devnet {
+    pub fn start(members: &[&str]) -> Devnet {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let mut devnet = Command::new(bin())
+            .args([
+                "devnet",
+                "--projects",
+                "0",
+                "--jobs",
+                "0",
+                "--keep-running",
+                "--members",
+            ])
+            .arg(members.join(","))
+            .arg("--dir")
+            .arg(dir.path().join("net"))
+            .arg("--config-dir")
+            .arg(repo_root().join("config"))
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting aiguillage devnet");
+        let stdout = devnet.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("keeps running") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        if rx.recv_timeout(std::time::Duration::from_secs(90)).is_err() {
+            let _ = devnet.kill();
+            panic!("the devnet did not come up within 90 s");
+        }
+        Devnet {
+            dir,
+            devnet,
+            restarted: Vec::new(),
+        }
+    }
+
+    pub fn net_dir(&self) -> PathBuf {
+        self.dir.path().join("net")
+    }
+
+    pub fn member_dir(&self, id: &str) -> PathBuf {
+        self.net_dir().join(id)
+    }
+
+    /// `aiguillage --devnet-dir … --node ID ARGS`.
+    pub fn cli(&self, node: &str, args: &[&str]) -> Run {
+        let net = self.net_dir();
+        let mut all = vec!["--devnet-dir", net.to_str().unwrap(), "--node", node];
+        all.extend_from_slice(args);
+        run_in(&repo_root(), &all)
+    }
+
+    pub fn run_info(&self, id: &str) -> serde_json::Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(self.member_dir(id).join("run.json")).unwrap(),
+        )
+        .unwrap()
+    }
+
+    pub fn admin_addr(&self, id: &str) -> std::net::SocketAddr {
+        self.run_info(id)["admin"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    pub fn token(&self, id: &str) -> String {
+        std::fs::read_to_string(self.member_dir(id).join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    /// Kills a member with SIGKILL, as a crash would.
+    pub fn kill9(&self, id: &str) {
+        let pid = self.run_info(id)["pid"].as_u64().unwrap();
+        let status = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        // Wait until it is gone.
+        for _ in 0..100 {
+            if !Path::new(&format!("/proc/{pid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.contains(") Z "))
+            {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Starts a member again from its data folder and waits until its API answers.
+    pub fn restart(&mut self, id: &str) {
+        let old = self.run_info(id)["pid"].as_u64().unwrap();
+        let dir = self.member_dir(id);
+        let log = std::fs::File::create(dir.join("restart.log")).unwrap();
+        let child = Command::new(bin())
+            .args(["run", "--config"])
+            .arg(dir.join("node.toml"))
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.restarted.push(child);
+        for _ in 0..300 {
+            if let Ok(text) = std::fs::read_to_string(dir.join("run.json"))
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+                && v["pid"].as_u64() != Some(old)
+                && self.cli(id, &["status", "--json"]).code == Some(0)
+            {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("{id} did not come back after a restart");
+    }
+
+    /// Polls `f` every 100 ms for up to `secs` seconds.
+    pub fn wait_for(&self, secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while std::time::Instant::now() < end {
+            if f() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("timed out after {secs} s waiting for {what}");
+    }
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        for c in &mut self.restarted {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+        // SIGINT is the devnet's Ctrl-C: it stops every member it started.
+        let _ = Command::new("kill")
+            .args(["-INT", &self.devnet.id().to_string()])
+            .status();
+        let _ = self.devnet.wait();
+    }
+}
+
+/// A raw HTTP request to a node's admin API: (status, body).
+pub fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    (
+        head.split_whitespace().nth(1).unwrap().parse().unwrap(),
+        body.to_owned(),
+    )
+}

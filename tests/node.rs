@@ -1,0 +1,296 @@
+//! Real nodes: each member is its own `aiguillage run` process on loopback, talking libp2p.
+
+mod support;
+
+use aiguillage_wire::*;
+use support::{Devnet, http, repo_root};
+
+fn json_of(d: &Devnet, node: &str, args: &[&str]) -> serde_json::Value {
+    let mut a = args.to_vec();
+    a.push("--json");
+    d.cli(node, &a).ok().json()
+}
+
+fn referral_state(d: &Devnet, node: &str, id: &str) -> String {
+    let v = json_of(d, node, &["referral", "show", id]);
+    let s = &v["referral"]["state"];
+    s["state"].as_str().or(s.as_str()).unwrap_or("").to_owned()
+}
+
+fn file_project(d: &Devnet, node: &str, example: &str) -> String {
+    let path = repo_root().join("config/examples").join(example);
+    let v = json_of(d, node, &["project", "file", path.to_str().unwrap()]);
+    v["referral"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not referred: {v}"))
+        .to_owned()
+}
+
+#[test]
+fn adverts_converge_and_a_health_project_from_luxembourg_is_referred_accepted_and_handed_over() {
+    let d = Devnet::start(&["lu-l-aif", "es-1healthai", "cz-czai"]);
+    for m in ["lu-l-aif", "es-1healthai", "cz-czai"] {
+        let dir = json_of(&d, m, &["directory"]);
+        assert_eq!(
+            dir.as_array().unwrap().len(),
+            2,
+            "{m} sees both other members"
+        );
+    }
+    let id = file_project(&d, "lu-l-aif", "project-health-lu.toml");
+    d.wait_for(20, "the hand-over", || {
+        referral_state(&d, "lu-l-aif", &id) == "handed_over"
+    });
+    let out = json_of(&d, "lu-l-aif", &["referral", "show", &id]);
+    // es-1healthai has health as a priority and takes it at once; cz-czai only accepts it.
+    assert_eq!(out["referral"]["attempts"][0]["target"], "es-1healthai");
+    assert!(
+        out["explanation"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("excluded here")
+    );
+    let incoming = json_of(&d, "es-1healthai", &["referral", "show", &id]);
+    assert_eq!(incoming["direction"], "in");
+    assert_eq!(
+        incoming["referral"]["dossier"]["company"],
+        "Example Diagnostics SARL"
+    );
+}
+
+#[test]
+fn a_decline_moves_the_referral_to_the_next_candidate() {
+    // Neither has health as a priority: each asks its operator.
+    let d = Devnet::start(&["lu-l-aif", "it-it4lia", "cz-czai"]);
+    let id = file_project(&d, "lu-l-aif", "project-health-lu.toml");
+    let first = {
+        let mut t = String::new();
+        d.wait_for(10, "the first offer", || {
+            let v = json_of(&d, "lu-l-aif", &["referral", "show", &id]);
+            t = v["referral"]["attempts"][0]["target"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            !t.is_empty() && referral_state(&d, &t, &id) == "awaiting_decision"
+        });
+        t
+    };
+    d.cli(
+        &first,
+        &[
+            "referral",
+            "decline",
+            &id,
+            "--detail",
+            "no capacity this quarter",
+        ],
+    )
+    .ok();
+    let second = if first == "it-it4lia" {
+        "cz-czai"
+    } else {
+        "it-it4lia"
+    };
+    d.wait_for(10, "the second offer", || {
+        d.cli(second, &["referral", "show", &id, "--json"]).code == Some(0)
+            && referral_state(&d, second, &id) == "awaiting_decision"
+    });
+    d.cli(second, &["referral", "accept", &id]).ok();
+    d.wait_for(10, "the hand-over", || {
+        referral_state(&d, "lu-l-aif", &id) == "handed_over"
+    });
+    let out = json_of(&d, "lu-l-aif", &["referral", "show", &id]);
+    let attempts = out["referral"]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0]["outcome"]["reason"], "operator_declined");
+    assert_eq!(attempts[1]["target"], second);
+}
+
+#[test]
+fn a_target_killed_while_the_offer_is_open_restarts_with_it_and_the_referral_completes_once() {
+    let mut d = Devnet::start(&["lu-l-aif", "it-it4lia"]);
+    let id = file_project(&d, "lu-l-aif", "project-health-lu.toml");
+    d.wait_for(10, "the offer at it-it4lia", || {
+        d.cli("it-it4lia", &["referral", "show", &id, "--json"])
+            .code
+            == Some(0)
+            && referral_state(&d, "it-it4lia", &id) == "awaiting_decision"
+    });
+    let before = json_of(&d, "it-it4lia", &["referral", "list"]);
+    let status_before = json_of(&d, "it-it4lia", &["status"]);
+    d.kill9("it-it4lia");
+    d.restart("it-it4lia");
+    // Restarted from its data folder, it holds exactly what it held.
+    assert_eq!(json_of(&d, "it-it4lia", &["referral", "list"]), before);
+    let status_after = json_of(&d, "it-it4lia", &["status"]);
+    for k in [
+        "projects",
+        "referrals_in",
+        "referrals_out",
+        "jobs",
+        "roster_serial",
+    ] {
+        assert_eq!(status_after[k], status_before[k], "{k}");
+    }
+    d.cli("it-it4lia", &["referral", "accept", &id]).ok();
+    d.wait_for(20, "the hand-over after the restart", || {
+        referral_state(&d, "lu-l-aif", &id) == "handed_over"
+    });
+    let out = json_of(&d, "lu-l-aif", &["referral", "show", &id]);
+    assert_eq!(
+        out["referral"]["attempts"].as_array().unwrap().len(),
+        1,
+        "no second offer, no duplicate"
+    );
+    let incoming = json_of(&d, "it-it4lia", &["referral", "show", &id]);
+    assert_eq!(incoming["referral"]["state"]["state"], "handed_over");
+    // Its audit log survived the crash: chain and signatures verify (with the node stopped).
+    d.kill9("it-it4lia");
+    let dir = d.member_dir("it-it4lia");
+    let out = support::run_in(
+        &repo_root(),
+        &["audit", "verify", "--data-dir", dir.to_str().unwrap()],
+    )
+    .ok();
+    assert!(out.stdout.contains("chain intact"), "{}", out.stdout);
+}
+
+#[test]
+fn the_admin_api_refuses_requests_without_the_right_token() {
+    let d = Devnet::start(&["lu-l-aif", "de-jaif"]);
+    let addr = d.admin_addr("lu-l-aif");
+    let (code, body) = http(addr, "GET", "/status", None);
+    assert_eq!(code, 401);
+    assert!(body.contains("missing bearer token"), "{body}");
+    let (code, body) = http(addr, "GET", "/status", Some("not-the-token-at-all"));
+    assert_eq!(code, 401);
+    assert!(body.contains("wrong bearer token"), "{body}");
+    let (code, _) = http(addr, "GET", "/status", Some(&d.token("lu-l-aif")));
+    assert_eq!(code, 200);
+    let (code, body) = http(addr, "GET", "/nowhere", Some(&d.token("lu-l-aif")));
+    assert_eq!(code, 404);
+    assert!(body.contains("\"error\""), "{body}");
+}
+
+/// Starts a libp2p client of our own with `key`, connected to `target`'s node.
+async fn rogue_client(
+    d: &Devnet,
+    key: &SigningKey,
+    target: &str,
+) -> (aiguillage_net::Client, aiguillage_net::PeerId) {
+    let addr: aiguillage_net::Multiaddr = d.run_info(target)["listen"][0]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let peer: aiguillage_net::PeerId = d.run_info(target)["peer_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut cfg = aiguillage_net::NetConfig::new(aiguillage_net::keypair_of(key));
+    cfg.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+    cfg.bootstrap = vec![addr];
+    cfg.allowed = [peer].into_iter().collect();
+    let (client, _events, event_loop) = aiguillage_net::start(cfg).unwrap();
+    tokio::spawn(event_loop.run());
+    (client, peer)
+}
+
+fn metric(d: &Devnet, node: &str, needle: &str) -> u64 {
+    let (_, text) = http(d.admin_addr(node), "GET", "/metrics", None);
+    text.lines()
+        .find(|l| l.starts_with("aiguillage_refused_total") && l.contains(needle))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn hostile_input_is_refused_and_counted_while_the_node_keeps_serving() {
+    let d = Devnet::start(&["lu-l-aif", "de-jaif", "fr-ai2f"]);
+    // fr-ai2f goes down; its rostered key is used to speak to lu-l-aif directly.
+    d.kill9("fr-ai2f");
+    let fr_key = aiguillage_wire::keys::secret_key_from_pem(
+        &std::fs::read_to_string(d.member_dir("fr-ai2f").join("key.pem")).unwrap(),
+    )
+    .unwrap();
+    let outsider = SigningKey::from_bytes(&[42; 32]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        // A key outside the roster is disconnected as soon as it connects.
+        let (stranger, peer) = rogue_client(&d, &outsider, "lu-l-aif").await;
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        assert!(
+            stranger
+                .send(peer, aiguillage_net::Channel::Referral, vec![0x80])
+                .await
+                .is_err()
+        );
+
+        let (client, peer) = rogue_client(&d, &fr_key, "lu-l-aif").await;
+        for _ in 0..50 {
+            if client.connected().await.unwrap().contains(&peer) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        // An advert claiming to be de-jaif, signed with fr-ai2f's key.
+        let profile = aiguillage_core::Profile::from_toml(
+            &std::fs::read_to_string(repo_root().join("config/factories/de-jaif.toml")).unwrap(),
+            "de-jaif",
+        )
+        .unwrap();
+        let mut forged = profile.advert(u64::MAX / 2, GpuCapacity::default(), None);
+        forged.name = "forged".into();
+        let now = Timestamp(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64,
+        );
+        let env = Envelope::seal(
+            &forged,
+            &MemberId::new("de-jaif").unwrap(),
+            &fr_key,
+            now,
+            now.saturating_add_ms(60_000),
+        )
+        .unwrap();
+        client
+            .send(peer, aiguillage_net::Channel::Referral, env.to_bytes())
+            .await
+            .unwrap();
+        // A malformed frame gets an error answer naming the problem.
+        let err = client
+            .send(peer, aiguillage_net::Channel::Overflow, vec![0x88, 0x01])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+        // An oversized frame is cut off by the codec limit.
+        let big = vec![0u8; MAX_ENVELOPE_BYTES + 4096];
+        assert!(
+            client
+                .send(peer, aiguillage_net::Channel::Overflow, big)
+                .await
+                .is_err()
+        );
+    });
+    d.wait_for(10, "the refusals on /metrics", || {
+        metric(&d, "lu-l-aif", "reason=\"key_mismatch\"") >= 1
+            && metric(&d, "lu-l-aif", "reason=\"not_rostered\"") >= 1
+    });
+    // The forged advert did not replace the real one, and the node still serves.
+    let dir = json_of(&d, "lu-l-aif", &["directory"]);
+    let de = dir
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["member"] == "de-jaif")
+        .unwrap();
+    assert_ne!(de["seq"].as_u64(), Some(u64::MAX / 2));
+    let id = file_project(&d, "lu-l-aif", "project-health-lu.toml");
+    d.wait_for(20, "a referral after the attack", || {
+        referral_state(&d, "lu-l-aif", &id) == "handed_over"
+    });
+}
