@@ -294,3 +294,58 @@ fn hostile_input_is_refused_and_counted_while_the_node_keeps_serving() {
         referral_state(&d, "lu-l-aif", &id) == "handed_over"
     });
 }
+
+#[test]
+fn a_newer_roster_spreads_and_cuts_off_the_member_it_removes() {
+    let mut d = Devnet::start(&["lu-l-aif", "de-jaif", "fr-ai2f"]);
+    let roster_path = d.net_dir().join("roster.cbor");
+    let authority = keys::secret_key_from_pem(
+        &std::fs::read_to_string(d.net_dir().join("authority.pem")).unwrap(),
+    )
+    .unwrap();
+    let now = Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64,
+    );
+    let old = Envelope::from_bytes(&std::fs::read(&roster_path).unwrap())
+        .unwrap()
+        .open::<Roster>(now)
+        .unwrap()
+        .message;
+    let mut new = old.clone();
+    new.serial += 1;
+    new.members.retain(|m| m.id.as_str() != "fr-ai2f");
+    let signed = Envelope::seal(
+        &new,
+        &MemberId::new(AUTHORITY_ID).unwrap(),
+        &authority,
+        now,
+        now.saturating_add_ms(86_400_000),
+    )
+    .unwrap();
+    std::fs::write(&roster_path, signed.to_bytes()).unwrap();
+    // lu-l-aif picks the new roster up on restart and spreads it; de-jaif never reads the file.
+    d.kill9("lu-l-aif");
+    d.restart("lu-l-aif");
+    d.wait_for(20, "de-jaif to hold roster serial 2", || {
+        json_of(&d, "de-jaif", &["status"])["roster_serial"] == new.serial
+    });
+    for m in ["lu-l-aif", "de-jaif"] {
+        let status = json_of(&d, m, &["status"]);
+        assert_eq!(status["roster_members"], 2, "{m}");
+        let dir = json_of(&d, m, &["directory"]);
+        assert!(
+            dir.as_array()
+                .unwrap()
+                .iter()
+                .all(|a| a["member"] != "fr-ai2f"),
+            "{m} still lists fr-ai2f"
+        );
+    }
+    // fr-ai2f, still on the old roster, is disconnected by both.
+    d.wait_for(20, "fr-ai2f to lose its peers", || {
+        json_of(&d, "fr-ai2f", &["status"])["peers_connected"] == 0
+    });
+}

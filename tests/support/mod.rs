@@ -217,7 +217,8 @@ impl Devnet {
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        panic!("{id} did not come back after a restart");
+        let log = std::fs::read_to_string(dir.join("restart.log")).unwrap_or_default();
+        panic!("{id} did not come back after a restart; its log:\n{log}");
     }
 
     /// Polls `f` every 100 ms for up to `secs` seconds.

@@ -41,6 +41,46 @@ const MAX_FRAME: u64 = MAX_ENVELOPE_BYTES as u64 + 16;
 /// A directory answer: up to 2,048 adverts of at most 16 KiB plus a roster.
 const MAX_SYNC_ANSWER: u64 = 40 * 1024 * 1024;
 
+/// Peer scoring for a small permissioned federation. Only misbehaviour costs: each invalid
+/// message (one the node rejected) weighs heavily and decays within a minute or so, and
+/// protocol violations count. Delivery-rate and mesh-time terms are off, and so is the
+/// same-IP penalty: in a federation of 13 to 1,000 members they would punish honest peers
+/// for the network's size or for sharing a host (as in a devnet), and could leave a node
+/// with no peers at all.
+fn score_params(
+    topics: &[gossipsub::TopicHash],
+) -> (gossipsub::PeerScoreParams, gossipsub::PeerScoreThresholds) {
+    let mut params = gossipsub::PeerScoreParams {
+        ip_colocation_factor_weight: 0.0,
+        behaviour_penalty_weight: -1.0,
+        behaviour_penalty_decay: 0.9,
+        ..Default::default()
+    };
+    for t in topics {
+        params.topics.insert(
+            t.clone(),
+            gossipsub::TopicScoreParams {
+                topic_weight: 1.0,
+                time_in_mesh_weight: 0.0,
+                first_message_deliveries_weight: 0.0,
+                mesh_message_deliveries_weight: 0.0,
+                mesh_failure_penalty_weight: 0.0,
+                invalid_message_deliveries_weight: -20.0,
+                invalid_message_deliveries_decay: 0.9,
+                ..Default::default()
+            },
+        );
+    }
+    let thresholds = gossipsub::PeerScoreThresholds {
+        gossip_threshold: -100.0,
+        publish_threshold: -200.0,
+        graylist_threshold: -400.0,
+        accept_px_threshold: 10.0,
+        opportunistic_graft_threshold: 3.0,
+    };
+    (params, thresholds)
+}
+
 pub struct EventLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
@@ -77,14 +117,17 @@ impl EventLoop {
     ) -> Result<EventLoop, NetError> {
         let heartbeat = config.heartbeat;
         let err = |e: &dyn std::fmt::Display| NetError::Send(e.to_string());
-        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone())
+        let builder = libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone())
             .with_tokio()
             .with_tcp(
                 tcp::Config::default(),
                 noise::Config::new,
                 yamux::Config::default,
             )
-            .map_err(|e| err(&e))?
+            .map_err(|e| err(&e))?;
+        #[cfg(feature = "quic")]
+        let builder = builder.with_quic();
+        let mut swarm = builder
             .with_behaviour(|key| {
                 let gossip_config = gossipsub::ConfigBuilder::default()
                     .heartbeat_interval(heartbeat)
@@ -98,8 +141,13 @@ impl EventLoop {
                     .max_transmit_size(MAX_ENVELOPE_BYTES + 1024)
                     .build()
                     .map_err(|e| e.to_string())?;
-                let gossipsub =
+                let mut gossipsub =
                     gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)?;
+                let (params, thresholds) = score_params(&[
+                    IdentTopic::new(TOPIC_ADVERTS).hash(),
+                    IdentTopic::new(TOPIC_ROSTER).hash(),
+                ]);
+                gossipsub.with_peer_score(params, thresholds)?;
                 let sync_codec = request_response::cbor::codec::Codec::default()
                     .set_request_size_maximum(64)
                     .set_response_size_maximum(MAX_SYNC_ANSWER);

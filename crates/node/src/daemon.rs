@@ -40,6 +40,8 @@ pub struct RunInfo {
 
 struct Node {
     core: Core,
+    authority: PublicKey,
+    roster_serial: Option<u64>,
     store: Store,
     key: SigningKey,
     client: Client,
@@ -71,8 +73,7 @@ pub async fn run(config_path: &Path) -> Result<()> {
         .with_context(|| format!("{} is not a signed roster", cfg.roster.display()))?;
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
-    let store = Store::open(&cfg.data_dir.join("db"))
-        .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?;
+    let store = open_store(&cfg.data_dir)?;
     let state = store.load().context("loading the stored state")?;
     let authority = PublicKey::from_hex(&cfg.authority).with_context(|| {
         format!(
@@ -151,8 +152,11 @@ pub async fn run(config_path: &Path) -> Result<()> {
     let (exec_tx, mut exec_rx) = mpsc::channel::<ExecutorReport>(256);
     let (sync_tx, mut sync_rx) = mpsc::channel(64);
     let run_path = cfg.data_dir.join("run.json");
+    let roster_serial = core.roster().map(|r| r.serial);
     let mut node = Node {
         core,
+        authority,
+        roster_serial,
         store,
         key,
         client,
@@ -218,6 +222,29 @@ pub async fn run(config_path: &Path) -> Result<()> {
     }
     info!("shutting down");
     Ok(())
+}
+
+/// Opens the store, waiting a little for the lock: after a crash, the old process's
+/// threads may hold it for a moment longer.
+fn open_store(data_dir: &Path) -> Result<Store> {
+    let path = data_dir.join("db");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match Store::open(&path) {
+            Ok(s) => return Ok(s),
+            Err(e) if e.is_locked() && std::time::Instant::now() < deadline => {
+                warn!(
+                    "the store in {} is still locked; retrying",
+                    data_dir.display()
+                );
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("opening the store in {}", data_dir.display()));
+            }
+        }
+    }
 }
 
 fn channel_for(kind: MessageKind) -> Channel {
@@ -348,7 +375,40 @@ impl Node {
             }
         }
         self.update_gauges();
+        self.follow_roster();
         notes
+    }
+
+    /// After a newer roster was installed: who may connect, and which peer is which member.
+    fn follow_roster(&mut self) {
+        let serial = self.core.roster().map(|r| r.serial);
+        if serial == self.roster_serial {
+            return;
+        }
+        self.roster_serial = serial;
+        let Some(roster) = self.core.roster() else {
+            return;
+        };
+        self.peers.clear();
+        self.members.clear();
+        for m in &roster.members {
+            if let Ok(p) = aiguillage_net::peer_id_of(&m.key) {
+                self.peers.insert(m.id.clone(), p);
+                self.members.insert(p, m.id.clone());
+            }
+        }
+        let me: Option<PeerId> = self.run_info.peer_id.parse().ok();
+        let allowed = self
+            .members
+            .keys()
+            .copied()
+            .filter(|p| Some(*p) != me)
+            .collect();
+        info!(serial = ?serial, members = roster.members.len(), "roster updated");
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            let _ = client.set_allowed(allowed).await;
+        });
     }
 
     fn count(&self, n: &Notification) {
@@ -416,7 +476,10 @@ impl Node {
         envelope
             .verify(clock::now())
             .map_err(|e| (e.reason_label().to_owned(), kind.clone()))?;
-        if envelope.kind != MessageKind::Roster {
+        if envelope.kind == MessageKind::Roster {
+            aiguillage_wire::Roster::verify_signed(envelope.clone(), &self.authority, clock::now())
+                .map_err(|e| (e.reason_label().to_owned(), kind.clone()))?;
+        } else {
             let roster = self
                 .core
                 .roster()

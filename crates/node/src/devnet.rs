@@ -36,6 +36,23 @@ struct Member {
     profile: Profile,
     dir: PathBuf,
     gpus: u32,
+    /// Fixed ports, so that a member restarted from its folder is found where it was.
+    tcp: u16,
+    udp: u16,
+    peer_id: String,
+}
+
+/// Free loopback ports, held open until all are chosen so that none is picked twice.
+fn free_ports(n: usize) -> Result<Vec<(u16, u16)>> {
+    let mut held = Vec::new();
+    for _ in 0..n {
+        let t = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let u = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        held.push((t, u));
+    }
+    held.iter()
+        .map(|(t, u)| Ok((t.local_addr()?.port(), u.local_addr()?.port())))
+        .collect()
 }
 
 /// Devnet timings: seconds where production uses hours and days.
@@ -111,7 +128,8 @@ fn prepare(o: &DevnetOptions) -> Result<Vec<Member>> {
     let ids: Vec<MemberId> = chosen.iter().map(|p| p.id.clone()).collect();
     let mut entries = Vec::new();
     let mut members = Vec::new();
-    for p in &chosen {
+    let ports = free_ports(chosen.len())?;
+    for (p, (tcp, udp)) in chosen.iter().zip(ports) {
         let mdir = dir.join(p.id.as_str());
         std::fs::create_dir_all(&mdir)?;
         let key = random_key();
@@ -147,6 +165,9 @@ fn prepare(o: &DevnetOptions) -> Result<Vec<Member>> {
             profile: p.clone(),
             dir: mdir,
             gpus: cap.gpus,
+            tcp,
+            udp,
+            peer_id: aiguillage_net::peer_id_of(&PublicKey::of(&key))?.to_string(),
         });
     }
     let roster = Roster {
@@ -164,6 +185,17 @@ fn prepare(o: &DevnetOptions) -> Result<Vec<Member>> {
     .context("signing the devnet roster")?;
     files::write_atomic(&dir.join("roster.cbor"), &signed.to_bytes())?;
     let config_dir = std::fs::canonicalize(&o.config_dir)?;
+    // Every member dials the first three (other than itself); Kademlia spreads the rest.
+    let seeds: Vec<(MemberId, String)> = members
+        .iter()
+        .take(3)
+        .map(|m| {
+            (
+                m.profile.id.clone(),
+                format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", m.tcp, m.peer_id),
+            )
+        })
+        .collect();
     for m in &members {
         let sub = if m.profile.role == Role::Factory {
             "factories"
@@ -177,8 +209,15 @@ fn prepare(o: &DevnetOptions) -> Result<Vec<Member>> {
             key: "key.pem".into(),
             roster: dir.join("roster.cbor"),
             authority: PublicKey::of(&authority).to_hex(),
-            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
-            bootstrap: vec![],
+            listen: vec![
+                format!("/ip4/127.0.0.1/tcp/{}", m.tcp),
+                format!("/ip4/127.0.0.1/udp/{}/quic-v1", m.udp),
+            ],
+            bootstrap: seeds
+                .iter()
+                .filter(|(id, _)| *id != m.profile.id)
+                .map(|(_, a)| a.clone())
+                .collect(),
             data_dir: ".".into(),
             gpus: m.gpus,
             admin: AdminConfig {
@@ -193,17 +232,8 @@ fn prepare(o: &DevnetOptions) -> Result<Vec<Member>> {
     Ok(members)
 }
 
-fn spawn(member: &Member, bootstrap: &[String]) -> Result<Child> {
+fn spawn(member: &Member) -> Result<Child> {
     let config = member.dir.join("node.toml");
-    if !bootstrap.is_empty() {
-        let mut cfg = NodeConfig::load(&config)?;
-        cfg.bootstrap = bootstrap.to_vec();
-        cfg.data_dir = ".".into();
-        // load() resolved paths; write them back relative to the folder again.
-        cfg.key = "key.pem".into();
-        cfg.admin.token_file = "admin.token".into();
-        cfg.save(&config)?;
-    }
     let log = std::fs::File::create(member.dir.join("node.log"))?;
     let exe = std::env::current_exe().context("locating the aiguillage binary")?;
     Command::new(exe)
@@ -294,17 +324,8 @@ pub fn start(o: &DevnetOptions) -> Result<Federation> {
             .map(|m| (m.profile.id.clone(), m.profile.country.to_string()))
             .collect(),
     };
-    // The first two members start alone and serve as bootstrap for the rest; Kademlia
-    // and identify spread the other addresses.
-    let mut bootstrap = Vec::new();
-    for m in members.iter().take(2) {
-        fed.children
-            .push((m.profile.id.clone(), spawn(m, &bootstrap)?));
-        bootstrap.push(wait_listening(&m.dir, deadline)?);
-    }
-    for m in members.iter().skip(2) {
-        fed.children
-            .push((m.profile.id.clone(), spawn(m, &bootstrap)?));
+    for m in &members {
+        fed.children.push((m.profile.id.clone(), spawn(m)?));
     }
     for m in &members {
         wait_listening(&m.dir, deadline)?;

@@ -66,7 +66,10 @@ pub fn init(o: InitOptions) -> Result<PathBuf> {
             .clone()
             .unwrap_or_else(|| "SET-ME: the federation authority's public key in hex".into()),
         listen: if o.listen.is_empty() {
-            vec!["/ip4/127.0.0.1/tcp/0".into()]
+            vec![
+                "/ip4/127.0.0.1/tcp/0".into(),
+                "/ip4/127.0.0.1/udp/0/quic-v1".into(),
+            ]
         } else {
             o.listen.clone()
         },

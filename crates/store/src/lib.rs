@@ -28,6 +28,14 @@ pub enum StoreError {
     Audit { seq: u64, reason: String },
 }
 
+impl StoreError {
+    /// Another process (or a crashed one not yet fully gone) holds the database lock.
+    pub fn is_locked(&self) -> bool {
+        // sled 0.34 reports a held lock as an `Other` I/O error with this message.
+        matches!(self, StoreError::Db(sled::Error::Io(e)) if e.to_string().starts_with("could not acquire lock"))
+    }
+}
+
 /// The small, often-changing part of the state.
 #[derive(Serialize, Deserialize)]
 struct Meta {
