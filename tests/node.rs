@@ -349,3 +349,52 @@ fn a_newer_roster_spreads_and_cuts_off_the_member_it_removes() {
         json_of(&d, "fr-ai2f", &["status"])["peers_connected"] == 0
     });
 }
+
+#[test]
+fn the_network_benchmark_harness_measures_every_figure() {
+    // A smoke run: it checks that every figure is measured, not how fast it is.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bench.json");
+    let run = support::run_in(
+        &repo_root(),
+        &[
+            "bench",
+            "net",
+            "--nodes",
+            "3",
+            "--rounds",
+            "3",
+            "--referrals",
+            "2",
+            "--in-flight",
+            "4",
+            "--jobs",
+            "1",
+            "--dir",
+            dir.path().join("net").to_str().unwrap(),
+            "--json",
+            out.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    assert!(
+        run.stdout.contains("offer → durable signed accept"),
+        "{}",
+        run.stdout
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(v["nodes"], 3);
+    assert_eq!(v["advert_seen_by_all_ms"]["rounds"], 3);
+    assert_eq!(v["advert_seen_by_all_ms"]["lost"], 0);
+    assert_eq!(v["advert_each_receiver_ms"]["samples"], 6);
+    assert_eq!(v["referral_offer_to_accept_ms_1_in_flight"]["samples"], 2);
+    assert_eq!(v["overflow_filed_to_lease_ms"]["samples"], 1);
+    assert!(
+        v["referral_offer_to_accept_ms_batch"]["per_second"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert!(v["idle_rss_mib"]["median"].as_f64().unwrap() > 1.0);
+}

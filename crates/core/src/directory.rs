@@ -18,6 +18,8 @@ pub struct Listing {
     pub advert: Advert,
     pub envelope: Envelope,
     pub table: SectorTable,
+    /// When this node took the advert in (its own clock).
+    pub received_at: Timestamp,
 }
 
 /// What is persisted of a listing; the tables are rebuilt on load.
@@ -25,11 +27,13 @@ pub struct Listing {
 struct StoredListing {
     advert: Advert,
     envelope: Envelope,
+    #[serde(default)]
+    received_at: Timestamp,
 }
 
 impl From<StoredListing> for Listing {
     fn from(s: StoredListing) -> Listing {
-        Listing::new(s.advert, s.envelope)
+        Listing::new(s.advert, s.envelope, s.received_at)
     }
 }
 
@@ -38,17 +42,19 @@ impl From<Listing> for StoredListing {
         StoredListing {
             advert: l.advert,
             envelope: l.envelope,
+            received_at: l.received_at,
         }
     }
 }
 
 impl Listing {
-    pub fn new(advert: Advert, envelope: Envelope) -> Listing {
+    pub fn new(advert: Advert, envelope: Envelope, received_at: Timestamp) -> Listing {
         let table = SectorTable::of(&advert);
         Listing {
             advert,
             envelope,
             table,
+            received_at,
         }
     }
 
@@ -84,14 +90,14 @@ pub struct Behaviour {
 
 impl Directory {
     /// Stores `advert` if it is newer than what is held for its member.
-    pub fn offer(&mut self, advert: Advert, envelope: Envelope) -> AdvertOutcome {
+    pub fn offer(&mut self, advert: Advert, envelope: Envelope, now: Timestamp) -> AdvertOutcome {
         if let Some(held) = self.listings.get(&advert.member)
             && held.advert.seq >= advert.seq
         {
             return AdvertOutcome::Stale;
         }
         self.listings
-            .insert(advert.member.clone(), Listing::new(advert, envelope));
+            .insert(advert.member.clone(), Listing::new(advert, envelope, now));
         AdvertOutcome::Stored
     }
 

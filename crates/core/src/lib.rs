@@ -153,6 +153,8 @@ pub enum Input {
     },
     /// The executor reports the GPUs this member really has.
     Capacity { total_gpus: u32 },
+    /// Publish the advert now (an operator's request, or a benchmark's).
+    PublishAdvert,
     /// A deadline may have passed.
     Tick,
 }
@@ -437,6 +439,7 @@ impl Core {
                     self.start_queued_locally(now);
                 }
             }
+            Input::PublishAdvert => self.publish_advert(now),
             Input::Tick => self.on_tick(now),
         }
         if std::mem::take(&mut self.advert_stale) {
@@ -631,7 +634,6 @@ impl Core {
     }
 
     fn on_advert(&mut self, now: Timestamp, advert: Advert, envelope: Envelope) {
-        let _ = now;
         let entry = self.roster().and_then(|r| r.member(&advert.member));
         if let Some(e) = entry
             && (e.role != advert.role || e.country != advert.country)
@@ -648,7 +650,7 @@ impl Core {
             );
             return;
         }
-        if self.state.directory.offer(advert, envelope) == directory::AdvertOutcome::Stored {
+        if self.state.directory.offer(advert, envelope, now) == directory::AdvertOutcome::Stored {
             self.dirty.insert(StateKey::Directory);
         }
     }

@@ -41,6 +41,7 @@ pub enum ApiCall {
     Ledger,
     Kpi,
     Notifications,
+    PublishAdvert,
 }
 
 /// An error answer: HTTP status and a message naming the problem.
@@ -139,6 +140,12 @@ pub fn router(
         .route(
             "/ledger",
             get(|s: State<Shared>, h: HeaderMap| call(s, h, ApiCall::Ledger)),
+        )
+        .route(
+            "/advert/publish",
+            axum::routing::post(|s: State<Shared>, h: HeaderMap| {
+                call(s, h, ApiCall::PublishAdvert)
+            }),
         )
         .route(
             "/kpi",

@@ -607,6 +607,7 @@ impl Node {
                         json!({
                             "member": a.member, "name": a.name, "role": a.role.tag(), "country": a.country,
                             "seq": a.seq, "expires_at": l.envelope.expires_at,
+                            "issued_at": l.envelope.issued_at, "received_at": l.received_at,
                             "priority": a.sectors.iter().filter(|(_, lv)| **lv == aiguillage_wire::SectorLevel::Priority).map(|(s, _)| s.tag()).collect::<Vec<_>>(),
                             "excluded": a.sectors.iter().filter(|(_, lv)| **lv == aiguillage_wire::SectorLevel::Excluded).map(|(s, _)| s.tag()).collect::<Vec<_>>(),
                             "gpus_total": a.gpu.total, "gpus_free": a.gpu.free, "takes_overflow": a.gpu.takes_overflow,
@@ -799,6 +800,10 @@ impl Node {
                     .map(|(m, t)| json!({ "member": m, "totals": t, "balance": s.ledger.balance(m, clock::now()) }))
                     .collect();
                 Ok(json!(rows))
+            }
+            ApiCall::PublishAdvert => {
+                self.apply(Input::PublishAdvert);
+                Ok(json!({ "seq": self.core.state().advert_seq }))
             }
             ApiCall::Kpi => Ok(to_json(&aiguillage_core::kpi::Kpis::of(s))),
             ApiCall::Notifications => Ok(json!(

@@ -30,6 +30,8 @@ pub struct DevnetOptions {
     pub jobs: usize,
     pub keep_running: bool,
     pub timeout: Duration,
+    /// Overrides every member's referral intake (benchmarks need more than the assumptions).
+    pub intake: Option<u32>,
 }
 
 struct Member {
@@ -225,7 +227,13 @@ fn prepare(o: &DevnetOptions) -> Result<Vec<Member>> {
                 token_file: "admin.token".into(),
                 allow_remote: false,
             },
-            core: devnet_core(&cap),
+            core: {
+                let mut c = devnet_core(&cap);
+                if let Some(i) = o.intake {
+                    c.referral_intake = i;
+                }
+                c
+            },
         };
         cfg.save(&m.dir.join("node.toml"))?;
     }

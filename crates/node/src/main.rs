@@ -3,6 +3,7 @@
 mod admin_client;
 mod advert_cmd;
 mod api;
+mod bench;
 mod client_cmd;
 mod clock;
 mod config;
@@ -122,6 +123,9 @@ enum Command {
     /// The member's audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Benchmarks on real node processes.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// The node's status.
     Status {
         #[arg(long)]
@@ -294,6 +298,30 @@ enum AdvertCommand {
 }
 
 #[derive(Subcommand)]
+enum BenchCommand {
+    /// Advert propagation, referral and overflow latency, throughput and idle memory on
+    /// loopback; prints a table, and JSON with --json.
+    Net {
+        #[arg(long, default_value_t = 19)]
+        nodes: usize,
+        #[arg(long, default_value_t = 40)]
+        rounds: usize,
+        #[arg(long, default_value_t = 200)]
+        referrals: usize,
+        #[arg(long, default_value_t = 64)]
+        in_flight: usize,
+        #[arg(long, default_value_t = 20)]
+        jobs: usize,
+        #[arg(long, default_value = "devnet-data/bench")]
+        dir: PathBuf,
+        #[arg(long, default_value = "config")]
+        config_dir: PathBuf,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum AuditCommand {
     /// Check the audit log's hash chain and signatures (with the node stopped).
     Verify {
@@ -445,7 +473,27 @@ fn run(command: Command, target: &client_cmd::Target) -> Result<()> {
             jobs,
             keep_running,
             timeout: clock::parse_duration(&timeout)?,
+            intake: None,
         })),
+        Command::Bench(BenchCommand::Net {
+            nodes,
+            rounds,
+            referrals,
+            in_flight,
+            jobs,
+            dir,
+            config_dir,
+            json,
+        }) => bench::run(bench::BenchOptions {
+            config_dir,
+            dir,
+            nodes,
+            rounds,
+            referrals,
+            in_flight,
+            jobs,
+            json,
+        }),
         Command::Audit(AuditCommand::Verify { data_dir }) => {
             let store = aiguillage_store::Store::open(&data_dir.join("db")).map_err(|e| {
                 anyhow::anyhow!(
