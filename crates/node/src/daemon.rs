@@ -226,7 +226,7 @@ pub async fn run(config_path: &Path) -> Result<()> {
 
 /// Opens the store, waiting a little for the lock: after a crash, the old process's
 /// threads may hold it for a moment longer.
-fn open_store(data_dir: &Path) -> Result<Store> {
+pub fn open_store(data_dir: &Path) -> Result<Store> {
     let path = data_dir.join("db");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {

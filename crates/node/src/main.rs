@@ -22,7 +22,7 @@ mod route_cmd;
 use std::path::PathBuf;
 
 use aiguillage_wire::{CountryCode, MemberId, PublicKey, Role};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -495,12 +495,7 @@ fn run(command: Command, target: &client_cmd::Target) -> Result<()> {
             json,
         }),
         Command::Audit(AuditCommand::Verify { data_dir }) => {
-            let store = aiguillage_store::Store::open(&data_dir.join("db")).map_err(|e| {
-                anyhow::anyhow!(
-                    "opening {}: {e} (is the node still running?)",
-                    data_dir.display()
-                )
-            })?;
+            let store = daemon::open_store(&data_dir).context("is the node still running?")?;
             let key = files::read_secret_key(&data_dir.join("key.pem"))?;
             let n = store.audit_verify(&PublicKey::of(&key))?;
             println!(
@@ -510,12 +505,7 @@ fn run(command: Command, target: &client_cmd::Target) -> Result<()> {
             Ok(())
         }
         Command::Audit(AuditCommand::Export { data_dir }) => {
-            let store = aiguillage_store::Store::open(&data_dir.join("db")).map_err(|e| {
-                anyhow::anyhow!(
-                    "opening {}: {e} (is the node still running?)",
-                    data_dir.display()
-                )
-            })?;
+            let store = daemon::open_store(&data_dir).context("is the node still running?")?;
             for r in store.audit_entries()? {
                 println!(
                     "{}",
