@@ -197,20 +197,7 @@ fn oversize_payloads_are_refused_at_both_ends() {
 /// Seals arbitrary payload bytes as if they were an advert, with a valid signature, so that
 /// only the payload decoder can refuse them.
 fn sealed_raw(payload: Vec<u8>) -> Vec<u8> {
-    let mut envelope =
-        Envelope::seal(&advert(), &lu(), &key(), T0, T0.saturating_add_ms(LIFE)).unwrap();
-    envelope.payload = payload;
-    let input = signing_input(
-        envelope.kind,
-        &envelope.signer,
-        &envelope.key,
-        envelope.issued_at,
-        envelope.expires_at,
-        &envelope.payload,
-    );
-    use ed25519_dalek::Signer;
-    envelope.signature = key().sign(&input).to_bytes();
-    envelope.to_bytes()
+    sealed_as(MessageKind::Advert, payload)
 }
 
 #[test]
