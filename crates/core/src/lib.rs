@@ -68,6 +68,9 @@ pub struct CoreConfig {
     /// Lifetime of referral and overflow message envelopes.
     pub message_ttl_ms: u64,
     pub advert_ttl_ms: u64,
+    /// Capacity and intake changes are re-advertised at most this often; each advert costs
+    /// every member a verification and a write.
+    pub advert_min_interval_ms: u64,
     pub bid_window_ms: u64,
     pub max_bidders: usize,
     pub reserve_ttl_ms: u64,
@@ -95,6 +98,7 @@ impl Default for CoreConfig {
             resend_ms: 5 * SECOND,
             message_ttl_ms: HOUR,
             advert_ttl_ms: 10 * MINUTE,
+            advert_min_interval_ms: SECOND,
             bid_window_ms: 2 * SECOND,
             max_bidders: 8,
             reserve_ttl_ms: 10 * SECOND,
@@ -332,6 +336,9 @@ pub struct Core {
     announced_wake: Option<Timestamp>,
     /// Set when capacity or intake changed during a call, to republish once at its end.
     advert_stale: bool,
+    /// When the advert was last published, and whether a deferred publish is scheduled.
+    last_advert_at: Timestamp,
+    advert_deferred: bool,
 }
 
 /// The core could not be built.
@@ -364,6 +371,8 @@ impl Core {
             dirty: BTreeSet::new(),
             announced_wake: None,
             advert_stale: false,
+            last_advert_at: Timestamp(0),
+            advert_deferred: false,
         }
     }
 
@@ -443,7 +452,15 @@ impl Core {
             Input::Tick => self.on_tick(now),
         }
         if std::mem::take(&mut self.advert_stale) {
-            self.publish_advert(now);
+            let due = self
+                .last_advert_at
+                .saturating_add_ms(self.config.advert_min_interval_ms);
+            if now >= due {
+                self.publish_advert(now);
+            } else if !self.advert_deferred {
+                self.advert_deferred = true;
+                self.state.timers.schedule(due, Deadline::AdvertChanged);
+            }
         }
         if let Some(at) = self.state.timers.next()
             && self.announced_wake != Some(at)
@@ -474,6 +491,10 @@ impl Core {
         }
         for d in due {
             match d {
+                Deadline::AdvertChanged => {
+                    self.advert_deferred = false;
+                    self.publish_advert(now);
+                }
                 Deadline::Republish => {
                     self.publish_advert(now);
                     self.state.timers.schedule(
@@ -533,6 +554,7 @@ impl Core {
     fn publish_advert(&mut self, now: Timestamp) {
         // Monotonic across restarts without persisting every bump: never below the clock.
         self.state.advert_seq = (self.state.advert_seq + 1).max(now.millis());
+        self.last_advert_at = now;
         let advert = self.own_advert();
         if let Some(envelope) = self.seal(now, &advert, self.config.advert_ttl_ms) {
             self.dirty.insert(StateKey::Meta);

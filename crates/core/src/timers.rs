@@ -13,6 +13,8 @@ use aiguillage_wire::{JobId, ReferralId, Timestamp};
 pub enum Deadline {
     /// Republish our advert before it expires.
     Republish,
+    /// Publish the advert that capacity or intake changes made stale.
+    AdvertChanged,
     /// Drop expired adverts from the directory.
     DirectorySweep,
     /// Origin: the current offer's answer is due (or its re-send is).
