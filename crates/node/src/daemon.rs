@@ -163,7 +163,7 @@ pub async fn run(config_path: &Path) -> Result<()> {
         peers,
         members,
         metrics,
-        executor: LocalExecutor::new(cfg.data_dir.join("jobs"), exec_tx),
+        executor: LocalExecutor::new(cfg.data_dir.join("jobs"), cfg.gpus, exec_tx),
         notifications: VecDeque::new(),
         own_advert: None,
         sync_tx,
