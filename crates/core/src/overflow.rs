@@ -206,13 +206,10 @@ impl Core {
                 }
                 _ => "latest start passed".to_owned(),
             };
-            if let Some(j) = self.state.jobs.get_mut(job) {
-                note(&mut j.history, now, "missed", reason.clone());
-                j.phase = JobPhase::Missed {
-                    reason: reason.clone(),
-                };
-            }
-            self.dirty.insert(StateKey::Job(job.clone()));
+            let phase = JobPhase::Missed {
+                reason: reason.clone(),
+            };
+            self.move_job(now, job, "missed", reason.clone(), phase);
             self.notify(Notification::JobMissed {
                 job: job.clone(),
                 reason,
@@ -331,14 +328,30 @@ impl Core {
         (fits.into_iter().map(|(_, m)| m).collect(), reason)
     }
 
-    fn start_locally(&mut self, now: Timestamp, job: &JobId) {
+    /// Moves a submitted job to `phase`, noting the step in its history; false if there is
+    /// no such job.
+    fn move_job(
+        &mut self,
+        now: Timestamp,
+        job: &JobId,
+        label: &str,
+        detail: String,
+        phase: JobPhase,
+    ) -> bool {
         let Some(j) = self.state.jobs.get_mut(job) else {
-            return;
+            return false;
         };
-        j.phase = JobPhase::Local;
-        note(&mut j.history, now, "running_locally", "");
-        let spec = j.spec.clone();
+        note(&mut j.history, now, label, detail);
+        j.phase = phase;
         self.dirty.insert(StateKey::Job(job.clone()));
+        true
+    }
+
+    fn start_locally(&mut self, now: Timestamp, job: &JobId) {
+        if !self.move_job(now, job, "running_locally", String::new(), JobPhase::Local) {
+            return;
+        }
+        let spec = self.state.jobs[job].spec.clone();
         self.advert_stale = true;
         self.out.push(crate::Output::StartJob {
             job: job.clone(),
@@ -349,14 +362,12 @@ impl Core {
     }
 
     fn queue(&mut self, now: Timestamp, job: &JobId, reason: String) {
-        let Some(j) = self.state.jobs.get_mut(job) else {
-            return;
-        };
-        note(&mut j.history, now, "queued", reason.clone());
-        j.phase = JobPhase::Queued {
+        let phase = JobPhase::Queued {
             reason: reason.clone(),
         };
-        self.dirty.insert(StateKey::Job(job.clone()));
+        if !self.move_job(now, job, "queued", reason.clone(), phase) {
+            return;
+        }
         self.notify(Notification::JobQueued {
             job: job.clone(),
             reason,
@@ -907,11 +918,13 @@ impl Core {
             JobPhase::Done { .. } | JobPhase::Cancelled | JobPhase::Missed { .. } => return,
             JobPhase::Queued { .. } | JobPhase::Bidding { .. } => {}
         }
-        if let Some(j) = self.state.jobs.get_mut(job) {
-            note(&mut j.history, now, "cancelled", "by the operator");
-            j.phase = JobPhase::Cancelled;
-        }
-        self.dirty.insert(StateKey::Job(job.clone()));
+        self.move_job(
+            now,
+            job,
+            "cancelled",
+            "by the operator".into(),
+            JobPhase::Cancelled,
+        );
         self.advert_stale = true;
     }
 

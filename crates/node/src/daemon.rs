@@ -210,7 +210,7 @@ pub async fn run(config_path: &Path) -> Result<()> {
             }
             Some(envelopes) = sync_rx.recv() => {
                 for bytes in envelopes {
-                    node.receive(&bytes, false);
+                    node.receive(&bytes);
                 }
             }
             () = sleep => {
@@ -492,7 +492,7 @@ impl Node {
     }
 
     /// Hands checked peer bytes to the core; returns whether they were acceptable.
-    fn receive(&mut self, bytes: &[u8], _gossip: bool) -> bool {
+    fn receive(&mut self, bytes: &[u8]) -> bool {
         match self.check(bytes) {
             Ok(envelope) => {
                 if envelope.kind == MessageKind::Advert {
@@ -516,7 +516,7 @@ impl Node {
             NetEvent::Gossip {
                 source, id, data, ..
             } => {
-                let ok = self.receive(&data, true);
+                let ok = self.receive(&data);
                 let acceptance = if ok {
                     MessageAcceptance::Accept
                 } else {
@@ -528,7 +528,7 @@ impl Node {
                 });
             }
             NetEvent::Direct { data, .. } => {
-                self.receive(&data, false);
+                self.receive(&data);
             }
             NetEvent::SyncRequest { token, .. } => {
                 let mut envelopes: Vec<Vec<u8>> = self
