@@ -27,8 +27,12 @@ pub struct NodeConfig {
     pub bootstrap: Vec<String>,
     /// Where the store and job folders live.
     pub data_dir: PathBuf,
-    /// GPUs the local executor runs jobs on (slots on a machine without GPUs).
+    /// GPUs the local executor runs jobs on (slots on a machine without GPUs). The Slurm
+    /// executor reads its GPUs from the cluster instead.
     pub gpus: u32,
+    /// How jobs run: `kind = "local"` (the default) or `kind = "slurm"` with its settings.
+    #[serde(default)]
+    pub executor: crate::executor::ExecutorConfig,
     pub admin: AdminConfig,
     #[serde(default)]
     pub core: CoreConfig,

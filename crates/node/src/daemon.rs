@@ -23,7 +23,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::api::{self, ApiCall, ApiError, ApiReply};
 use crate::config::NodeConfig;
-use crate::executor::{ExecutorReport, LocalExecutor};
+use crate::executor::{Executor, ExecutorConfig, Report, local::Local, slurm::Slurm};
 use crate::job_file::JobFile;
 use crate::metrics::Metrics;
 use crate::{clock, files, profiles};
@@ -48,7 +48,7 @@ struct Node {
     peers: HashMap<MemberId, PeerId>,
     members: HashMap<PeerId, MemberId>,
     metrics: Arc<Metrics>,
-    executor: LocalExecutor,
+    executor: Executor,
     notifications: VecDeque<(u64, Notification)>,
     own_advert: Option<Envelope>,
     sync_tx: mpsc::Sender<Vec<Vec<u8>>>,
@@ -149,7 +149,21 @@ pub async fn run(config_path: &Path) -> Result<()> {
         }
     });
 
-    let (exec_tx, mut exec_rx) = mpsc::channel::<ExecutorReport>(256);
+    let (exec_tx, mut exec_rx) = mpsc::channel::<Report>(256);
+    let jobs_dir = cfg.data_dir.join("jobs");
+    let executor = match &cfg.executor {
+        ExecutorConfig::Local => Executor::spawn(Local::new(cfg.gpus), jobs_dir, exec_tx),
+        ExecutorConfig::Slurm(s) => Executor::spawn(Slurm::new(s.clone()), jobs_dir, exec_tx),
+    };
+    // The advert's capacity comes from the executor: wait for its first word on it.
+    let first_capacity =
+        match tokio::time::timeout(std::time::Duration::from_secs(15), exec_rx.recv()).await {
+            Ok(Some(Report::Capacity(gpus))) => Some(gpus),
+            _ => {
+                warn!("the executor did not report its capacity; keeping the stored figure");
+                None
+            }
+        };
     let (sync_tx, mut sync_rx) = mpsc::channel(64);
     let run_path = cfg.data_dir.join("run.json");
     let roster_serial = core.roster().map(|r| r.serial);
@@ -163,7 +177,7 @@ pub async fn run(config_path: &Path) -> Result<()> {
         peers,
         members,
         metrics,
-        executor: LocalExecutor::new(cfg.data_dir.join("jobs"), cfg.gpus, exec_tx),
+        executor,
         notifications: VecDeque::new(),
         own_advert: None,
         sync_tx,
@@ -176,10 +190,10 @@ pub async fn run(config_path: &Path) -> Result<()> {
         },
         run_path,
     };
-    node.reconcile_lost_jobs();
-    node.apply(Input::Capacity {
-        total_gpus: cfg.gpus,
-    });
+    if let Some(total_gpus) = first_capacity {
+        node.apply(Input::Capacity { total_gpus });
+    }
+    node.recover_jobs();
     node.apply(Input::Start);
     node.write_run_info();
     info!(member = %cfg.member, %peer_id, %admin, "node running");
@@ -202,12 +216,14 @@ pub async fn run(config_path: &Path) -> Result<()> {
                 let answer = node.on_api(call);
                 let _ = reply.send(answer);
             }
-            Some((job, epoch, event)) = exec_rx.recv() => {
-                if !matches!(event, aiguillage_core::ExecutorEvent::Started) {
-                    node.executor.finished(&job, epoch);
+            Some(report) = exec_rx.recv() => match report {
+                Report::Job { job, epoch, event } => {
+                    node.apply(Input::Executor { job, epoch, event });
                 }
-                node.apply(Input::Executor { job, epoch, event });
-            }
+                Report::Capacity(total_gpus) => {
+                    node.apply(Input::Capacity { total_gpus });
+                }
+            },
             Some(envelopes) = sync_rx.recv() => {
                 for bytes in envelopes {
                     node.receive(&bytes);
@@ -260,32 +276,25 @@ fn channel_for(kind: MessageKind) -> Channel {
 }
 
 impl Node {
-    /// Jobs that were running when the node stopped lost their processes with it.
-    fn reconcile_lost_jobs(&mut self) {
+    /// Hands the executor every job the core believes running, so that it finds each again
+    /// (or reports how it ended while the node was down, or that it vanished).
+    fn recover_jobs(&mut self) {
         let state = self.core.state();
-        let mut lost: Vec<(JobId, u64)> = state
+        let mut jobs: Vec<_> = state
             .jobs
             .iter()
             .filter(|(_, j)| matches!(j.phase, aiguillage_core::JobPhase::Local))
-            .map(|(id, _)| (id.clone(), 0))
+            .map(|(id, j)| (id.clone(), 0, j.spec.clone(), true))
             .collect();
-        lost.extend(
-            state
-                .hosted
-                .iter()
-                .filter(|(_, h)| matches!(h.phase, aiguillage_core::HostPhase::Running { .. }))
-                .map(|(id, h)| (id.clone(), h.epoch)),
-        );
-        for (job, epoch) in lost {
-            warn!(%job, epoch, "job process lost in a restart; reporting it failed");
-            self.apply(Input::Executor {
-                job,
-                epoch,
-                event: aiguillage_core::ExecutorEvent::Failed {
-                    reason: "the node restarted and the job's process was lost".into(),
-                    gpu_seconds: 0,
-                },
-            });
+        jobs.extend(state.hosted.iter().filter_map(|(id, h)| match h.phase {
+            aiguillage_core::HostPhase::Running { started_at, .. } => {
+                Some((id.clone(), h.epoch, h.spec.clone(), started_at.is_some()))
+            }
+            _ => None,
+        }));
+        if !jobs.is_empty() {
+            info!(jobs = jobs.len(), "following jobs from before the restart");
+            self.executor.recover(jobs);
         }
     }
 
@@ -354,7 +363,7 @@ impl Node {
                     });
                 }
                 Output::StartJob { job, epoch, spec } => self.executor.start(job, epoch, spec),
-                Output::CancelJob { job, epoch } => self.executor.cancel(&job, epoch),
+                Output::CancelJob { job, epoch } => self.executor.cancel(job, epoch),
                 Output::Notify(n) => {
                     self.count(&n);
                     notes.push(n.clone());

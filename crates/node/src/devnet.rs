@@ -222,6 +222,7 @@ fn prepare(o: &DevnetOptions) -> Result<Vec<Member>> {
                 .collect(),
             data_dir: ".".into(),
             gpus: m.gpus,
+            executor: Default::default(),
             admin: AdminConfig {
                 listen: "127.0.0.1:0".parse()?,
                 token_file: "admin.token".into(),

@@ -76,6 +76,7 @@ pub fn init(o: InitOptions) -> Result<PathBuf> {
         bootstrap: o.bootstrap.clone(),
         data_dir: ".".into(),
         gpus: o.gpus,
+        executor: Default::default(),
         admin: AdminConfig {
             listen: o.admin,
             token_file: "admin.token".into(),
