@@ -90,6 +90,11 @@ pub struct Devnet {
 
 impl Devnet {
     pub fn start(members: &[&str]) -> Devnet {
+        Devnet::start_with(members, &[])
+    }
+
+    /// A devnet with more `aiguillage devnet` flags (`--gpus lu-l-aif=0`, `--slurm de-jaif`).
+    pub fn start_with(members: &[&str], extra: &[&str]) -> Devnet {
         use std::io::BufRead;
         let dir = tempfile::tempdir().unwrap();
         let mut devnet = Command::new(bin())
@@ -107,6 +112,7 @@ impl Devnet {
             .arg(dir.path().join("net"))
             .arg("--config-dir")
             .arg(repo_root().join("config"))
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())

@@ -145,6 +145,8 @@ pub fn run(o: BenchOptions) -> Result<()> {
         keep_running: false,
         timeout: Duration::from_secs(60),
         intake: Some(1_000_000),
+        gpus: Vec::new(),
+        slurm: Vec::new(),
     };
     let started = Instant::now();
     let mut fed = devnet::start(&dn)?;

@@ -186,3 +186,82 @@ pub fn get_and_print(t: &Target, path: &str, json: bool) -> Result<()> {
     print(&v, json, pretty);
     Ok(())
 }
+
+/// `job show`: where the job stands, where it ran and how it ended, then its history.
+pub fn job_show(t: &Target, id: &str, json: bool) -> Result<()> {
+    let v = t.client()?.get(&format!("/jobs/{id}"))?;
+    print(&v, json, |v| {
+        let job = &v["job"];
+        let phase = &job["phase"];
+        let tag = phase["phase"].as_str().unwrap_or("?");
+        let gpus = job["spec"]["requirements"]["gpus"].as_u64().unwrap_or(0);
+        let epoch = job["epoch"].as_u64().unwrap_or(0);
+        if v["direction"] == "hosted" {
+            println!(
+                "job {id}: hosted here for {}, {gpus} GPU(s), epoch {epoch}: {tag}",
+                job["origin"].as_str().unwrap_or("?")
+            );
+        } else {
+            println!("job {id}: submitted here, {gpus} GPU(s): {tag}");
+            let at = match v["host"].as_str() {
+                Some(h) => format!("at {h} (epoch {epoch})"),
+                None => "here".into(),
+            };
+            match tag {
+                "done" => {
+                    let exit = phase["exit_code"]
+                        .as_i64()
+                        .map_or("no exit code".into(), |c| format!("exit code {c}"));
+                    println!(
+                        "  ran {at}: {}, {exit}",
+                        phase["state"].as_str().unwrap_or("?")
+                    );
+                }
+                "leased" | "reserving" => println!("  placed {at}"),
+                "queued" | "missed" => println!(
+                    "  not placed: {}",
+                    phase["reason"].as_str().unwrap_or("no reason given")
+                ),
+                _ => {}
+            }
+            for p in job["placements"].as_array().into_iter().flatten() {
+                println!(
+                    "  placement epoch {} at {}: {}",
+                    p["epoch"],
+                    p["host"].as_str().unwrap_or("?"),
+                    p["outcome"].as_str().unwrap_or(if p["confirmed"] == true {
+                        "confirmed"
+                    } else {
+                        "pending"
+                    })
+                );
+            }
+        }
+        for h in job["history"].as_array().into_iter().flatten() {
+            let at = h["at"]
+                .as_u64()
+                .map(|ms| crate::clock::format_time(aiguillage_wire::Timestamp(ms)))
+                .unwrap_or_default();
+            println!(
+                "  {at}  {} {}",
+                h["state"].as_str().unwrap_or(""),
+                h["detail"].as_str().unwrap_or("")
+            );
+        }
+    });
+    Ok(())
+}
+
+/// `job cancel`: stops a job this member submitted, wherever it runs.
+pub fn job_cancel(t: &Target, id: &str, json: bool) -> Result<()> {
+    let v = t
+        .client()?
+        .post(&format!("/jobs/{id}/cancel"), &serde_json::json!({}))?;
+    print(&v, json, |v| {
+        println!(
+            "job {id}: {}",
+            v["phase"].as_str().unwrap_or("cancel requested")
+        )
+    });
+    Ok(())
+}

@@ -193,7 +193,19 @@ pub async fn run(config_path: &Path) -> Result<()> {
     if let Some(total_gpus) = first_capacity {
         node.apply(Input::Capacity { total_gpus });
     }
-    node.recover_jobs();
+    // Jobs from before a restart are found again, and how those that ended meanwhile
+    // ended is applied, before the node announces itself: a stale host's first word is
+    // then its late result, which the origin refuses, not a heartbeat.
+    if let Some(recovered) = node.recover_jobs()
+        && tokio::time::timeout(std::time::Duration::from_secs(60), recovered)
+            .await
+            .is_err()
+    {
+        warn!("the executor took over 60 s to find the jobs of before the restart");
+    }
+    while let Ok(report) = exec_rx.try_recv() {
+        node.on_executor(report);
+    }
     node.apply(Input::Start);
     node.write_run_info();
     info!(member = %cfg.member, %peer_id, %admin, "node running");
@@ -216,14 +228,7 @@ pub async fn run(config_path: &Path) -> Result<()> {
                 let answer = node.on_api(call);
                 let _ = reply.send(answer);
             }
-            Some(report) = exec_rx.recv() => match report {
-                Report::Job { job, epoch, event } => {
-                    node.apply(Input::Executor { job, epoch, event });
-                }
-                Report::Capacity(total_gpus) => {
-                    node.apply(Input::Capacity { total_gpus });
-                }
-            },
+            Some(report) = exec_rx.recv() => node.on_executor(report),
             Some(envelopes) = sync_rx.recv() => {
                 for bytes in envelopes {
                     node.receive(&bytes);
@@ -278,7 +283,7 @@ fn channel_for(kind: MessageKind) -> Channel {
 impl Node {
     /// Hands the executor every job the core believes running, so that it finds each again
     /// (or reports how it ended while the node was down, or that it vanished).
-    fn recover_jobs(&mut self) {
+    fn recover_jobs(&mut self) -> Option<tokio::sync::oneshot::Receiver<()>> {
         let state = self.core.state();
         let mut jobs: Vec<_> = state
             .jobs
@@ -292,9 +297,21 @@ impl Node {
             }
             _ => None,
         }));
-        if !jobs.is_empty() {
-            info!(jobs = jobs.len(), "following jobs from before the restart");
-            self.executor.recover(jobs);
+        if jobs.is_empty() {
+            return None;
+        }
+        info!(jobs = jobs.len(), "following jobs from before the restart");
+        Some(self.executor.recover(jobs))
+    }
+
+    fn on_executor(&mut self, report: Report) {
+        match report {
+            Report::Job { job, epoch, event } => {
+                self.apply(Input::Executor { job, epoch, event });
+            }
+            Report::Capacity(total_gpus) => {
+                self.apply(Input::Capacity { total_gpus });
+            }
         }
     }
 

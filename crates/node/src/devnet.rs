@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 
 use crate::admin_client::AdminClient;
 use crate::config::{AdminConfig, NodeConfig};
+use crate::executor::{ExecutorConfig, slurm::SlurmConfig};
 use crate::{clock, files, profiles};
 
 pub struct DevnetOptions {
@@ -32,6 +33,11 @@ pub struct DevnetOptions {
     pub timeout: Duration,
     /// Overrides every member's referral intake (benchmarks need more than the assumptions).
     pub intake: Option<u32>,
+    /// GPU slots per member, overriding the assumptions (`lu-l-aif=0` makes a full factory).
+    pub gpus: Vec<(MemberId, u32)>,
+    /// Members that run their jobs on the Slurm cluster of this machine instead of local
+    /// processes (start one with scripts/slurm-up.sh).
+    pub slurm: Vec<MemberId>,
 }
 
 struct Member {
@@ -42,6 +48,18 @@ struct Member {
     tcp: u16,
     udp: u16,
     peer_id: String,
+}
+
+/// `MEMBER=N` from `--gpus`.
+pub fn parse_gpu_override(s: &str) -> Result<(MemberId, u32)> {
+    let (id, n) = s
+        .split_once('=')
+        .with_context(|| format!("--gpus {s:?}: expected MEMBER=N, e.g. lu-l-aif=0"))?;
+    let id = MemberId::new(id).map_err(|e| anyhow::anyhow!("--gpus {s:?}: {e}"))?;
+    let n = n
+        .parse()
+        .with_context(|| format!("--gpus {s:?}: {n:?} is not a GPU count"))?;
+    Ok((id, n))
 }
 
 /// Free loopback ports, held open until all are chosen so that none is picked twice.
@@ -111,6 +129,11 @@ fn prepare(o: &DevnetOptions) -> Result<Vec<Member>> {
     if chosen.len() < 2 {
         bail!("a devnet needs at least two members");
     }
+    for id in o.gpus.iter().map(|(id, _)| id).chain(&o.slurm) {
+        if !chosen.iter().any(|p| &p.id == id) {
+            bail!("{id} (given to --gpus or --slurm) is not a member of this devnet");
+        }
+    }
     let assumptions_path = o.config_dir.join("devnet/assumptions.toml");
     let assumptions = DevnetAssumptions::from_toml(
         &files::read_to_string(&assumptions_path)?,
@@ -163,10 +186,15 @@ fn prepare(o: &DevnetOptions) -> Result<Vec<Member>> {
             valid_until: now.saturating_add_ms(30 * 86_400_000),
         });
         let cap = assumptions.for_member(&p.id, p.role);
+        let gpus = o
+            .gpus
+            .iter()
+            .find(|(id, _)| id == &p.id)
+            .map_or(cap.gpus, |(_, n)| *n);
         members.push(Member {
             profile: p.clone(),
             dir: mdir,
-            gpus: cap.gpus,
+            gpus,
             tcp,
             udp,
             peer_id: aiguillage_net::peer_id_of(&PublicKey::of(&key))?.to_string(),
@@ -222,7 +250,18 @@ fn prepare(o: &DevnetOptions) -> Result<Vec<Member>> {
                 .collect(),
             data_dir: ".".into(),
             gpus: m.gpus,
-            executor: Default::default(),
+            executor: if o.slurm.contains(&m.profile.id) {
+                ExecutorConfig::Slurm(SlurmConfig {
+                    partition: None,
+                    account: None,
+                    sbatch_args: Vec::new(),
+                    max_gpus: None,
+                    bin_dir: None,
+                    poll_ms: 200,
+                })
+            } else {
+                ExecutorConfig::Local
+            },
             admin: AdminConfig {
                 listen: "127.0.0.1:0".parse()?,
                 token_file: "admin.token".into(),

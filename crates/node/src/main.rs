@@ -119,6 +119,14 @@ enum Command {
         /// How long the workload may take to settle.
         #[arg(long, default_value = "120s")]
         timeout: String,
+        /// GPU slots for a member, overriding config/devnet/assumptions.toml
+        /// (`--gpus lu-l-aif=0` makes Luxembourg a full factory). Repeatable.
+        #[arg(long = "gpus", value_name = "MEMBER=N", value_delimiter = ',')]
+        gpu_overrides: Vec<String>,
+        /// Run this member's jobs on this machine's Slurm (scripts/slurm-up.sh starts one)
+        /// instead of local processes. Repeatable.
+        #[arg(long, value_name = "MEMBER", value_delimiter = ',')]
+        slurm: Vec<String>,
     },
     /// The member's audit log.
     #[command(subcommand)]
@@ -390,7 +398,14 @@ enum JobCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Where the job stands, where it ran, its exit code and history.
     Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a job this member submitted, wherever it runs.
+    Cancel {
         id: String,
         #[arg(long)]
         json: bool,
@@ -465,6 +480,8 @@ fn run(command: Command, target: &client_cmd::Target) -> Result<()> {
             jobs,
             keep_running,
             timeout,
+            gpu_overrides,
+            slurm,
         } => runtime()?.block_on(devnet::run(devnet::DevnetOptions {
             config_dir,
             dir,
@@ -474,6 +491,14 @@ fn run(command: Command, target: &client_cmd::Target) -> Result<()> {
             keep_running,
             timeout: clock::parse_duration(&timeout)?,
             intake: None,
+            gpus: gpu_overrides
+                .iter()
+                .map(|g| devnet::parse_gpu_override(g))
+                .collect::<Result<_>>()?,
+            slurm: slurm
+                .iter()
+                .map(|m| MemberId::new(m).map_err(|e| anyhow::anyhow!("--slurm {m}: {e}")))
+                .collect::<Result<_>>()?,
         })),
         Command::Bench(BenchCommand::Net {
             nodes,
@@ -542,9 +567,8 @@ fn run(command: Command, target: &client_cmd::Target) -> Result<()> {
             client_cmd::job_submit(target, &file, json)
         }
         Command::Job(JobCommand::List { json }) => client_cmd::get_and_print(target, "/jobs", json),
-        Command::Job(JobCommand::Show { id, json }) => {
-            client_cmd::get_and_print(target, &format!("/jobs/{id}"), json)
-        }
+        Command::Job(JobCommand::Show { id, json }) => client_cmd::job_show(target, &id, json),
+        Command::Job(JobCommand::Cancel { id, json }) => client_cmd::job_cancel(target, &id, json),
         Command::Ledger { json } => client_cmd::get_and_print(target, "/ledger", json),
         Command::Kpi { json } => client_cmd::get_and_print(target, "/kpi", json),
         Command::Keys(KeysCommand::Generate { out }) => keys_cmd::generate(&out),

@@ -24,7 +24,7 @@ use aiguillage_core::ExecutorEvent;
 use aiguillage_wire::{JobId, JobSpec};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 /// Which backend a node runs jobs on (`[executor]` in node.toml).
@@ -133,8 +133,9 @@ enum Command {
         job: JobId,
         epoch: u64,
     },
-    /// Jobs the node believed running when it stopped; `started` if it had heard so.
-    Recover(Vec<(JobId, u64, JobSpec, bool)>),
+    /// Jobs the node believed running when it stopped; `started` if it had heard so. The
+    /// sender is told once every job is found again and polled once.
+    Recover(Vec<(JobId, u64, JobSpec, bool)>, oneshot::Sender<()>),
 }
 
 /// The node's handle on its executor task.
@@ -173,8 +174,13 @@ impl Executor {
         let _ = self.commands.send(Command::Cancel { job, epoch });
     }
 
-    pub fn recover(&self, jobs: Vec<(JobId, u64, JobSpec, bool)>) {
-        let _ = self.commands.send(Command::Recover(jobs));
+    /// Finds the jobs of an earlier life again. The receiver fires once each has been
+    /// found and polled, so their reports (ended while the node was down, say) are queued
+    /// before it: a node applies them before it announces itself.
+    pub fn recover(&self, jobs: Vec<(JobId, u64, JobSpec, bool)>) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.commands.send(Command::Recover(jobs, tx));
+        rx
     }
 }
 
@@ -291,7 +297,7 @@ impl<B: Backend> Driver<B> {
                 self.launch_waiting().await;
             }
             Command::Cancel { job, epoch } => self.cancel(job, epoch).await,
-            Command::Recover(jobs) => {
+            Command::Recover(jobs, done) => {
                 for (job, epoch, spec, started) in jobs {
                     let run = self.make_run(job.clone(), epoch, spec);
                     match self.backend.find(&run).await {
@@ -320,6 +326,7 @@ impl<B: Backend> Driver<B> {
                 }
                 self.launch_waiting().await;
                 self.poll().await;
+                let _ = done.send(());
             }
         }
     }
