@@ -22,6 +22,9 @@ pub struct BenchOptions {
     pub in_flight: usize,
     pub jobs: usize,
     pub json: Option<PathBuf>,
+    /// Every member but lu-l-aif runs its jobs on this machine's Slurm, and the bench also
+    /// measures lease confirmed → job running under Slurm.
+    pub slurm: bool,
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
@@ -139,14 +142,22 @@ pub fn run(o: BenchOptions) -> Result<()> {
     let dn = DevnetOptions {
         config_dir: o.config_dir.clone(),
         dir: o.dir.clone(),
-        members: Some(members),
+        members: Some(members.clone()),
         projects: 0,
         jobs: 0,
         keep_running: false,
         timeout: Duration::from_secs(60),
         intake: Some(1_000_000),
         gpus: Vec::new(),
-        slurm: Vec::new(),
+        slurm: if o.slurm {
+            members
+                .iter()
+                .filter(|m| m.as_str() != "lu-l-aif")
+                .map(|m| aiguillage_wire::MemberId::new(m))
+                .collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        },
     };
     let started = Instant::now();
     let mut fed = devnet::start(&dn)?;
@@ -174,6 +185,7 @@ pub fn run(o: BenchOptions) -> Result<()> {
     let throughput = batch.len() as f64 / span_s;
     // Overflow: lu-l-aif has 2 GPUs in the devnet; 3-GPU jobs must go to a peer.
     let mut leases = Vec::new();
+    let mut starts = Vec::new();
     for _ in 0..o.jobs {
         let v = lu.post(
             "/jobs",
@@ -181,18 +193,42 @@ pub fn run(o: BenchOptions) -> Result<()> {
         )?;
         let job = v["job"].as_str().context("job id")?.to_owned();
         let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        let host = loop {
             let j = lu.get(&format!("/jobs/{job}"))?;
             let hist = j["job"]["history"].as_array().cloned().unwrap_or_default();
             let at = |s: &str| hist.iter().find(|h| h["state"] == s).map(|h| ms(&h["at"]));
             if let (Some(a), Some(b)) = (at("submitted"), at("leased")) {
                 leases.push(b.saturating_sub(a) as f64);
-                break;
+                break j["host"].as_str().unwrap_or("").to_owned();
             }
             if Instant::now() > deadline {
                 bail!("job {job} was not leased in time: {}", j["job"]["phase"]);
             }
             std::thread::sleep(Duration::from_millis(10));
+        };
+        if o.slurm {
+            // The host's own record: confirm received → its executor saw the job running.
+            // Each job is waited for, so that none queues in Slurm behind the one before, and
+            // the next is filed 1.5 s later: Slurm starts a job submitted right after another
+            // ended only at its next scheduling pass, about 1 s later (measured alone).
+            let host = fed.clients[&aiguillage_wire::MemberId::new(&host)?].clone();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let j = host.get(&format!("/jobs/{job}"))?;
+                let hist = j["job"]["history"].as_array().cloned().unwrap_or_default();
+                let at = |s: &str| hist.iter().find(|h| h["state"] == s).map(|h| ms(&h["at"]));
+                if j["job"]["phase"]["phase"] == "finished"
+                    && let (Some(a), Some(b)) = (at("confirmed"), at("running"))
+                {
+                    starts.push(b.saturating_sub(a) as f64);
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("job {job} did not finish under Slurm in time: {}", j["job"]);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            std::thread::sleep(Duration::from_millis(1500));
         }
     }
     std::thread::sleep(Duration::from_secs(2));
@@ -222,6 +258,7 @@ pub fn run(o: BenchOptions) -> Result<()> {
         "referral_offer_to_accept_ms_1_in_flight": { "p50": pct(&mut seq_lat, 0.5), "p99": pct(&mut seq_lat, 0.99), "samples": seq_lat.len() },
         "referral_offer_to_accept_ms_batch": { "in_flight": o.in_flight, "p50": pct(&mut par_lat, 0.5), "p99": pct(&mut par_lat, 0.99), "per_second": throughput },
         "overflow_filed_to_lease_ms": { "p50": pct(&mut leases, 0.5), "p99": pct(&mut leases, 0.99), "samples": leases.len() },
+        "lease_confirmed_to_running_under_slurm_ms": { "p50": pct(&mut starts, 0.5), "p99": pct(&mut starts, 0.99), "samples": starts.len() },
         "idle_rss_mib": { "median": pct(&mut rss, 0.5), "max": pct(&mut rss, 1.0), "peers_each": n - 1 },
     });
     println!("{:<48} {:>10} {:>10}", "figure", "p50", "p99");
@@ -255,6 +292,12 @@ pub fn run(o: BenchOptions) -> Result<()> {
         "overflow job filed → lease confirmed (ms)",
         &report["overflow_filed_to_lease_ms"],
     );
+    if o.slurm {
+        row(
+            "lease confirmed → running under Slurm (ms)",
+            &report["lease_confirmed_to_running_under_slurm_ms"],
+        );
+    }
     println!(
         "referrals/s with {} in flight: {:.0}",
         o.in_flight, throughput

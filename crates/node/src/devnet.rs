@@ -257,7 +257,7 @@ fn prepare(o: &DevnetOptions) -> Result<Vec<Member>> {
                     sbatch_args: Vec::new(),
                     max_gpus: None,
                     bin_dir: None,
-                    poll_ms: 200,
+                    poll_ms: 100,
                 })
             } else {
                 ExecutorConfig::Local

@@ -326,6 +326,10 @@ enum BenchCommand {
         config_dir: PathBuf,
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Run every host's jobs on this machine's Slurm (scripts/slurm-up.sh) and measure
+        /// lease confirmed → running under Slurm too.
+        #[arg(long)]
+        slurm: bool,
     },
 }
 
@@ -509,7 +513,9 @@ fn run(command: Command, target: &client_cmd::Target) -> Result<()> {
             dir,
             config_dir,
             json,
+            slurm,
         }) => bench::run(bench::BenchOptions {
+            slurm,
             config_dir,
             dir,
             nodes,
