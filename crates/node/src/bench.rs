@@ -153,7 +153,7 @@ pub fn run(o: BenchOptions) -> Result<()> {
             members
                 .iter()
                 .filter(|m| m.as_str() != "lu-l-aif")
-                .map(|m| aiguillage_wire::MemberId::new(m))
+                .map(aiguillage_wire::MemberId::new)
                 .collect::<Result<_, _>>()?
         } else {
             Vec::new()
