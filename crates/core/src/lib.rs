@@ -166,6 +166,10 @@ pub enum Input {
 /// What the local executor says about a job.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ExecutorEvent {
+    /// Waiting for resources in the executor (its own queue, or the scheduler's).
+    Queued {
+        reason: String,
+    },
     Started,
     Finished { exit_code: i32, gpu_seconds: u64 },
     Failed { reason: String, gpu_seconds: u64 },

@@ -860,7 +860,12 @@ impl Core {
                 &mut j.history,
                 now,
                 m.state.tag(),
-                format!("on {from}, exit {:?}, {} GPU-s", m.exit_code, m.gpu_seconds),
+                format!(
+                    "on {from}, {}, {} GPU-s",
+                    m.exit_code
+                        .map_or("no exit code".into(), |c| format!("exit {c}")),
+                    m.gpu_seconds
+                ),
             );
             j.phase = JobPhase::Done {
                 state: m.state,
@@ -1251,6 +1256,11 @@ impl Core {
             return;
         }
         let (state, exit_code) = match &event {
+            ExecutorEvent::Queued { reason } => {
+                note(&mut j.history, now, "queued", format!("local executor: {reason}"));
+                self.dirty.insert(StateKey::Job(job.clone()));
+                return;
+            }
             ExecutorEvent::Started => {
                 note(&mut j.history, now, "running", "local executor");
                 self.dirty.insert(StateKey::Job(job.clone()));
@@ -1264,7 +1274,7 @@ impl Core {
             ExecutorEvent::TimedOut { .. } => (JobState::TimedOut, None),
             ExecutorEvent::Cancelled { .. } => (JobState::Cancelled, None),
         };
-        note(&mut j.history, now, state.tag(), format!("{event:?}"));
+        note(&mut j.history, now, state.tag(), describe_end(&event));
         if j.phase == JobPhase::Local {
             j.phase = JobPhase::Done {
                 state,
@@ -1298,7 +1308,26 @@ impl Core {
         let HostPhase::Running { started_at, .. } = h.phase else {
             return;
         };
+        let detail = describe_end(&event);
         let (state, exit_code, gpu_seconds) = match event {
+            ExecutorEvent::Queued { reason } => {
+                note(&mut h.history, now, "queued", reason.as_str());
+                let origin = h.origin.clone();
+                self.dirty.insert(StateKey::Hosted(job.clone()));
+                // Also a sign of life for the lease.
+                self.send(
+                    now,
+                    &origin,
+                    &JobStatus {
+                        job: job.clone(),
+                        epoch,
+                        state: JobState::Queued,
+                        exit_code: None,
+                        detail: reason,
+                    },
+                );
+                return;
+            }
             ExecutorEvent::Started => {
                 h.phase = HostPhase::Running {
                     state: JobState::Running,
@@ -1349,12 +1378,7 @@ impl Core {
             state,
             exit_code,
         };
-        note(
-            &mut h.history,
-            now,
-            state.tag(),
-            format!("exit {exit_code:?}, {gpu_seconds} GPU-s"),
-        );
+        note(&mut h.history, now, state.tag(), detail);
         h.phase = HostPhase::Finished {
             acknowledged: false,
         };
@@ -1379,5 +1403,25 @@ impl Core {
             job.as_str(),
             format!("for {origin}: {state}"),
         );
+    }
+}
+
+/// How a job ended, for its history: "exit 3, 12 GPU-s", "failed: <reason>, 0 GPU-s".
+fn describe_end(event: &ExecutorEvent) -> String {
+    match event {
+        ExecutorEvent::Queued { reason } => format!("queued: {reason}"),
+        ExecutorEvent::Started => "started".into(),
+        ExecutorEvent::Finished {
+            exit_code,
+            gpu_seconds,
+        } => format!("exit {exit_code}, {gpu_seconds} GPU-s"),
+        ExecutorEvent::Failed {
+            reason,
+            gpu_seconds,
+        } => format!("failed: {reason}, {gpu_seconds} GPU-s"),
+        ExecutorEvent::TimedOut { gpu_seconds } => {
+            format!("stopped at its time limit, {gpu_seconds} GPU-s")
+        }
+        ExecutorEvent::Cancelled { gpu_seconds } => format!("cancelled, {gpu_seconds} GPU-s"),
     }
 }

@@ -470,3 +470,51 @@ fn cancelling_a_leased_job_releases_it_at_the_host() {
             .any(|(m, j, _)| m.as_str() == "de-jaif" && *j == job)
     );
 }
+
+#[test]
+fn a_host_whose_scheduler_queues_the_job_tells_the_origin_why() {
+    let mut net = Net::new(&["lu-l-aif", "de-jaif"], &[("lu-l-aif", 0)], |_, _| {});
+    let job = net.submit("lu-l-aif", 1, 300, 0, &[]);
+    net.run_for(2_000);
+    let epoch = net.core("de-jaif").state().hosted[&job].epoch;
+    net.input(
+        &Net::id("de-jaif"),
+        Input::Executor {
+            job: job.clone(),
+            epoch,
+            event: aiguillage_core::ExecutorEvent::Queued {
+                reason: "Slurm job 7 PENDING (Resources)".into(),
+            },
+        },
+    );
+    net.run_for(500);
+    let hosted = &net.core("de-jaif").state().hosted[&job];
+    assert!(
+        hosted
+            .history
+            .iter()
+            .any(|t| t.state == "queued" && t.detail.contains("Resources")),
+        "{:?}",
+        hosted.history
+    );
+    let origin = &net.core("lu-l-aif").state().jobs[&job];
+    assert!(
+        matches!(
+            origin.phase,
+            JobPhase::Leased {
+                host_state: JobState::Queued,
+                ..
+            }
+        ),
+        "{:?}",
+        origin.phase
+    );
+    assert!(
+        origin
+            .history
+            .iter()
+            .any(|t| t.state == "queued" && t.detail.contains("PENDING")),
+        "{:?}",
+        origin.history
+    );
+}

@@ -298,7 +298,7 @@ mod tests {
     async fn end_of(rx: &mut mpsc::Receiver<Report>, job: &str) -> ExecutorEvent {
         loop {
             let (j, ev) = next(rx).await;
-            if j == job && !matches!(ev, ExecutorEvent::Started) {
+            if j == job && !matches!(ev, ExecutorEvent::Started | ExecutorEvent::Queued { .. }) {
                 return ev;
             }
         }
@@ -326,14 +326,29 @@ mod tests {
         ex.start(
             j("a/2"),
             0,
-            spec("a/2", 1, "echo $CUDA_VISIBLE_DEVICES > gpus; exit 3"),
+            spec(
+                "a/2",
+                1,
+                "echo $CUDA_VISIBLE_DEVICES > gpus; sleep 0.2; exit 3",
+            ),
         );
-        // Needs all three slots: waits in the queue until both are done.
+        // Needs all three slots: waits in the queue until both are done, and says so.
         ex.start(
             j("a/3"),
             0,
             spec("a/3", 3, "echo $CUDA_VISIBLE_DEVICES > gpus"),
         );
+        loop {
+            match next(&mut rx).await {
+                (_, ExecutorEvent::Started) => continue,
+                (job, ExecutorEvent::Queued { reason }) => {
+                    assert_eq!(job, "a/3");
+                    assert_eq!(reason, "waiting for 3 GPU(s); 3 of 3 in use");
+                    break;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
         assert!(matches!(
             end_of(&mut rx, "a/2").await,
             ExecutorEvent::Finished {

@@ -63,7 +63,8 @@ pub type Handle = String;
 /// What a backend says about a job.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Status {
-    Queued,
+    /// Waiting in the backend's queue, with the backend's reason (e.g. Slurm's `Resources`).
+    Queued(String),
     Running,
     Ended(End),
     /// The backend has no record of the handle.
@@ -230,6 +231,8 @@ struct Tracked {
     /// Why the driver asked the backend to stop it, and when it last asked.
     stopping: Option<(Stop, Instant)>,
     unknown_polls: u32,
+    /// The job was reported queued (once is enough).
+    queued_reported: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -342,6 +345,7 @@ impl<B: Backend> Driver<B> {
                 started,
                 stopping: None,
                 unknown_polls: 0,
+                queued_reported: false,
             },
         );
     }
@@ -361,11 +365,25 @@ impl<B: Backend> Driver<B> {
                 self.waiting.pop_front();
                 continue;
             };
+            let in_use = self.gpus_in_use();
             if !self.backend.queues()
-                && self.gpus_in_use() + t.run.gpus() > self.capacity.unwrap_or(0)
-                && self.gpus_in_use() > 0
+                && in_use + t.run.gpus() > self.capacity.unwrap_or(0)
+                && in_use > 0
             {
-                return; // FIFO: wait for GPUs to free up
+                // FIFO: wait for GPUs to free up.
+                if !t.queued_reported {
+                    let reason = format!(
+                        "waiting for {} GPU(s); {in_use} of {} in use",
+                        t.run.gpus(),
+                        self.capacity.unwrap_or(0)
+                    );
+                    if let Some(t) = self.jobs.get_mut(&key) {
+                        t.queued_reported = true;
+                    }
+                    self.report(&key.0, key.1, ExecutorEvent::Queued { reason })
+                        .await;
+                }
+                return;
             }
             self.waiting.pop_front();
             let run = t.run.clone();
@@ -457,7 +475,13 @@ impl<B: Backend> Driver<B> {
             t.unknown_polls = 0;
         }
         match status {
-            Status::Queued => {}
+            Status::Queued(reason) => {
+                if !t.queued_reported {
+                    t.queued_reported = true;
+                    self.report(&key.0, key.1, ExecutorEvent::Queued { reason })
+                        .await;
+                }
+            }
             Status::Running => {
                 let since = *t.running_since.get_or_insert_with(Instant::now);
                 if !t.started {

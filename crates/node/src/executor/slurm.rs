@@ -82,7 +82,7 @@ impl Slurm {
 
     /// `squeue -t all` for the given ids: id → (state, reason). Jobs Slurm has already
     /// purged from its memory (after MinJobAge) are simply absent.
-    async fn squeue(&self, ids: &[&str]) -> Result<HashMap<String, String>> {
+    async fn squeue(&self, ids: &[&str]) -> Result<HashMap<String, (String, String)>> {
         let list = ids.join(",");
         let out = run_command(
             self.command("squeue")
@@ -105,7 +105,10 @@ impl Slurm {
             .lines()
             .filter_map(|l| {
                 let mut f = l.split('|');
-                Some((f.next()?.trim().to_owned(), f.next()?.trim().to_owned()))
+                let id = f.next()?.trim().to_owned();
+                let state = f.next()?.trim().to_owned();
+                let reason = f.next().unwrap_or("").trim().to_owned();
+                Some((id, (state, reason)))
             })
             .collect())
     }
@@ -267,12 +270,14 @@ impl Backend for Slurm {
         let states = self.squeue(&ids).await?;
         let mut out = Vec::with_capacity(jobs.len());
         for id in ids {
-            let status = match states.get(id).map(String::as_str) {
-                Some(state) if is_final(state) => match self.ended(id, state).await? {
+            let status = match states.get(id).map(|(s, r)| (s.as_str(), r.as_str())) {
+                Some((state, _)) if is_final(state) => match self.ended(id, state).await? {
                     Some(end) => Status::Ended(end),
                     None => Status::Running,
                 },
-                Some(state) if is_queued(state) => Status::Queued,
+                Some((state, reason)) if is_queued(state) => {
+                    Status::Queued(format!("Slurm job {id} {state} ({reason})"))
+                }
                 Some(_) => Status::Running,
                 // Purged from the controller's memory: accounting may still know it.
                 None => match self.sacct(id).await? {
@@ -551,7 +556,7 @@ mod tests {
             loop {
                 if let Report::Job { job: j, event, .. } = next(rx).await
                     && j.as_str() == job
-                    && event != ExecutorEvent::Started
+                    && !matches!(event, ExecutorEvent::Started | ExecutorEvent::Queued { .. })
                 {
                     return event;
                 }
@@ -562,6 +567,7 @@ mod tests {
             loop {
                 if let Report::Job { job: j, event, .. } = next(rx).await
                     && j.as_str() == job
+                    && !matches!(event, ExecutorEvent::Queued { .. })
                 {
                     assert_eq!(event, ExecutorEvent::Started, "{job}");
                     return;
