@@ -456,14 +456,26 @@ impl Core {
                 .then_with(|| a.1.total_cmp(&b.1))
                 .then_with(|| a.2.cmp(&b.2))
         });
-        let order: Vec<MemberId> = ranked.into_iter().map(|(_, _, m)| m).collect();
+        // Hosts reserve only GPUs that are free now; a bid that starts later says when to
+        // ask again, not whom to reserve. "Now" at the host may differ from ours by up to
+        // the protocol's clock skew.
+        let soonest = ranked.first().map(|(start, _, _)| *start);
+        let now_there = now.saturating_add_ms(aiguillage_wire::MAX_CLOCK_SKEW_MS);
+        let order: Vec<MemberId> = ranked
+            .into_iter()
+            .filter(|(start, _, _)| *start <= now_there)
+            .map(|(_, _, m)| m)
+            .collect();
         if order.is_empty() {
             let n = bids.len();
-            self.queue(
-                now,
-                job,
-                format!("{n} bid(s), none able to start before the latest start"),
-            );
+            let why = match soonest {
+                Some(t) => format!(
+                    "{n} bid(s), none free now; the soonest expects free GPUs in {} s",
+                    t.millis().saturating_sub(now.millis()).div_ceil(1000)
+                ),
+                None => format!("{n} bid(s), none able to start before the latest start"),
+            };
+            self.queue(now, job, why);
             return;
         }
         self.reserve_next(now, job, order);
@@ -937,27 +949,60 @@ impl Core {
 
     /// When this member could start `gpus` more GPUs: now if free, else when the first
     /// running allocation reaches its time limit.
+    /// When `gpus` GPUs would be free here: now, or when enough of the jobs holding GPUs
+    /// have reached their time limits (a job not started yet counts from now). A host short
+    /// of GPUs still answers a call for bids with this estimate, so that the origin can
+    /// close the bidding as soon as everyone invited has answered.
     fn earliest_start(&self, now: Timestamp, gpus: u32) -> Option<Timestamp> {
         if self.state.total_gpus < gpus {
             return None;
         }
-        if self.free_gpus() >= gpus {
+        let mut free = self.free_gpus();
+        if free >= gpus {
             return Some(now);
         }
-        self.state
+        let limit_ms = |s: &JobSpec| s.requirements.time_limit_s.saturating_mul(1000);
+        let mut ends: Vec<(Timestamp, u32)> = self
+            .state
             .hosted
             .values()
-            .filter_map(|h| match h.phase {
-                HostPhase::Running {
-                    started_at: Some(s),
-                    ..
-                } => {
-                    Some(s.saturating_add_ms(h.spec.requirements.time_limit_s.saturating_mul(1000)))
-                }
-                _ => None,
+            .filter(|h| h.holds_gpus())
+            .map(|h| {
+                let from = match h.phase {
+                    HostPhase::Running {
+                        started_at: Some(s),
+                        ..
+                    } => s,
+                    HostPhase::Held { until } => until.max(now),
+                    _ => now,
+                };
+                (
+                    from.saturating_add_ms(limit_ms(&h.spec)),
+                    h.spec.requirements.gpus,
+                )
             })
-            .min()
-            .map(|t| t.max(now))
+            .chain(
+                self.state
+                    .jobs
+                    .values()
+                    .filter(|j| matches!(j.phase, JobPhase::Local))
+                    .map(|j| {
+                        let from = j.history.last().map_or(now, |t| t.at);
+                        (
+                            from.saturating_add_ms(limit_ms(&j.spec)),
+                            j.spec.requirements.gpus,
+                        )
+                    }),
+            )
+            .collect();
+        ends.sort();
+        for (at, g) in ends {
+            free += g;
+            if free >= gpus {
+                return Some(at.max(now));
+            }
+        }
+        None
     }
 
     fn can_host(&self, from: &MemberId, r: &JobRequirements) -> bool {
@@ -1257,7 +1302,12 @@ impl Core {
         }
         let (state, exit_code) = match &event {
             ExecutorEvent::Queued { reason } => {
-                note(&mut j.history, now, "queued", format!("local executor: {reason}"));
+                note(
+                    &mut j.history,
+                    now,
+                    "queued",
+                    format!("local executor: {reason}"),
+                );
                 self.dirty.insert(StateKey::Job(job.clone()));
                 return;
             }

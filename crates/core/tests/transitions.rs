@@ -518,3 +518,28 @@ fn a_host_whose_scheduler_queues_the_job_tells_the_origin_why() {
         origin.history
     );
 }
+
+#[test]
+fn a_busy_host_answers_with_when_it_expects_gpus_so_the_origin_need_not_wait_out_the_window() {
+    let mut net = Net::new(&["lu-l-aif", "de-jaif"], &[("lu-l-aif", 0)], |_, _| {});
+    let gpus = net.core("de-jaif").state().total_gpus;
+    let first = net.submit("lu-l-aif", gpus, 300, 0, &[]);
+    net.run_for(2_000);
+    assert!(matches!(
+        net.core("lu-l-aif").state().jobs[&first].phase,
+        JobPhase::Leased { .. }
+    ));
+    // The directory may still show de-jaif's GPUs free; de-jaif answers anyway.
+    let second = net.submit("lu-l-aif", gpus, 300, 0, &[]);
+    net.run_for(200); // under the 500 ms bid window
+    match &net.core("lu-l-aif").state().jobs[&second].phase {
+        JobPhase::Queued { reason } => {
+            assert!(reason.contains("none free now"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        !net.core("de-jaif").state().hosted.contains_key(&second),
+        "no reservation of GPUs that are not free"
+    );
+}

@@ -54,7 +54,19 @@ struct Node {
     sync_tx: mpsc::Sender<Vec<Vec<u8>>>,
     run_info: RunInfo,
     run_path: PathBuf,
+    /// Open group commit: outputs and changed records held until one flush covers them.
+    batch: Option<Batch>,
 }
+
+#[derive(Default)]
+struct Batch {
+    inputs: u32,
+    outputs: Vec<Output>,
+    dirty: std::collections::BTreeSet<aiguillage_core::StateKey>,
+}
+
+/// Network events handled under one commit at most.
+const MAX_BATCH: usize = 256;
 
 pub async fn run(config_path: &Path) -> Result<()> {
     let cfg = NodeConfig::load(config_path)?;
@@ -189,6 +201,7 @@ pub async fn run(config_path: &Path) -> Result<()> {
             pid: std::process::id(),
         },
         run_path,
+        batch: None,
     };
     if let Some(total_gpus) = first_capacity {
         node.apply(Input::Capacity { total_gpus });
@@ -223,16 +236,30 @@ pub async fn run(config_path: &Path) -> Result<()> {
             }
         };
         tokio::select! {
-            Some(ev) = net_events.recv() => node.on_net(ev),
+            Some(ev) = net_events.recv() => {
+                // Group commit: whatever else the network has delivered is handled too, and
+                // all of it is made durable with one flush before any output leaves.
+                node.begin_batch();
+                node.on_net(ev);
+                for _ in 1..MAX_BATCH {
+                    match net_events.try_recv() {
+                        Ok(ev) => node.on_net(ev),
+                        Err(_) => break,
+                    }
+                }
+                node.end_batch();
+            }
             Some((call, reply)) = api_rx.recv() => {
                 let answer = node.on_api(call);
                 let _ = reply.send(answer);
             }
             Some(report) = exec_rx.recv() => node.on_executor(report),
             Some(envelopes) = sync_rx.recv() => {
+                node.begin_batch();
                 for bytes in envelopes {
                     node.receive(&bytes);
                 }
+                node.end_batch();
             }
             () = sleep => {
                 node.apply(Input::Tick);
@@ -326,10 +353,38 @@ impl Node {
         }
     }
 
-    /// Feeds one input to the core, persists what changed, then acts on the outputs.
+    /// Inputs from here to `end_batch` are committed together.
+    fn begin_batch(&mut self) {
+        self.batch.get_or_insert_with(Batch::default);
+    }
+
+    /// Persists everything the batch changed with one flush, then acts on its outputs.
+    fn end_batch(&mut self) {
+        if let Some(b) = self.batch.take() {
+            self.metrics.commit_batch.observe(b.inputs as f64);
+            self.commit_and_act(b.outputs, b.dirty);
+        }
+    }
+
+    /// Feeds one input to the core, persists what changed, then acts on the outputs (or,
+    /// inside a batch, leaves both to `end_batch`; nothing leaves the node before that).
     fn apply(&mut self, input: Input) -> Vec<Notification> {
         let outputs = self.core.handle(clock::now(), input);
         let dirty = self.core.take_dirty();
+        if let Some(b) = &mut self.batch {
+            b.inputs += 1;
+            b.outputs.extend(outputs);
+            b.dirty.extend(dirty);
+            return Vec::new();
+        }
+        self.commit_and_act(outputs, dirty)
+    }
+
+    fn commit_and_act(
+        &mut self,
+        outputs: Vec<Output>,
+        dirty: std::collections::BTreeSet<aiguillage_core::StateKey>,
+    ) -> Vec<Notification> {
         let audit: Vec<_> = outputs
             .iter()
             .filter_map(|o| match o {

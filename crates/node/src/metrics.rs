@@ -14,6 +14,8 @@ pub struct Metrics {
     pub offer_answer_seconds: Histogram,
     pub overflow: IntCounterVec,
     pub gpu_seconds: IntGaugeVec,
+    /// Inputs made durable by one flush (group commit of network events).
+    pub commit_batch: Histogram,
 }
 
 impl Metrics {
@@ -65,8 +67,17 @@ impl Metrics {
             &["direction"],
         )
         .expect("valid metric");
+        let commit_batch = Histogram::with_opts(
+            HistogramOpts::new(
+                "aiguillage_commit_batch_inputs",
+                "Network inputs made durable by one flush",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+        )
+        .expect("valid metric");
         for c in [
             Box::new(peers.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(commit_batch.clone()),
             Box::new(adverts_received.clone()),
             Box::new(refused.clone()),
             Box::new(referrals.clone()),
@@ -85,6 +96,7 @@ impl Metrics {
             offer_answer_seconds,
             overflow,
             gpu_seconds,
+            commit_batch,
         }
     }
 

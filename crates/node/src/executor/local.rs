@@ -11,10 +11,12 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 use tracing::warn;
 
 use super::{Backend, End, EndKind, Handle, JobRun, Status};
@@ -33,16 +35,13 @@ struct RunRecord {
     slots: Vec<u32>,
 }
 
-struct Process {
-    record: RunRecord,
-    /// The child, when this node life spawned it (it must be reaped); None when adopted.
-    child: Option<tokio::process::Child>,
-}
-
 pub struct Local {
     slots: u32,
     free: BTreeSet<u32>,
-    running: HashMap<Handle, Process>,
+    running: HashMap<Handle, RunRecord>,
+    /// Signalled when a child this node spawned exits, so that its end is seen at once
+    /// rather than at the next poll.
+    ended: Arc<Notify>,
 }
 
 impl Local {
@@ -51,6 +50,7 @@ impl Local {
             slots,
             free: (0..slots).collect(),
             running: HashMap::new(),
+            ended: Arc::new(Notify::new()),
         }
     }
 }
@@ -109,6 +109,10 @@ impl Backend for Local {
         false
     }
 
+    fn ended_signal(&self) -> Option<Arc<Notify>> {
+        Some(self.ended.clone())
+    }
+
     async fn capacity(&mut self) -> Result<u32> {
         Ok(self.slots)
     }
@@ -155,8 +159,14 @@ impl Backend for Local {
         for e in &run.spec.env {
             cmd.env(&e.name, &e.value);
         }
-        let child = cmd.spawn().context("cannot start sh for the job")?;
+        let mut child = cmd.spawn().context("cannot start sh for the job")?;
         let pid = child.id().context("the job's process ended at once")?;
+        // Reap the child when it exits and wake the driver.
+        let ended = self.ended.clone();
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+            ended.notify_one();
+        });
         let record = RunRecord {
             pid,
             proc_start: proc_start(pid).unwrap_or(0),
@@ -169,13 +179,7 @@ impl Backend for Local {
             self.free.remove(s);
         }
         let handle = pid.to_string();
-        self.running.insert(
-            handle.clone(),
-            Process {
-                record,
-                child: Some(child),
-            },
-        );
+        self.running.insert(handle.clone(), record);
         Ok(handle)
     }
 
@@ -183,33 +187,27 @@ impl Backend for Local {
         Ok(jobs
             .iter()
             .map(|(run, handle)| {
-                let Some(p) = self.running.get_mut(*handle) else {
+                let Some(p) = self.running.get(*handle) else {
                     return Status::Unknown;
                 };
                 if let Some((code, at)) = read_exit(&run.dir) {
-                    if let Some(c) = &mut p.child {
-                        let _ = c.try_wait();
-                    }
                     return Status::Ended(End {
                         how: EndKind::Exited(code),
-                        wall_s: wall_s(p.record.started_ms, at),
+                        wall_s: wall_s(p.started_ms, at),
                     });
                 }
-                let gone = match &mut p.child {
-                    Some(c) => !matches!(c.try_wait(), Ok(None)),
-                    None => !alive(p.record.pid, p.record.proc_start),
-                };
-                if gone {
+                // Our own children are reaped by their waiter task; a zombie counts as gone.
+                if !alive(p.pid, p.proc_start) {
                     // The wrapper writes the status before it exits: check once more.
                     if let Some((code, at)) = read_exit(&run.dir) {
                         return Status::Ended(End {
                             how: EndKind::Exited(code),
-                            wall_s: wall_s(p.record.started_ms, at),
+                            wall_s: wall_s(p.started_ms, at),
                         });
                     }
                     return Status::Ended(End {
                         how: EndKind::Killed,
-                        wall_s: wall_s(p.record.started_ms, now_ms()),
+                        wall_s: wall_s(p.started_ms, now_ms()),
                     });
                 }
                 Status::Running
@@ -221,17 +219,17 @@ impl Backend for Local {
         let Some(p) = self.running.get(handle) else {
             return Ok(());
         };
-        if !alive(p.record.pid, p.record.proc_start) {
+        if !alive(p.pid, p.proc_start) {
             return Ok(());
         }
         // The wrapper leads the job's process group: signal all of it.
         let status = std::process::Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", p.record.pid)])
+            .args(["-KILL", "--", &format!("-{}", p.pid)])
             .stderr(Stdio::null())
             .status()
             .context("cannot run kill")?;
-        if !status.success() && alive(p.record.pid, p.record.proc_start) {
-            bail!("kill -KILL -{} failed", p.record.pid);
+        if !status.success() && alive(p.pid, p.proc_start) {
+            bail!("kill -KILL -{} failed", p.pid);
         }
         Ok(())
     }
@@ -251,20 +249,14 @@ impl Backend for Local {
             }
         }
         let handle = record.pid.to_string();
-        self.running.insert(
-            handle.clone(),
-            Process {
-                record,
-                child: None,
-            },
-        );
+        self.running.insert(handle.clone(), record);
         Ok(Some(handle))
     }
 
     fn forget(&mut self, _run: &JobRun, handle: &Handle) {
         if let Some(p) = self.running.remove(handle) {
             self.free
-                .extend(p.record.slots.into_iter().filter(|s| *s < self.slots));
+                .extend(p.slots.into_iter().filter(|s| *s < self.slots));
         }
     }
 }

@@ -96,6 +96,10 @@ pub trait Backend: Send + 'static {
     fn poll_interval(&self) -> Duration;
     /// Whether the backend queues jobs beyond its capacity itself (a scheduler does).
     fn queues(&self) -> bool;
+    /// Signalled when a job may have ended, for backends that learn it before a poll would.
+    fn ended_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
     /// GPUs the backend can give jobs now, all running jobs included.
     fn capacity(&mut self) -> impl Future<Output = Result<u32>> + Send;
     fn submit(&mut self, run: &JobRun) -> impl Future<Output = Result<Handle>> + Send;
@@ -265,13 +269,21 @@ impl<B: Backend> Driver<B> {
         self.refresh_capacity().await;
         let mut tick = tokio::time::interval(self.backend.poll_interval());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let ended = self.backend.ended_signal();
         loop {
+            let ended_now = async {
+                match &ended {
+                    Some(n) => n.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 cmd = commands.recv() => match cmd {
                     Some(cmd) => self.command(cmd).await,
                     None => return, // the node is gone; jobs keep running for its next life
                 },
                 _ = tick.tick() => self.poll().await,
+                () = ended_now => self.poll().await,
             }
         }
     }
