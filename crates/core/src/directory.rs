@@ -72,8 +72,12 @@ pub enum AdvertOutcome {
     Stale,
 }
 
+/// The directory. Its listings are persisted one record per member
+/// ([`crate::StateKey::Listing`]), so that a new advert costs one small write; the
+/// serialised directory itself holds only the observed behaviour.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Directory {
+    #[serde(skip)]
     listings: BTreeMap<MemberId, Listing>,
     behaviour: BTreeMap<MemberId, Behaviour>,
 }
@@ -122,6 +126,11 @@ impl Directory {
             self.listings.remove(m);
         }
         gone
+    }
+
+    /// Puts back a listing loaded from storage.
+    pub fn restore(&mut self, listing: Listing) {
+        self.listings.insert(listing.advert.member.clone(), listing);
     }
 
     pub fn get(&self, member: &MemberId) -> Option<&Listing> {

@@ -171,10 +171,20 @@ pub enum ExecutorEvent {
         reason: String,
     },
     Started,
-    Finished { exit_code: i32, gpu_seconds: u64 },
-    Failed { reason: String, gpu_seconds: u64 },
-    TimedOut { gpu_seconds: u64 },
-    Cancelled { gpu_seconds: u64 },
+    Finished {
+        exit_code: i32,
+        gpu_seconds: u64,
+    },
+    Failed {
+        reason: String,
+        gpu_seconds: u64,
+    },
+    TimedOut {
+        gpu_seconds: u64,
+    },
+    Cancelled {
+        gpu_seconds: u64,
+    },
 }
 
 /// Something the caller must do.
@@ -292,7 +302,10 @@ pub enum Notification {
 pub enum StateKey {
     /// Counters, capacity, advert sequence, timers, roster.
     Meta,
+    /// Observed behaviour of members (the listings are per member).
     Directory,
+    /// One member's advert as held in the directory.
+    Listing(MemberId),
     Ledger,
     Project(ProjectId),
     Outgoing(ReferralId),
@@ -412,10 +425,11 @@ impl Core {
         self.state.roster = Some((verified.message, verified.envelope));
         let roster = &self.state.roster.as_ref().map(|(r, _)| r.clone());
         if let Some(r) = roster {
-            self.state.directory.retain(|m| r.member(m).is_some());
+            for gone in self.state.directory.retain(|m| r.member(m).is_some()) {
+                self.dirty.insert(StateKey::Listing(gone));
+            }
         }
         self.dirty.insert(StateKey::Meta);
-        self.dirty.insert(StateKey::Directory);
         Ok(())
     }
 
@@ -507,8 +521,8 @@ impl Core {
                     );
                 }
                 Deadline::DirectorySweep => {
-                    if !self.state.directory.sweep(now).is_empty() {
-                        self.dirty.insert(StateKey::Directory);
+                    for gone in self.state.directory.sweep(now) {
+                        self.dirty.insert(StateKey::Listing(gone));
                     }
                     let next = self
                         .state
@@ -676,8 +690,9 @@ impl Core {
             );
             return;
         }
+        let member = advert.member.clone();
         if self.state.directory.offer(advert, envelope, now) == directory::AdvertOutcome::Stored {
-            self.dirty.insert(StateKey::Directory);
+            self.dirty.insert(StateKey::Listing(member));
         }
     }
 

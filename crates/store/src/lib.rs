@@ -86,6 +86,7 @@ fn key_of(k: &StateKey) -> Vec<u8> {
     match k {
         StateKey::Meta => b"meta".to_vec(),
         StateKey::Directory => b"directory".to_vec(),
+        StateKey::Listing(m) => format!("listing/{m}").into_bytes(),
         StateKey::Ledger => b"ledger".to_vec(),
         StateKey::Project(id) => format!("project/{id}").into_bytes(),
         StateKey::Outgoing(id) => format!("out/{id}").into_bytes(),
@@ -105,6 +106,7 @@ fn value_of(state: &State, k: &StateKey) -> Option<Vec<u8>> {
             next_id: state.next_id,
         }),
         StateKey::Directory => encode(&state.directory),
+        StateKey::Listing(m) => encode(state.directory.get(m)?),
         StateKey::Ledger => encode(&state.ledger),
         StateKey::Project(id) => encode(state.projects.get(id)?),
         StateKey::Outgoing(id) => encode(state.outgoing.get(id)?),
@@ -149,6 +151,7 @@ impl Store {
     /// Rebuilds the core state from its records.
     pub fn load(&self) -> Result<State, StoreError> {
         let mut s = State::default();
+        let mut listings = Vec::new();
         for item in self.state.iter() {
             let (k, v) = item?;
             let key = k.as_ref();
@@ -164,6 +167,9 @@ impl Store {
                 }
                 None if key == b"directory" => s.directory = decode(key, &v)?,
                 None if key == b"ledger" => s.ledger = decode(key, &v)?,
+                Some(("listing", _)) => {
+                    listings.push(decode::<aiguillage_core::directory::Listing>(key, &v)?);
+                }
                 Some(("project", _)) => {
                     let p: aiguillage_core::FiledProject = decode(key, &v)?;
                     s.projects.insert(p.card.project.clone(), p);
@@ -191,6 +197,10 @@ impl Store {
                     });
                 }
             }
+        }
+        // After the loop: the directory record (behaviour) may come after its listings.
+        for l in listings {
+            s.directory.restore(l);
         }
         Ok(s)
     }

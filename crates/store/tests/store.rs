@@ -122,3 +122,93 @@ fn the_audit_chain_verifies_and_shows_tampering() {
         .to_string();
     assert!(err.contains("audit entry 2"), "{err}");
 }
+
+fn profile_of(id: &str) -> Profile {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../config/factories")
+        .join(format!("{id}.toml"));
+    Profile::from_toml(&std::fs::read_to_string(&path).unwrap(), id).unwrap()
+}
+
+#[test]
+fn each_advert_is_its_own_record_and_an_expired_one_is_removed() {
+    let authority = SigningKey::from_bytes(&[9; 32]);
+    let keys = [("lu-l-aif", [3u8; 32]), ("de-jaif", [4; 32])];
+    let members = keys
+        .iter()
+        .map(|(id, k)| {
+            let p = profile_of(id);
+            RosterEntry {
+                id: p.id.clone(),
+                key: PublicKey::of(&SigningKey::from_bytes(k)),
+                role: p.role,
+                country: p.country,
+                linked_factories: vec![],
+                valid_from: Timestamp(0),
+                valid_until: LATEST_TIME,
+            }
+        })
+        .collect();
+    let roster = Envelope::seal(
+        &Roster {
+            federation: "test".into(),
+            serial: 1,
+            members,
+        },
+        &MemberId::new(AUTHORITY_ID).unwrap(),
+        &authority,
+        T0,
+        T0.saturating_add_ms(86_400_000),
+    )
+    .unwrap();
+    let mut cores: Vec<Core> = keys
+        .iter()
+        .map(|(id, k)| {
+            let mut c = Core::new(
+                profile_of(id),
+                SigningKey::from_bytes(k),
+                PublicKey::of(&authority),
+                CoreConfig::default(),
+                State::default(),
+            );
+            c.install_roster(roster.clone(), T0).unwrap();
+            c
+        })
+        .collect();
+    let de_advert = cores[1]
+        .handle(T0, Input::Start)
+        .into_iter()
+        .find_map(|o| match o {
+            aiguillage_core::Output::Publish(e) if e.kind == MessageKind::Advert => Some(e),
+            _ => None,
+        })
+        .expect("de-jaif publishes its advert at start");
+    let lu = &mut cores[0];
+    lu.handle(T0, Input::Start); // arms the directory sweep
+    let _ = lu.take_dirty();
+    lu.handle(T0, Input::Received(de_advert));
+    let dirty = lu.take_dirty();
+    let de = MemberId::new("de-jaif").unwrap();
+    assert!(dirty.contains(&StateKey::Listing(de.clone())), "{dirty:?}");
+    assert!(
+        !dirty.contains(&StateKey::Directory),
+        "a new advert rewrites only its own record"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[3; 32]);
+    {
+        let mut store = Store::open(dir.path()).unwrap();
+        store.commit(lu.state(), &dirty, &[], &key).unwrap();
+        let loaded = store.load().unwrap();
+        let listing = loaded.directory.get(&de).expect("the listing reloads");
+        assert_eq!(listing.advert.member, de);
+        // The advert expires; the sweep removes its record.
+        let later = listing.expires_at().saturating_add_ms(1_000);
+        lu.handle(later, Input::Tick);
+        let dirty = lu.take_dirty();
+        assert!(dirty.contains(&StateKey::Listing(de.clone())), "{dirty:?}");
+        store.commit(lu.state(), &dirty, &[], &key).unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert!(store.load().unwrap().directory.get(&de).is_none());
+}
