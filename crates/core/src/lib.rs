@@ -21,6 +21,7 @@ pub mod project_file;
 mod referral;
 pub mod routing;
 pub mod timers;
+pub mod verify_cache;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -39,6 +40,7 @@ pub use referral::{
     AttemptOutcome, AttemptRecord, InReferral, InState, OutReferral, OutState, Transition,
 };
 pub use routing::{Explanation, RoutingPolicy};
+pub use verify_cache::VerifyCache;
 
 use directory::Directory;
 use ledger::Ledger;
@@ -356,6 +358,8 @@ pub struct Core {
     /// When the advert was last published, and whether a deferred publish is scheduled.
     last_advert_at: Timestamp,
     advert_deferred: bool,
+    /// Shared advert verifications, set only by a simulator running many cores (off in a node).
+    verify_cache: Option<VerifyCache>,
 }
 
 /// The core could not be built.
@@ -390,7 +394,14 @@ impl Core {
             advert_stale: false,
             last_advert_at: Timestamp(0),
             advert_deferred: false,
+            verify_cache: None,
         }
+    }
+
+    /// Shares advert verifications with the other cores of this process (see
+    /// [`crate::verify_cache`]). Off by default; a node never sets it.
+    pub fn set_verify_cache(&mut self, cache: Option<VerifyCache>) {
+        self.verify_cache = cache;
     }
 
     pub fn me(&self) -> &MemberId {
@@ -595,7 +606,11 @@ impl Core {
             }
             return;
         }
-        if let Err(e) = envelope.verify(now) {
+        let verified = match &self.verify_cache {
+            Some(cache) => cache.verify(&envelope, now),
+            None => envelope.verify(now),
+        };
+        if let Err(e) = verified {
             self.refuse(Some(signer), Some(kind), e.reason_label(), e.to_string());
             return;
         }

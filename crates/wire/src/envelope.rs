@@ -200,6 +200,13 @@ impl Envelope {
 
     /// Checks the signature and that the message is valid at `now`.
     pub fn verify(&self, now: Timestamp) -> Result<(), WireError> {
+        self.check_window(now)?;
+        self.verify_signature()
+    }
+
+    /// The time checks of [`Envelope::verify`] without the signature: the lifetime the kind
+    /// allows, and validity at `now` (allowing for clock skew).
+    pub fn check_window(&self, now: Timestamp) -> Result<(), WireError> {
         check_lifetime(self.kind, self.issued_at, self.expires_at)?;
         if now.millis().saturating_add(MAX_CLOCK_SKEW_MS) < self.issued_at.millis() {
             return Err(WireError::NotYetValid {
@@ -213,7 +220,7 @@ impl Envelope {
                 now,
             });
         }
-        self.verify_signature()
+        Ok(())
     }
 
     /// Checks the signature alone, for stored messages whose time has passed.
