@@ -433,7 +433,9 @@ impl Core {
         if let Some((current, _)) = &self.state.roster {
             current.check_successor(&verified.message)?;
         }
-        self.state.roster = Some((verified.message, verified.envelope));
+        let mut roster = verified.message;
+        roster.sort_members();
+        self.state.roster = Some((roster, verified.envelope));
         let roster = &self.state.roster.as_ref().map(|(r, _)| r.clone());
         if let Some(r) = roster {
             for gone in self.state.directory.retain(|m| r.member(m).is_some()) {

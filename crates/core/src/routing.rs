@@ -329,37 +329,48 @@ where
     let mut best_total = f64::NEG_INFINITY;
     let mut ineligible = Vec::new();
 
-    for (advert, table) in others {
-        if advert.member == me.member {
-            continue;
+    // Kept whatever the others offer (a priority sector with every service here, or the
+    // keep-everything baseline): the other members are not scored at all.
+    let settled = policy.strategy == Strategy::KeepAll
+        || (local_level == SectorLevel::Priority && missing_here.is_none());
+    if !settled {
+        for (advert, table) in others {
+            if advert.member == me.member {
+                continue;
+            }
+            if let Some(why) = eligibility(card, advert, table, policy) {
+                ineligible.push((&advert.member, why));
+                continue;
+            }
+            eligible += 1;
+            let key = match policy.strategy {
+                Strategy::Random => {
+                    Some(pseudo_random(card.project.as_str(), advert.member.as_str()))
+                }
+                Strategy::Nearest => Some(geography(card, advert)),
+                Strategy::Scored | Strategy::KeepAll => None,
+            };
+            let partial = score_without_standing(card, advert, table, &policy.weights);
+            if key.is_none()
+                && ranked.len() == k
+                && partial.total + ledger_weight < ranked[k - 1].key
+            {
+                continue;
+            }
+            let mut score = partial;
+            add_standing(&mut score, &standing(&advert.member), &policy.weights);
+            best_total = best_total.max(score.total);
+            let key = key.unwrap_or(score.total);
+            insert_ranked(
+                &mut ranked,
+                Ranked {
+                    member: &advert.member,
+                    score,
+                    key,
+                },
+                k,
+            );
         }
-        if let Some(why) = eligibility(card, advert, table, policy) {
-            ineligible.push((&advert.member, why));
-            continue;
-        }
-        eligible += 1;
-        let key = match policy.strategy {
-            Strategy::Random => Some(pseudo_random(card.project.as_str(), advert.member.as_str())),
-            Strategy::Nearest => Some(geography(card, advert)),
-            Strategy::Scored | Strategy::KeepAll => None,
-        };
-        let partial = score_without_standing(card, advert, table, &policy.weights);
-        if key.is_none() && ranked.len() == k && partial.total + ledger_weight < ranked[k - 1].key {
-            continue;
-        }
-        let mut score = partial;
-        add_standing(&mut score, &standing(&advert.member), &policy.weights);
-        best_total = best_total.max(score.total);
-        let key = key.unwrap_or(score.total);
-        insert_ranked(
-            &mut ranked,
-            Ranked {
-                member: &advert.member,
-                score,
-                key,
-            },
-            k,
-        );
     }
 
     let best = (eligible > 0).then_some(best_total);
@@ -596,9 +607,18 @@ pub struct Explanation {
     pub local: ScoreReport,
     pub ranked: Vec<CandidateReport>,
     pub eligible_unranked: usize,
+    /// Ineligible members by name, at most [`LISTED_INELIGIBLE`] of them; `ineligible_total`
+    /// counts them all and the text gives the count per rule.
     pub ineligible: Vec<IneligibleReport>,
+    #[serde(default)]
+    pub ineligible_total: usize,
     pub text: String,
 }
+
+/// Ineligible members named in a stored explanation. A federation of a few dozen members is
+/// listed in full; at a thousand, naming the 970 outside a client's consent in every
+/// project record would cost more than the decision (and say less than the counts).
+pub const LISTED_INELIGIBLE: usize = 40;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ScoreReport {
@@ -671,6 +691,7 @@ impl Decision<'_> {
         let ineligible: Vec<IneligibleReport> = self
             .ineligible
             .iter()
+            .take(LISTED_INELIGIBLE)
             .map(|(m, rule)| IneligibleReport {
                 member: (*m).clone(),
                 rule: *rule,
@@ -694,6 +715,9 @@ impl Decision<'_> {
             self.rule.describe(),
             self.local.total
         );
+        if matches!(self.rule, Rule::PrioritySector | Rule::KeepAllPolicy) {
+            text.push_str(" Other members were not scored: the project stays whatever they offer.");
+        }
         if let Some(first) = ranked.first() {
             let strongest = first
                 .score
@@ -714,16 +738,18 @@ impl Decision<'_> {
                 text.push_str(&format!(" Then: {}.", rest.join(", ")));
             }
         }
-        if !ineligible.is_empty() {
-            let mut counts: Vec<(String, usize)> = Vec::new();
-            for i in &ineligible {
-                let d = i.rule.describe();
-                match counts.iter_mut().find(|(k, _)| *k == d) {
+        if !self.ineligible.is_empty() {
+            let mut counts: Vec<(Ineligible, usize)> = Vec::new();
+            for (_, rule) in &self.ineligible {
+                match counts.iter_mut().find(|(k, _)| k == rule) {
                     Some((_, n)) => *n += 1,
-                    None => counts.push((d, 1)),
+                    None => counts.push((*rule, 1)),
                 }
             }
-            let parts: Vec<String> = counts.iter().map(|(d, n)| format!("{n} {d}")).collect();
+            let parts: Vec<String> = counts
+                .iter()
+                .map(|(r, n)| format!("{n} {}", r.describe()))
+                .collect();
             text.push_str(&format!(" Not eligible: {}.", parts.join("; ")));
         }
         Explanation {
@@ -734,6 +760,7 @@ impl Decision<'_> {
             ranked,
             eligible_unranked: self.eligible_unranked,
             ineligible,
+            ineligible_total: self.ineligible.len(),
             text,
         }
     }
@@ -834,6 +861,55 @@ mod tests {
             Ineligible::ServiceNotOffered {
                 service: Service::Financing
             }
+        );
+    }
+
+    #[test]
+    fn a_priority_project_with_every_service_here_is_kept_without_scoring_the_others() {
+        let all = Service::ALL;
+        let me = advert("lu", "LU", &[Sector::Health], all);
+        let others = [advert("de", "DE", &[Sector::Health], all)];
+        let e = run(
+            &card(Sector::Health),
+            &me,
+            &others,
+            &RoutingPolicy::default(),
+        );
+        assert_eq!((e.outcome, e.rule), (Outcome::Keep, Rule::PrioritySector));
+        assert!(e.ranked.is_empty() && e.ineligible.is_empty() && e.eligible_unranked == 0);
+        assert!(e.text.contains("not scored"), "{}", e.text);
+        // A service missing here still sends it through the candidates.
+        let me = advert("lu", "LU", &[Sector::Health], &[Service::Training]);
+        let e = run(
+            &card(Sector::Health),
+            &me,
+            &others,
+            &RoutingPolicy::default(),
+        );
+        assert_eq!(e.outcome, Outcome::Refer);
+        assert_eq!(e.ranked.len(), 1);
+    }
+
+    #[test]
+    fn a_large_federation_names_some_ineligible_members_and_counts_them_all() {
+        let me = advert("lu", "LU", &[], &[Service::Training]);
+        let others: Vec<Advert> = (0..LISTED_INELIGIBLE + 10)
+            .map(|i| advert(&format!("m{i:03}"), "DE", &[], &[Service::Training]))
+            .collect();
+        let e = run(
+            &card(Sector::Health),
+            &me,
+            &others,
+            &RoutingPolicy::default(),
+        );
+        assert_eq!(e.outcome, Outcome::Exhausted);
+        assert_eq!(e.ineligible.len(), LISTED_INELIGIBLE);
+        assert_eq!(e.ineligible_total, LISTED_INELIGIBLE + 10);
+        assert!(
+            e.text
+                .contains(&format!("Not eligible: {} ", LISTED_INELIGIBLE + 10)),
+            "{}",
+            e.text
         );
     }
 

@@ -101,6 +101,12 @@ pub fn explain(project: &Path, from: &MemberId, members: &Path, json: bool) -> R
         for i in &explanation.ineligible {
             println!("  {:<14} {}", i.member.as_str(), i.rule.describe());
         }
+        let more = explanation
+            .ineligible_total
+            .saturating_sub(explanation.ineligible.len());
+        if more > 0 {
+            println!("  … and {more} more (the summary above counts them by rule)");
+        }
     }
     Ok(())
 }

@@ -71,8 +71,19 @@ impl TrustError {
 }
 
 impl Roster {
+    /// The member's entry. A roster whose members are sorted by id (as a node keeps the
+    /// one it installed) is searched in O(log n); any other falls back to a scan.
     pub fn member(&self, id: &MemberId) -> Option<&RosterEntry> {
-        self.members.iter().find(|m| &m.id == id)
+        match self.members.binary_search_by(|m| m.id.cmp(id)) {
+            Ok(i) => Some(&self.members[i]),
+            Err(_) => self.members.iter().find(|m| &m.id == id),
+        }
+    }
+
+    /// Sorts the members by id, so that lookups take O(log n). The signed envelope the
+    /// roster came in is unchanged; only this decoded copy is reordered.
+    pub fn sort_members(&mut self) {
+        self.members.sort_by(|a, b| a.id.cmp(&b.id));
     }
 
     pub fn member_by_key(&self, key: &PublicKey) -> Option<&RosterEntry> {
