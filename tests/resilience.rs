@@ -1,0 +1,141 @@
+//! Crashes while work flows: real node processes, killed with SIGKILL over and over.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use support::{Devnet, repo_root};
+
+const ORIGIN: &str = "lu-l-aif";
+/// Both have health as a priority and take overflow: each can be target and host.
+const VICTIMS: [&str; 2] = ["es-1healthai", "de-jaif"];
+
+fn json_of(d: &Devnet, node: &str, args: &[&str]) -> Value {
+    let mut a = args.to_vec();
+    a.push("--json");
+    d.cli(node, &a).ok().json()
+}
+
+fn ledger(d: &Devnet, node: &str) -> BTreeMap<String, Value> {
+    json_of(d, node, &["ledger"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["member"].as_str().unwrap().to_owned(),
+                r["totals"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn twenty_kills_while_referrals_and_jobs_flow_lose_and_duplicate_nothing() {
+    let mut d = Devnet::start_with(&[ORIGIN, VICTIMS[0], VICTIMS[1]], &["--gpus", "lu-l-aif=0"]);
+    let project = repo_root().join("config/examples/project-health-lu.toml");
+    let job = d.dir.path().join("job.toml");
+    std::fs::write(
+        &job,
+        "gpus = 1\ntime_limit_s = 600\ncommand = [\"sh\", \"-c\", \"sleep 1; echo done\"]\n",
+    )
+    .unwrap();
+    let mut referrals = Vec::new();
+    let mut jobs = Vec::new();
+    for round in 0..20usize {
+        let v = json_of(&d, ORIGIN, &["project", "file", project.to_str().unwrap()]);
+        referrals.push(v["referral"].as_str().expect("referred").to_owned());
+        let v = json_of(&d, ORIGIN, &["job", "submit", job.to_str().unwrap()]);
+        jobs.push(v["job"].as_str().unwrap().to_owned());
+        // Kill the victim 0 to 20 ms after the filing (offers, acceptances and jobs in
+        // flight), then bring it back from its data folder.
+        std::thread::sleep(std::time::Duration::from_millis(5 * (round % 5) as u64));
+        let victim = VICTIMS[round % 2];
+        d.kill9(victim);
+        d.restart(victim);
+    }
+
+    d.wait_for(120, "every referral handed over and every job done", || {
+        referrals.iter().all(|id| {
+            let v = json_of(&d, ORIGIN, &["referral", "show", id]);
+            let s = &v["referral"]["state"];
+            s["state"].as_str().or(s.as_str()) == Some("handed_over")
+        }) && jobs
+            .iter()
+            .all(|j| json_of(&d, ORIGIN, &["job", "show", j])["job"]["phase"]["phase"] == "done")
+    });
+
+    // Each referral: accepted by exactly one target, which holds it handed over; the other
+    // victim never accepted it.
+    for id in &referrals {
+        let v = json_of(&d, ORIGIN, &["referral", "show", id]);
+        let attempts = v["referral"]["attempts"].as_array().unwrap();
+        let accepted: Vec<&Value> = attempts
+            .iter()
+            .filter(|a| a["outcome"]["outcome"] == "accepted")
+            .collect();
+        assert_eq!(accepted.len(), 1, "{id}: {attempts:?}");
+        let target = accepted[0]["target"].as_str().unwrap();
+        let incoming = json_of(&d, target, &["referral", "show", id]);
+        assert_eq!(
+            incoming["referral"]["state"]["state"], "handed_over",
+            "{id}"
+        );
+        for other in VICTIMS.iter().filter(|v| **v != target) {
+            let r = d.cli(other, &["referral", "show", id, "--json"]);
+            if r.code == Some(0) {
+                let state = r.json()["referral"]["state"]["state"].clone();
+                assert!(
+                    state != "accepted" && state != "handed_over",
+                    "{id} also taken by {other}: {state}"
+                );
+            }
+        }
+    }
+
+    // Each job: done once, succeeded, with one receipt; both ledgers agree with the sum.
+    let mut consumed: BTreeMap<String, u64> = BTreeMap::new();
+    for j in &jobs {
+        let v = json_of(&d, ORIGIN, &["job", "show", j]);
+        assert_eq!(v["job"]["phase"]["state"], "succeeded", "{j}: {v}");
+        let host = v["host"].as_str().unwrap().to_owned();
+        let receipt = &v["job"]["receipt"];
+        assert_eq!(receipt["host"], host.as_str(), "{j}");
+        *consumed.entry(host).or_default() += receipt["gpu_seconds"].as_u64().unwrap();
+    }
+    let at_origin = ledger(&d, ORIGIN);
+    for victim in VICTIMS {
+        let used = consumed.get(victim).copied().unwrap_or(0);
+        assert_eq!(
+            at_origin
+                .get(victim)
+                .map_or(0, |t| t["gpu_seconds_consumed"].as_u64().unwrap()),
+            used,
+            "{ORIGIN}'s ledger for {victim}"
+        );
+        assert_eq!(
+            ledger(&d, victim)
+                .get(ORIGIN)
+                .map_or(0, |t| t["gpu_seconds_hosted"].as_u64().unwrap()),
+            used,
+            "{victim}'s own ledger"
+        );
+    }
+
+    // Forty restarts later, each victim's audit chain still verifies.
+    for victim in VICTIMS {
+        d.kill9(victim);
+        let dir = d.member_dir(victim);
+        let out = support::run_in(
+            &repo_root(),
+            &["audit", "verify", "--data-dir", dir.to_str().unwrap()],
+        )
+        .ok();
+        assert!(
+            out.stdout.contains("chain intact"),
+            "{victim}: {}",
+            out.stdout
+        );
+    }
+}
