@@ -518,3 +518,44 @@ fn route_explains_a_referral_and_a_keep() {
             .any(|i| i["rule"] == "out_of_consent_scope")
     );
 }
+
+#[test]
+fn an_admin_api_on_a_non_loopback_address_is_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = repo_root().join("config/factories/lu-l-aif.toml");
+    let data = dir.path().join("node");
+    run_in(
+        dir.path(),
+        &[
+            "init",
+            "--profile",
+            profile.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--admin",
+            "0.0.0.0:0",
+        ],
+    )
+    .ok();
+    let config = data.join("node.toml");
+    let refused = run_in(dir.path(), &["run", "--config", config.to_str().unwrap()]).fails();
+    assert!(
+        refused.stderr.contains("not a loopback address")
+            && refused.stderr.contains("allow_remote"),
+        "{}",
+        refused.stderr
+    );
+    // Opting in gets past that check (and stops at the next: no roster was given).
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("allow_remote = false", "allow_remote = true"),
+    )
+    .unwrap();
+    let next = run_in(dir.path(), &["run", "--config", config.to_str().unwrap()]).fails();
+    assert!(
+        !next.stderr.contains("not a loopback address") && next.stderr.contains("roster"),
+        "{}",
+        next.stderr
+    );
+}

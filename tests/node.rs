@@ -295,6 +295,175 @@ fn hostile_input_is_refused_and_counted_while_the_node_keeps_serving() {
     });
 }
 
+fn now_ms() -> Timestamp {
+    Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64,
+    )
+}
+
+#[test]
+fn a_rostered_member_cannot_replay_adverts_decide_for_others_or_claim_receipts() {
+    let d = Devnet::start_with(
+        &["lu-l-aif", "de-jaif", "fr-ai2f"],
+        &["--gpus", "lu-l-aif=0"],
+    );
+    // Real work first: a referral and a job that some member takes.
+    let id = file_project(&d, "lu-l-aif", "project-health-lu.toml");
+    d.wait_for(20, "the hand-over", || {
+        referral_state(&d, "lu-l-aif", &id) == "handed_over"
+    });
+    let job_file = d.dir.path().join("job.toml");
+    std::fs::write(
+        &job_file,
+        "gpus = 1\ntime_limit_s = 60\ncommand = [\"true\"]\n",
+    )
+    .unwrap();
+    let job = json_of(
+        &d,
+        "lu-l-aif",
+        &["job", "submit", job_file.to_str().unwrap()],
+    )["job"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    d.wait_for(20, "the job to finish", || {
+        json_of(&d, "lu-l-aif", &["job", "show", &job])["job"]["phase"]["phase"] == "done"
+    });
+    let referral = json_of(&d, "lu-l-aif", &["referral", "show", &id]);
+    let target = referral["referral"]["attempts"][0]["target"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The rogue is the member that was not offered the referral; its node goes down and
+    // its rostered key speaks to Luxembourg directly.
+    let rogue = if target == "de-jaif" {
+        "fr-ai2f"
+    } else {
+        "de-jaif"
+    };
+    let listing = |d: &Devnet| {
+        json_of(d, "lu-l-aif", &["directory"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["member"] == rogue)
+            .cloned()
+            .unwrap()
+    };
+    let listing_before = listing(&d);
+    let totals = |d: &Devnet| -> Vec<serde_json::Value> {
+        json_of(d, "lu-l-aif", &["ledger"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| serde_json::json!([r["member"], r["totals"]]))
+            .collect()
+    };
+    let ledger_before = totals(&d);
+    d.kill9(rogue);
+    let key = keys::secret_key_from_pem(
+        &std::fs::read_to_string(d.member_dir(rogue).join("key.pem")).unwrap(),
+    )
+    .unwrap();
+    let rogue_id = MemberId::new(rogue).unwrap();
+    let seal = |m: &dyn Fn(Timestamp) -> Envelope| m(now_ms());
+    let profile = aiguillage_core::Profile::from_toml(
+        &std::fs::read_to_string(repo_root().join(format!("config/factories/{rogue}.toml")))
+            .unwrap(),
+        rogue,
+    )
+    .unwrap();
+    let seq = listing_before["seq"].as_u64().unwrap();
+    let mut replayed = profile.advert(seq, GpuCapacity::default(), None);
+    replayed.name = "replayed with the same seq".into();
+    let messages = vec![
+        seal(&|now| {
+            Envelope::seal(
+                &replayed,
+                &rogue_id,
+                &key,
+                now,
+                now.saturating_add_ms(60_000),
+            )
+            .unwrap()
+        }),
+        seal(&|now| {
+            let m = Accept {
+                referral: ReferralId::new(&id).unwrap(),
+                attempt: 1,
+            };
+            Envelope::seal(&m, &rogue_id, &key, now, now.saturating_add_ms(60_000)).unwrap()
+        }),
+        seal(&|now| {
+            let m = Decline {
+                referral: ReferralId::new(&id).unwrap(),
+                attempt: 1,
+                reason: DeclineReason::NoCapacity,
+                detail: "not mine".into(),
+            };
+            Envelope::seal(&m, &rogue_id, &key, now, now.saturating_add_ms(60_000)).unwrap()
+        }),
+        seal(&|now| {
+            let m = UsageReceipt {
+                job: JobId::new("lu-l-aif/999").unwrap(),
+                epoch: 1,
+                origin: MemberId::new("lu-l-aif").unwrap(),
+                host: rogue_id.clone(),
+                gpus: 8,
+                started_at: now.saturating_sub_ms(3_600_000),
+                finished_at: now,
+                gpu_seconds: 8 * 3_600,
+                state: JobState::Succeeded,
+                exit_code: Some(0),
+            };
+            Envelope::seal(&m, &rogue_id, &key, now, now.saturating_add_ms(60_000)).unwrap()
+        }),
+    ];
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (client, peer) = rogue_client(&d, &key, "lu-l-aif").await;
+        for _ in 0..50 {
+            if client.connected().await.unwrap().contains(&peer) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        for m in &messages {
+            let channel = if m.kind == MessageKind::UsageReceipt {
+                aiguillage_net::Channel::Overflow
+            } else {
+                aiguillage_net::Channel::Referral
+            };
+            client.send(peer, channel, m.to_bytes()).await.unwrap();
+        }
+    });
+    d.wait_for(10, "the refusals on /metrics", || {
+        metric(&d, "lu-l-aif", "kind=\"accept\",reason=\"not_the_target\"") >= 1
+            && metric(&d, "lu-l-aif", "kind=\"decline\",reason=\"not_the_target\"") >= 1
+            && metric(
+                &d,
+                "lu-l-aif",
+                "kind=\"usage_receipt\",reason=\"unknown_job\"",
+            ) >= 1
+    });
+    // Nothing moved: the listing, the referral and the ledger are as they were.
+    assert_eq!(listing(&d)["name"], listing_before["name"]);
+    let after = json_of(&d, "lu-l-aif", &["referral", "show", &id]);
+    assert_eq!(
+        after["referral"]["attempts"],
+        referral["referral"]["attempts"]
+    );
+    assert_eq!(referral_state(&d, "lu-l-aif", &id), "handed_over");
+    assert_eq!(
+        totals(&d),
+        ledger_before,
+        "no GPU-seconds for a job never hosted"
+    );
+}
+
 #[test]
 fn a_newer_roster_spreads_and_cuts_off_the_member_it_removes() {
     let mut d = Devnet::start(&["lu-l-aif", "de-jaif", "fr-ai2f"]);

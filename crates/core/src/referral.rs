@@ -526,6 +526,22 @@ impl Core {
     }
 
     pub(crate) fn on_decline(&mut self, now: Timestamp, from: &MemberId, m: Decline) {
+        // A decision from a member never offered this referral is refused and counted; a
+        // late decline from an earlier attempt's target is just late.
+        let offered_to_sender = self
+            .state
+            .outgoing
+            .get(&m.referral)
+            .is_some_and(|r| r.attempts.iter().any(|a| &a.target == from));
+        if !offered_to_sender {
+            self.refuse(
+                Some(from.clone()),
+                Some(aiguillage_wire::MessageKind::Decline),
+                "not_the_target",
+                m.referral.to_string(),
+            );
+            return;
+        }
         if self.current_target_is(&m.referral, m.attempt, from) != Some(true) {
             return;
         }

@@ -543,3 +543,44 @@ fn a_busy_host_answers_with_when_it_expects_gpus_so_the_origin_need_not_wait_out
         "no reservation of GPUs that are not free"
     );
 }
+
+#[test]
+fn a_decision_from_a_member_never_offered_the_referral_is_refused_and_changes_nothing() {
+    let mut net = Net::new(&["lu-l-aif", "es-1healthai", "de-jaif"], &[], |_, _| {});
+    let id = refer_health(&mut net);
+    net.run_for(2_000);
+    let before = net.core("lu-l-aif").state().outgoing[&id].clone();
+    let target = before.attempts[0].target.clone();
+    let other = if target.as_str() == "es-1healthai" {
+        "de-jaif"
+    } else {
+        "es-1healthai"
+    };
+    let refused_before = net.refusals.len();
+    let decline = net.seal_as(
+        other,
+        &Decline {
+            referral: id.clone(),
+            attempt: 1,
+            reason: DeclineReason::NoCapacity,
+            detail: "not mine to decline".into(),
+        },
+    );
+    let accept = net.seal_as(
+        other,
+        &Accept {
+            referral: id.clone(),
+            attempt: 1,
+        },
+    );
+    net.input(&Net::id("lu-l-aif"), Input::Received(decline));
+    net.input(&Net::id("lu-l-aif"), Input::Received(accept));
+    let reasons: Vec<&str> = net.refusals[refused_before..]
+        .iter()
+        .map(|(_, r)| r.reason.as_str())
+        .collect();
+    assert_eq!(reasons, ["not_the_target", "not_the_target"]);
+    let after = &net.core("lu-l-aif").state().outgoing[&id];
+    assert_eq!(after.state, before.state);
+    assert_eq!(after.attempts.len(), before.attempts.len());
+}

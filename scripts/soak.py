@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""Soak run: a devnet under a steady workload, with every node's memory and open files
+sampled, to show that nothing grows without bound.
+
+Usage: scripts/soak.py [--minutes 30] [--members a,b,c] [--every 60] [--out soak.csv]
+       [--binary target/release/aiguillage]
+
+It starts `aiguillage devnet --keep-running` (real node processes on loopback), then files a
+project and submits a small GPU job at a rotating member every couple of seconds, accepts
+referrals that wait for an operator, and every `--every` seconds records per node its
+resident memory (VmRSS), open file descriptors and threads. At the end it prints, per node,
+the first and last samples and the growth, and stops the devnet.
+"""
+
+import argparse
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cli(binary, net, node, *args):
+    out = subprocess.run(
+        [binary, "--devnet-dir", net, "--node", node, *args, "--json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    if out.returncode != 0:
+        return None
+    try:
+        return json.loads(out.stdout)
+    except json.JSONDecodeError:
+        return None
+
+
+def sample(pid):
+    rss = threads = None
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    rss = int(line.split()[1]) / 1024.0
+                elif line.startswith("Threads:"):
+                    threads = int(line.split()[1])
+        fds = len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
+    return rss, fds, threads
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--minutes", type=float, default=30.0)
+    p.add_argument("--members", default="")
+    p.add_argument("--every", type=float, default=60.0)
+    p.add_argument("--out", default="soak.csv")
+    p.add_argument("--binary", default=os.path.join(ROOT, "target/release/aiguillage"))
+    a = p.parse_args()
+    if not os.access(a.binary, os.X_OK):
+        sys.exit(f"{a.binary} not found: build it first with `cargo build --release`")
+
+    work = tempfile.mkdtemp(prefix="aiguillage-soak-")
+    net = os.path.join(work, "net")
+    cmd = [a.binary, "devnet", "--projects", "0", "--jobs", "0", "--keep-running",
+           "--dir", net, "--config-dir", os.path.join(ROOT, "config")]
+    if a.members:
+        cmd += ["--members", a.members]
+    devnet = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              text=True, env={**os.environ, "RUST_LOG": "warn"})
+    for line in devnet.stdout:
+        if "keeps running" in line:
+            break
+    else:
+        sys.exit("the devnet did not come up")
+    members = sorted(d for d in os.listdir(net) if os.path.exists(os.path.join(net, d, "run.json")))
+    pids = {}
+    for m in members:
+        with open(os.path.join(net, m, "run.json")) as f:
+            pids[m] = json.load(f)["pid"]
+    print(f"soak: {len(members)} nodes for {a.minutes} min, sampling every {a.every} s -> {a.out}",
+          flush=True)
+
+    examples = [os.path.join(ROOT, "config/examples", e) for e in
+                ("project-health-lu.toml", "project-finance-lu.toml", "project-defence-lu.toml")]
+    job = os.path.join(work, "job.toml")
+    with open(job, "w") as f:
+        f.write('gpus = 1\ntime_limit_s = 60\ncommand = ["sh", "-c", "sleep 2"]\n')
+
+    rows = []
+    start = time.time()
+    end = start + a.minutes * 60
+    next_sample = start
+    n = filed = submitted = decided = 0
+    try:
+        while True:
+            now = time.time()
+            if now >= next_sample:
+                for m in members:
+                    s = sample(pids[m])
+                    if s:
+                        rows.append({"t_s": round(now - start), "member": m, "rss_mib": round(s[0], 1),
+                                     "fds": s[1], "threads": s[2]})
+                next_sample += a.every
+                print(f"soak: {round(now - start)} s, filed {filed}, jobs {submitted}, "
+                      f"decisions {decided}", flush=True)
+            if now >= end:
+                break
+            at = members[n % len(members)]
+            if cli(a.binary, net, at, "project", "file", examples[n % len(examples)]) is not None:
+                filed += 1
+            if cli(a.binary, net, at, "job", "submit", job) is not None:
+                submitted += 1
+            # Play the operators: accept whatever waits for a decision somewhere.
+            target = members[(n * 7 + 3) % len(members)]
+            for r in cli(a.binary, net, target, "referral", "list") or []:
+                state = r.get("state")
+                state = state.get("state") if isinstance(state, dict) else state
+                if r.get("direction") == "in" and state == "awaiting_decision":
+                    if cli(a.binary, net, target, "referral", "accept", r["referral"]) is not None:
+                        decided += 1
+            n += 1
+            time.sleep(2)
+    finally:
+        devnet.send_signal(signal.SIGINT)
+        devnet.wait(timeout=60)
+
+    with open(a.out, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["t_s", "member", "rss_mib", "fds", "threads"])
+        w.writeheader()
+        w.writerows(rows)
+    first = {}
+    last = {}
+    for r in rows:
+        first.setdefault(r["member"], r)
+        last[r["member"]] = r
+    print(f"{'member':<16} {'rss start':>10} {'rss end':>10} {'fds start':>10} {'fds end':>8}")
+    for m in members:
+        if m in first:
+            print(f"{m:<16} {first[m]['rss_mib']:>10} {last[m]['rss_mib']:>10} "
+                  f"{first[m]['fds']:>10} {last[m]['fds']:>8}")
+    rss_first = sorted(first[m]["rss_mib"] for m in first)
+    rss_last = sorted(last[m]["rss_mib"] for m in last)
+    print(f"median RSS {rss_first[len(rss_first) // 2]} -> {rss_last[len(rss_last) // 2]} MiB; "
+          f"filed {filed} projects, {submitted} jobs, {decided} operator decisions "
+          f"in {round(time.time() - start)} s")
+
+
+if __name__ == "__main__":
+    main()
