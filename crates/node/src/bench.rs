@@ -149,6 +149,7 @@ pub fn run(o: BenchOptions) -> Result<()> {
         timeout: Duration::from_secs(60),
         intake: Some(1_000_000),
         gpus: Vec::new(),
+        prepare_only: false,
         slurm: if o.slurm {
             members
                 .iter()

@@ -38,6 +38,9 @@ pub struct DevnetOptions {
     /// Members that run their jobs on the Slurm cluster of this machine instead of local
     /// processes (start one with scripts/slurm-up.sh).
     pub slurm: Vec<MemberId>,
+    /// Write every member's folder (key, token, node.toml) and the signed roster, then stop
+    /// without starting anything.
+    pub prepare_only: bool,
 }
 
 struct Member {
@@ -625,6 +628,16 @@ pub fn summary(fed: &Federation) -> Result<()> {
 }
 
 pub async fn run(o: DevnetOptions) -> Result<()> {
+    if o.prepare_only {
+        let members = prepare(&o)?;
+        println!(
+            "prepared {} members in {}; start each with `aiguillage run --config {}/<member>/node.toml`",
+            members.len(),
+            o.dir.display(),
+            o.dir.display()
+        );
+        return Ok(());
+    }
     let opts = std::sync::Arc::new(o);
     let o2 = opts.clone();
     let work = tokio::task::spawn_blocking(move || -> Result<Federation> {

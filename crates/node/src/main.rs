@@ -127,6 +127,10 @@ enum Command {
         /// instead of local processes. Repeatable.
         #[arg(long, value_name = "MEMBER", value_delimiter = ',')]
         slurm: Vec<String>,
+        /// Write every member's key, token and node.toml and the signed roster into --dir,
+        /// then stop: start the members yourself (elsewhere, or in network namespaces).
+        #[arg(long)]
+        prepare_only: bool,
     },
     /// The member's audit log.
     #[command(subcommand)]
@@ -486,7 +490,9 @@ fn run(command: Command, target: &client_cmd::Target) -> Result<()> {
             timeout,
             gpu_overrides,
             slurm,
+            prepare_only,
         } => runtime()?.block_on(devnet::run(devnet::DevnetOptions {
+            prepare_only,
             config_dir,
             dir,
             members,
