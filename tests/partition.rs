@@ -375,10 +375,13 @@ fn a_partitioned_target_and_host_lose_their_offer_and_lease_and_each_outcome_sta
             p == "released" || p == "disowned"
         }
     });
-    // Both ledgers agree, and nothing is owed for the stale run.
+    // Both ledgers agree (the host enters usage once the origin acknowledged the receipt),
+    // and nothing is owed for the stale run.
     let used = v["job"]["receipt"]["gpu_seconds"].as_u64().unwrap();
     assert_eq!(totals(&lab, ORIGIN, &other)["gpu_seconds_consumed"], used);
-    assert_eq!(totals(&lab, &other, ORIGIN)["gpu_seconds_hosted"], used);
+    lab.wait_for(20, "the host's ledger to hold the receipt", || {
+        totals(&lab, &other, ORIGIN)["gpu_seconds_hosted"] == used
+    });
     assert_eq!(
         totals(&lab, ORIGIN, &host)["gpu_seconds_consumed"]
             .as_u64()

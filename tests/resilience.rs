@@ -104,6 +104,17 @@ fn twenty_kills_while_referrals_and_jobs_flow_lose_and_duplicate_nothing() {
         assert_eq!(receipt["host"], host.as_str(), "{j}");
         *consumed.entry(host).or_default() += receipt["gpu_seconds"].as_u64().unwrap();
     }
+    // A host enters usage in its ledger when the origin acknowledges the receipt; an
+    // acknowledgement lost in a kill comes again after the host re-sends the receipt.
+    let host_agrees = |victim: &str| {
+        ledger(&d, victim)
+            .get(ORIGIN)
+            .map_or(0, |t| t["gpu_seconds_hosted"].as_u64().unwrap())
+            == consumed.get(victim).copied().unwrap_or(0)
+    };
+    d.wait_for(30, "the hosts' ledgers to catch up", || {
+        VICTIMS.iter().all(|v| host_agrees(v))
+    });
     let at_origin = ledger(&d, ORIGIN);
     for victim in VICTIMS {
         let used = consumed.get(victim).copied().unwrap_or(0);
