@@ -465,6 +465,84 @@ fn a_rostered_member_cannot_replay_adverts_decide_for_others_or_claim_receipts()
 }
 
 #[test]
+fn a_flooding_member_is_rate_limited_while_the_node_keeps_serving_the_others() {
+    let d = Devnet::start(&["lu-l-aif", "es-1healthai", "fr-ai2f"]);
+    d.kill9("fr-ai2f");
+    let key = keys::secret_key_from_pem(
+        &std::fs::read_to_string(d.member_dir("fr-ai2f").join("key.pem")).unwrap(),
+    )
+    .unwrap();
+    let fr = MemberId::new("fr-ai2f").unwrap();
+    let now = now_ms();
+    // Valid, signed, rostered: each would cost a signature check and a lookup.
+    let flood: Vec<Vec<u8>> = (0..6_000u64)
+        .map(|n| {
+            let m = Heartbeat {
+                job: JobId::new(format!("lu-l-aif/{}", 1_000 + n)).unwrap(),
+                epoch: 1,
+                state: JobState::Running,
+            };
+            Envelope::seal(&m, &fr, &key, now, now.saturating_add_ms(600_000))
+                .unwrap()
+                .to_bytes()
+        })
+        .collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sent = rt.block_on(async {
+        let (client, peer) = rogue_client(&d, &key, "lu-l-aif").await;
+        for _ in 0..50 {
+            if client.connected().await.unwrap().contains(&peer) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let mut sent = 0;
+        for chunk in flood.chunks(200) {
+            let sends = chunk.iter().map(|bytes| {
+                let client = client.clone();
+                let bytes = bytes.clone();
+                async move {
+                    client
+                        .send(peer, aiguillage_net::Channel::Overflow, bytes)
+                        .await
+                        .is_ok()
+                }
+            });
+            sent += futures::future::join_all(sends)
+                .await
+                .into_iter()
+                .filter(|ok| *ok)
+                .count();
+        }
+        sent
+    });
+    assert!(
+        sent > 4_000,
+        "the flood got through the transport ({sent} sent)"
+    );
+    d.wait_for(10, "the rate limit to show on /metrics", || {
+        metric(&d, "lu-l-aif", "reason=\"rate_limited\"") > 0
+    });
+    // Luxembourg still serves the others: a referral goes through, its peer stays.
+    let id = file_project(&d, "lu-l-aif", "project-health-lu.toml");
+    d.wait_for(20, "a referral after the flood", || {
+        referral_state(&d, "lu-l-aif", &id) == "handed_over"
+    });
+    let status = json_of(&d, "lu-l-aif", &["status"]);
+    assert!(status["peers_connected"].as_u64().unwrap() >= 1, "{status}");
+    // Its memory stayed bounded.
+    let pid = d.run_info("lu-l-aif")["pid"].as_u64().unwrap();
+    let rss_kib: u64 = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(rss_kib < 256 * 1024, "RSS {rss_kib} KiB after the flood");
+}
+
+#[test]
 fn a_newer_roster_spreads_and_cuts_off_the_member_it_removes() {
     let mut d = Devnet::start(&["lu-l-aif", "de-jaif", "fr-ai2f"]);
     let roster_path = d.net_dir().join("roster.cbor");

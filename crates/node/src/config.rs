@@ -36,6 +36,28 @@ pub struct NodeConfig {
     pub admin: AdminConfig,
     #[serde(default)]
     pub core: CoreConfig,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// How much each connected peer may make this node do.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Messages a peer may deliver per second, sustained (gossip it relays and direct
+    /// messages alike); past it they are dropped before their signature is checked.
+    pub peer_messages_per_s: f64,
+    /// How many it may deliver at once above that rate.
+    pub peer_burst: f64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            peer_messages_per_s: 500.0,
+            peer_burst: 2_000.0,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

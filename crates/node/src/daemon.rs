@@ -56,6 +56,9 @@ struct Node {
     run_path: PathBuf,
     /// Open group commit: outputs and changed records held until one flush covers them.
     batch: Option<Batch>,
+    limits: crate::config::Limits,
+    /// Per-peer token buckets: (tokens, last refill).
+    buckets: HashMap<PeerId, (f64, std::time::Instant)>,
 }
 
 #[derive(Default)]
@@ -202,6 +205,8 @@ pub async fn run(config_path: &Path) -> Result<()> {
         },
         run_path,
         batch: None,
+        limits: cfg.limits.clone(),
+        buckets: HashMap::new(),
     };
     if let Some(total_gpus) = first_capacity {
         node.apply(Input::Capacity { total_gpus });
@@ -592,11 +597,40 @@ impl Node {
         }
     }
 
+    /// Takes a token from the peer's bucket; a peer over its rate has the message dropped
+    /// (before any signature check) and counted as `rate_limited`.
+    fn within_limit(&mut self, peer: &PeerId) -> bool {
+        let now = std::time::Instant::now();
+        let (rate, burst) = (self.limits.peer_messages_per_s, self.limits.peer_burst);
+        let (tokens, last) = self.buckets.entry(*peer).or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            return true;
+        }
+        let kind = "-";
+        self.metrics
+            .refused
+            .with_label_values(&["rate_limited", kind])
+            .inc();
+        false
+    }
+
     fn on_net(&mut self, event: NetEvent) {
         match event {
             NetEvent::Gossip {
                 source, id, data, ..
             } => {
+                if !self.within_limit(&source) {
+                    // Neither accepted nor held against the relay: it may be passing on
+                    // others' valid messages faster than we take them.
+                    let client = self.client.clone();
+                    tokio::spawn(async move {
+                        let _ = client.report(id, source, MessageAcceptance::Ignore).await;
+                    });
+                    return;
+                }
                 let ok = self.receive(&data);
                 let acceptance = if ok {
                     MessageAcceptance::Accept
@@ -608,8 +642,10 @@ impl Node {
                     let _ = client.report(id, source, acceptance).await;
                 });
             }
-            NetEvent::Direct { data, .. } => {
-                self.receive(&data);
+            NetEvent::Direct { from, data } => {
+                if self.within_limit(&from) {
+                    self.receive(&data);
+                }
             }
             NetEvent::SyncRequest { token, .. } => {
                 let mut envelopes: Vec<Vec<u8>> = self
@@ -640,7 +676,10 @@ impl Node {
                     }
                 });
             }
-            NetEvent::PeerDisconnected(_) => self.metrics.peers.dec(),
+            NetEvent::PeerDisconnected(peer) => {
+                self.metrics.peers.dec();
+                self.buckets.remove(&peer);
+            }
             NetEvent::Listening(addr) => {
                 self.run_info
                     .listen

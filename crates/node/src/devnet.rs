@@ -253,6 +253,7 @@ fn prepare(o: &DevnetOptions) -> Result<Vec<Member>> {
                 .collect(),
             data_dir: ".".into(),
             gpus: m.gpus,
+            limits: Default::default(),
             executor: if o.slurm.contains(&m.profile.id) {
                 ExecutorConfig::Slurm(SlurmConfig {
                     partition: None,

@@ -77,6 +77,7 @@ pub fn init(o: InitOptions) -> Result<PathBuf> {
         data_dir: ".".into(),
         gpus: o.gpus,
         executor: Default::default(),
+        limits: Default::default(),
         admin: AdminConfig {
             listen: o.admin,
             token_file: "admin.token".into(),
