@@ -584,3 +584,32 @@ fn a_decision_from_a_member_never_offered_the_referral_is_refused_and_changes_no
     assert_eq!(after.state, before.state);
     assert_eq!(after.attempts.len(), before.attempts.len());
 }
+
+#[test]
+fn a_bidder_that_never_answers_its_reservation_is_passed_over() {
+    let mut net = Net::new(
+        &["lu-l-aif", "de-jaif", "it-it4lia"],
+        &[("lu-l-aif", 0)],
+        |_, _| {},
+    );
+    // de-jaif bids (and, all else equal, ranks first by id) but never answers a reserve.
+    net.drop = Box::new(|_, e| {
+        e.kind == aiguillage_wire::MessageKind::Reserved && e.signer.as_str() == "de-jaif"
+    });
+    let job = net.submit("lu-l-aif", 1, 30, 0, &[]);
+    net.run_for(20_000);
+    let j = &net.core("lu-l-aif").state().jobs[&job];
+    assert_eq!(j.placements[0].host.as_str(), "de-jaif");
+    assert!(!j.placements[0].confirmed, "{:?}", j.placements);
+    assert_eq!(
+        j.host().map(|h| h.as_str()),
+        Some("it-it4lia"),
+        "{:?}",
+        j.phase
+    );
+    assert!(
+        j.placements.iter().filter(|p| p.confirmed).count() == 1,
+        "{:?}",
+        j.placements
+    );
+}
