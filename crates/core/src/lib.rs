@@ -13,6 +13,7 @@
 pub mod devnet;
 pub mod directory;
 mod geo;
+pub mod invariants;
 pub mod kpi;
 pub mod ledger;
 mod overflow;

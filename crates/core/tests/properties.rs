@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use aiguillage_core::{AttemptOutcome, HostPhase, InState, Input, JobPhase};
+use aiguillage_core::{HostPhase, InState, Input, JobPhase};
 use aiguillage_wire::*;
 use common::*;
 use proptest::prelude::*;
@@ -235,55 +235,11 @@ fn apply(net: &mut Net, a: &Action) {
 
 /// Holds at every moment.
 fn check_safety(net: &Net) -> Result<(), String> {
-    for (origin, core) in &net.cores {
-        for (id, r) in &core.state().outgoing {
-            let accepted = r
-                .attempts
-                .iter()
-                .filter(|a| a.outcome == Some(AttemptOutcome::Accepted))
-                .count();
-            if accepted > 1 {
-                return Err(format!("{id} accepted by {accepted} targets at {origin}"));
-            }
-        }
-        for (job, j) in &core.state().jobs {
-            let live = j
-                .placements
-                .iter()
-                .filter(|p| p.confirmed && p.outcome.is_none())
-                .count();
-            if live > 1 {
-                return Err(format!("{job} has {live} live leases"));
-            }
-            let mut epochs = j.placements.iter().map(|p| p.epoch).collect::<Vec<_>>();
-            epochs.dedup();
-            if epochs.len() != j.placements.len() {
-                return Err(format!("{job} reused an epoch"));
-            }
-        }
+    let cores: Vec<&aiguillage_core::Core> = net.cores.values().collect();
+    match aiguillage_core::invariants::safety(&cores, |m| net.cores.get(m)).first() {
+        Some(v) => Err(v.clone()),
+        None => Ok(()),
     }
-    // Dossiers: only at the target the origin gave it to, and only inside consent.
-    for (target, core) in &net.cores {
-        for (id, r) in &core.state().incoming {
-            if r.dossier.is_none() {
-                continue;
-            }
-            let origin = &net.cores[&r.origin];
-            let out = &origin.state().outgoing[id];
-            if out.accepted_by() != Some(target) {
-                return Err(format!(
-                    "{target} holds the dossier of {id} but was not the accepting target"
-                ));
-            }
-            let country = core.profile().country;
-            if !out.card.consent.allows(target, country) {
-                return Err(format!(
-                    "dossier of {id} reached {target} outside the consent scope"
-                ));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Holds once faults stopped and every message had time to settle.

@@ -127,60 +127,8 @@ impl Checker {
     /// Safety over every core's state: holds at every moment.
     pub fn check_states(&mut self, cores: &[&Core], index: &BTreeMap<MemberId, usize>) {
         self.checks_run += 1;
-        for core in cores {
-            for (id, r) in &core.state().outgoing {
-                let n = r
-                    .attempts
-                    .iter()
-                    .filter(|a| a.outcome == Some(AttemptOutcome::Accepted))
-                    .count();
-                if n > 1 {
-                    self.violate(format!("{id} accepted by {n} targets at {}", core.me()));
-                }
-            }
-            for (job, j) in &core.state().jobs {
-                let live = j
-                    .placements
-                    .iter()
-                    .filter(|p| p.confirmed && p.outcome.is_none())
-                    .count();
-                if live > 1 {
-                    self.violate(format!("{job} has {live} live leases"));
-                }
-                let mut epochs: Vec<u64> = j.placements.iter().map(|p| p.epoch).collect();
-                epochs.sort_unstable();
-                epochs.dedup();
-                if epochs.len() != j.placements.len() {
-                    self.violate(format!("{job} reused an epoch"));
-                }
-            }
-        }
-        for core in cores {
-            for (id, r) in &core.state().incoming {
-                if r.dossier.is_none() {
-                    continue;
-                }
-                let Some(origin) = index.get(&r.origin).map(|i| cores[*i]) else {
-                    self.violate(format!("{id} held from unknown origin {}", r.origin));
-                    continue;
-                };
-                let Some(out) = origin.state().outgoing.get(id) else {
-                    self.violate(format!("{} holds the dossier of unknown {id}", core.me()));
-                    continue;
-                };
-                if out.accepted_by() != Some(core.me()) {
-                    self.violate(format!(
-                        "{} holds the dossier of {id} but was not the accepting target",
-                        core.me()
-                    ));
-                }
-                if !out.card.consent.allows(core.me(), core.profile().country) {
-                    self.violate(format!(
-                        "dossier of {id} reached {} outside the consent scope",
-                        core.me()
-                    ));
-                }
-            }
+        for v in aiguillage_core::invariants::safety(cores, |m| index.get(m).map(|i| cores[*i])) {
+            self.violate(v);
         }
     }
 
