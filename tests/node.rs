@@ -5,21 +5,15 @@ mod support;
 use aiguillage_wire::*;
 use support::{Devnet, http, repo_root};
 
-fn json_of(d: &Devnet, node: &str, args: &[&str]) -> serde_json::Value {
-    let mut a = args.to_vec();
-    a.push("--json");
-    d.cli(node, &a).ok().json()
-}
-
 fn referral_state(d: &Devnet, node: &str, id: &str) -> String {
-    let v = json_of(d, node, &["referral", "show", id]);
+    let v = d.json(node, &["referral", "show", id]);
     let s = &v["referral"]["state"];
     s["state"].as_str().or(s.as_str()).unwrap_or("").to_owned()
 }
 
 fn file_project(d: &Devnet, node: &str, example: &str) -> String {
     let path = repo_root().join("config/examples").join(example);
-    let v = json_of(d, node, &["project", "file", path.to_str().unwrap()]);
+    let v = d.json(node, &["project", "file", path.to_str().unwrap()]);
     v["referral"]
         .as_str()
         .unwrap_or_else(|| panic!("not referred: {v}"))
@@ -30,7 +24,7 @@ fn file_project(d: &Devnet, node: &str, example: &str) -> String {
 fn adverts_converge_and_a_health_project_from_luxembourg_is_referred_accepted_and_handed_over() {
     let d = Devnet::start(&["lu-l-aif", "es-1healthai", "cz-czai"]);
     for m in ["lu-l-aif", "es-1healthai", "cz-czai"] {
-        let dir = json_of(&d, m, &["directory"]);
+        let dir = d.json(m, &["directory"]);
         assert_eq!(
             dir.as_array().unwrap().len(),
             2,
@@ -41,7 +35,7 @@ fn adverts_converge_and_a_health_project_from_luxembourg_is_referred_accepted_an
     d.wait_for(20, "the hand-over", || {
         referral_state(&d, "lu-l-aif", &id) == "handed_over"
     });
-    let out = json_of(&d, "lu-l-aif", &["referral", "show", &id]);
+    let out = d.json("lu-l-aif", &["referral", "show", &id]);
     // es-1healthai has health as a priority and takes it at once; cz-czai only accepts it.
     assert_eq!(out["referral"]["attempts"][0]["target"], "es-1healthai");
     assert!(
@@ -50,7 +44,7 @@ fn adverts_converge_and_a_health_project_from_luxembourg_is_referred_accepted_an
             .unwrap()
             .contains("excluded here")
     );
-    let incoming = json_of(&d, "es-1healthai", &["referral", "show", &id]);
+    let incoming = d.json("es-1healthai", &["referral", "show", &id]);
     assert_eq!(incoming["direction"], "in");
     assert_eq!(
         incoming["referral"]["dossier"]["company"],
@@ -66,7 +60,7 @@ fn a_decline_moves_the_referral_to_the_next_candidate() {
     let first = {
         let mut t = String::new();
         d.wait_for(10, "the first offer", || {
-            let v = json_of(&d, "lu-l-aif", &["referral", "show", &id]);
+            let v = d.json("lu-l-aif", &["referral", "show", &id]);
             t = v["referral"]["attempts"][0]["target"]
                 .as_str()
                 .unwrap_or("")
@@ -99,7 +93,7 @@ fn a_decline_moves_the_referral_to_the_next_candidate() {
     d.wait_for(10, "the hand-over", || {
         referral_state(&d, "lu-l-aif", &id) == "handed_over"
     });
-    let out = json_of(&d, "lu-l-aif", &["referral", "show", &id]);
+    let out = d.json("lu-l-aif", &["referral", "show", &id]);
     let attempts = out["referral"]["attempts"].as_array().unwrap();
     assert_eq!(attempts.len(), 2);
     assert_eq!(attempts[0]["outcome"]["reason"], "operator_declined");
@@ -116,13 +110,13 @@ fn a_target_killed_while_the_offer_is_open_restarts_with_it_and_the_referral_com
             == Some(0)
             && referral_state(&d, "it-it4lia", &id) == "awaiting_decision"
     });
-    let before = json_of(&d, "it-it4lia", &["referral", "list"]);
-    let status_before = json_of(&d, "it-it4lia", &["status"]);
+    let before = d.json("it-it4lia", &["referral", "list"]);
+    let status_before = d.json("it-it4lia", &["status"]);
     d.kill9("it-it4lia");
     d.restart("it-it4lia");
     // Restarted from its data folder, it holds exactly what it held.
-    assert_eq!(json_of(&d, "it-it4lia", &["referral", "list"]), before);
-    let status_after = json_of(&d, "it-it4lia", &["status"]);
+    assert_eq!(d.json("it-it4lia", &["referral", "list"]), before);
+    let status_after = d.json("it-it4lia", &["status"]);
     for k in [
         "projects",
         "referrals_in",
@@ -136,13 +130,13 @@ fn a_target_killed_while_the_offer_is_open_restarts_with_it_and_the_referral_com
     d.wait_for(20, "the hand-over after the restart", || {
         referral_state(&d, "lu-l-aif", &id) == "handed_over"
     });
-    let out = json_of(&d, "lu-l-aif", &["referral", "show", &id]);
+    let out = d.json("lu-l-aif", &["referral", "show", &id]);
     assert_eq!(
         out["referral"]["attempts"].as_array().unwrap().len(),
         1,
         "no second offer, no duplicate"
     );
-    let incoming = json_of(&d, "it-it4lia", &["referral", "show", &id]);
+    let incoming = d.json("it-it4lia", &["referral", "show", &id]);
     assert_eq!(incoming["referral"]["state"]["state"], "handed_over");
     // Its audit log survived the crash: chain and signatures verify (with the node stopped).
     d.kill9("it-it4lia");
@@ -243,12 +237,7 @@ fn hostile_input_is_refused_and_counted_while_the_node_keeps_serving() {
         .unwrap();
         let mut forged = profile.advert(u64::MAX / 2, GpuCapacity::default(), None);
         forged.name = "forged".into();
-        let now = Timestamp(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_millis() as u64,
-        );
+        let now = now_ms();
         let env = Envelope::seal(
             &forged,
             &MemberId::new("de-jaif").unwrap(),
@@ -281,7 +270,7 @@ fn hostile_input_is_refused_and_counted_while_the_node_keeps_serving() {
             && metric(&d, "lu-l-aif", "reason=\"not_rostered\"") >= 1
     });
     // The forged advert did not replace the real one, and the node still serves.
-    let dir = json_of(&d, "lu-l-aif", &["directory"]);
+    let dir = d.json("lu-l-aif", &["directory"]);
     let de = dir
         .as_array()
         .unwrap()
@@ -293,6 +282,11 @@ fn hostile_input_is_refused_and_counted_while_the_node_keeps_serving() {
     d.wait_for(20, "a referral after the attack", || {
         referral_state(&d, "lu-l-aif", &id) == "handed_over"
     });
+}
+
+/// `m` signed by `signer` with `key`, valid for a minute from `now`.
+fn signed<M: Message>(m: &M, signer: &MemberId, key: &SigningKey, now: Timestamp) -> Envelope {
+    Envelope::seal(m, signer, key, now, now.saturating_add_ms(60_000)).unwrap()
 }
 
 fn now_ms() -> Timestamp {
@@ -321,18 +315,14 @@ fn a_rostered_member_cannot_replay_adverts_decide_for_others_or_claim_receipts()
         "gpus = 1\ntime_limit_s = 60\ncommand = [\"true\"]\n",
     )
     .unwrap();
-    let job = json_of(
-        &d,
-        "lu-l-aif",
-        &["job", "submit", job_file.to_str().unwrap()],
-    )["job"]
+    let job = d.json("lu-l-aif", &["job", "submit", job_file.to_str().unwrap()])["job"]
         .as_str()
         .unwrap()
         .to_owned();
     d.wait_for(20, "the job to finish", || {
-        json_of(&d, "lu-l-aif", &["job", "show", &job])["job"]["phase"]["phase"] == "done"
+        d.json("lu-l-aif", &["job", "show", &job])["job"]["phase"]["phase"] == "done"
     });
-    let referral = json_of(&d, "lu-l-aif", &["referral", "show", &id]);
+    let referral = d.json("lu-l-aif", &["referral", "show", &id]);
     let target = referral["referral"]["attempts"][0]["target"]
         .as_str()
         .unwrap()
@@ -345,7 +335,7 @@ fn a_rostered_member_cannot_replay_adverts_decide_for_others_or_claim_receipts()
         "de-jaif"
     };
     let listing = |d: &Devnet| {
-        json_of(d, "lu-l-aif", &["directory"])
+        d.json("lu-l-aif", &["directory"])
             .as_array()
             .unwrap()
             .iter()
@@ -355,7 +345,7 @@ fn a_rostered_member_cannot_replay_adverts_decide_for_others_or_claim_receipts()
     };
     let listing_before = listing(&d);
     let totals = |d: &Devnet| -> Vec<serde_json::Value> {
-        json_of(d, "lu-l-aif", &["ledger"])
+        d.json("lu-l-aif", &["ledger"])
             .as_array()
             .unwrap()
             .iter()
@@ -369,7 +359,7 @@ fn a_rostered_member_cannot_replay_adverts_decide_for_others_or_claim_receipts()
     )
     .unwrap();
     let rogue_id = MemberId::new(rogue).unwrap();
-    let seal = |m: &dyn Fn(Timestamp) -> Envelope| m(now_ms());
+    let now = now_ms();
     let profile = aiguillage_core::Profile::from_toml(
         &std::fs::read_to_string(repo_root().join(format!("config/factories/{rogue}.toml")))
             .unwrap(),
@@ -380,34 +370,29 @@ fn a_rostered_member_cannot_replay_adverts_decide_for_others_or_claim_receipts()
     let mut replayed = profile.advert(seq, GpuCapacity::default(), None);
     replayed.name = "replayed with the same seq".into();
     let messages = vec![
-        seal(&|now| {
-            Envelope::seal(
-                &replayed,
-                &rogue_id,
-                &key,
-                now,
-                now.saturating_add_ms(60_000),
-            )
-            .unwrap()
-        }),
-        seal(&|now| {
-            let m = Accept {
+        signed(&replayed, &rogue_id, &key, now),
+        signed(
+            &Accept {
                 referral: ReferralId::new(&id).unwrap(),
                 attempt: 1,
-            };
-            Envelope::seal(&m, &rogue_id, &key, now, now.saturating_add_ms(60_000)).unwrap()
-        }),
-        seal(&|now| {
-            let m = Decline {
+            },
+            &rogue_id,
+            &key,
+            now,
+        ),
+        signed(
+            &Decline {
                 referral: ReferralId::new(&id).unwrap(),
                 attempt: 1,
                 reason: DeclineReason::NoCapacity,
                 detail: "not mine".into(),
-            };
-            Envelope::seal(&m, &rogue_id, &key, now, now.saturating_add_ms(60_000)).unwrap()
-        }),
-        seal(&|now| {
-            let m = UsageReceipt {
+            },
+            &rogue_id,
+            &key,
+            now,
+        ),
+        signed(
+            &UsageReceipt {
                 job: JobId::new("lu-l-aif/999").unwrap(),
                 epoch: 1,
                 origin: MemberId::new("lu-l-aif").unwrap(),
@@ -418,9 +403,11 @@ fn a_rostered_member_cannot_replay_adverts_decide_for_others_or_claim_receipts()
                 gpu_seconds: 8 * 3_600,
                 state: JobState::Succeeded,
                 exit_code: Some(0),
-            };
-            Envelope::seal(&m, &rogue_id, &key, now, now.saturating_add_ms(60_000)).unwrap()
-        }),
+            },
+            &rogue_id,
+            &key,
+            now,
+        ),
     ];
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -451,7 +438,7 @@ fn a_rostered_member_cannot_replay_adverts_decide_for_others_or_claim_receipts()
     });
     // Nothing moved: the listing, the referral and the ledger are as they were.
     assert_eq!(listing(&d)["name"], listing_before["name"]);
-    let after = json_of(&d, "lu-l-aif", &["referral", "show", &id]);
+    let after = d.json("lu-l-aif", &["referral", "show", &id]);
     assert_eq!(
         after["referral"]["attempts"],
         referral["referral"]["attempts"]
@@ -528,7 +515,7 @@ fn a_flooding_member_is_rate_limited_while_the_node_keeps_serving_the_others() {
     d.wait_for(20, "a referral after the flood", || {
         referral_state(&d, "lu-l-aif", &id) == "handed_over"
     });
-    let status = json_of(&d, "lu-l-aif", &["status"]);
+    let status = d.json("lu-l-aif", &["status"]);
     assert!(status["peers_connected"].as_u64().unwrap() >= 1, "{status}");
     // Its memory stayed bounded.
     let pid = d.run_info("lu-l-aif")["pid"].as_u64().unwrap();
@@ -577,12 +564,12 @@ fn a_newer_roster_spreads_and_cuts_off_the_member_it_removes() {
     d.kill9("lu-l-aif");
     d.restart("lu-l-aif");
     d.wait_for(20, "de-jaif to hold roster serial 2", || {
-        json_of(&d, "de-jaif", &["status"])["roster_serial"] == new.serial
+        d.json("de-jaif", &["status"])["roster_serial"] == new.serial
     });
     for m in ["lu-l-aif", "de-jaif"] {
-        let status = json_of(&d, m, &["status"]);
+        let status = d.json(m, &["status"]);
         assert_eq!(status["roster_members"], 2, "{m}");
-        let dir = json_of(&d, m, &["directory"]);
+        let dir = d.json(m, &["directory"]);
         assert!(
             dir.as_array()
                 .unwrap()
@@ -593,7 +580,7 @@ fn a_newer_roster_spreads_and_cuts_off_the_member_it_removes() {
     }
     // fr-ai2f, still on the old roster, is disconnected by both.
     d.wait_for(20, "fr-ai2f to lose its peers", || {
-        json_of(&d, "fr-ai2f", &["status"])["peers_connected"] == 0
+        d.json("fr-ai2f", &["status"])["peers_connected"] == 0
     });
 }
 

@@ -11,14 +11,8 @@ const ORIGIN: &str = "lu-l-aif";
 /// Both have health as a priority and take overflow: each can be target and host.
 const VICTIMS: [&str; 2] = ["es-1healthai", "de-jaif"];
 
-fn json_of(d: &Devnet, node: &str, args: &[&str]) -> Value {
-    let mut a = args.to_vec();
-    a.push("--json");
-    d.cli(node, &a).ok().json()
-}
-
 fn ledger(d: &Devnet, node: &str) -> BTreeMap<String, Value> {
-    json_of(d, node, &["ledger"])
+    d.json(node, &["ledger"])
         .as_array()
         .unwrap()
         .iter()
@@ -44,9 +38,9 @@ fn twenty_kills_while_referrals_and_jobs_flow_lose_and_duplicate_nothing() {
     let mut referrals = Vec::new();
     let mut jobs = Vec::new();
     for round in 0..20usize {
-        let v = json_of(&d, ORIGIN, &["project", "file", project.to_str().unwrap()]);
+        let v = d.json(ORIGIN, &["project", "file", project.to_str().unwrap()]);
         referrals.push(v["referral"].as_str().expect("referred").to_owned());
-        let v = json_of(&d, ORIGIN, &["job", "submit", job.to_str().unwrap()]);
+        let v = d.json(ORIGIN, &["job", "submit", job.to_str().unwrap()]);
         jobs.push(v["job"].as_str().unwrap().to_owned());
         // Kill the victim 0 to 20 ms after the filing (offers, acceptances and jobs in
         // flight), then bring it back from its data folder.
@@ -58,18 +52,18 @@ fn twenty_kills_while_referrals_and_jobs_flow_lose_and_duplicate_nothing() {
 
     d.wait_for(120, "every referral handed over and every job done", || {
         referrals.iter().all(|id| {
-            let v = json_of(&d, ORIGIN, &["referral", "show", id]);
+            let v = d.json(ORIGIN, &["referral", "show", id]);
             let s = &v["referral"]["state"];
             s["state"].as_str().or(s.as_str()) == Some("handed_over")
         }) && jobs
             .iter()
-            .all(|j| json_of(&d, ORIGIN, &["job", "show", j])["job"]["phase"]["phase"] == "done")
+            .all(|j| d.json(ORIGIN, &["job", "show", j])["job"]["phase"]["phase"] == "done")
     });
 
     // Each referral: accepted by exactly one target, which holds it handed over; the other
     // victim never accepted it.
     for id in &referrals {
-        let v = json_of(&d, ORIGIN, &["referral", "show", id]);
+        let v = d.json(ORIGIN, &["referral", "show", id]);
         let attempts = v["referral"]["attempts"].as_array().unwrap();
         let accepted: Vec<&Value> = attempts
             .iter()
@@ -77,7 +71,7 @@ fn twenty_kills_while_referrals_and_jobs_flow_lose_and_duplicate_nothing() {
             .collect();
         assert_eq!(accepted.len(), 1, "{id}: {attempts:?}");
         let target = accepted[0]["target"].as_str().unwrap();
-        let incoming = json_of(&d, target, &["referral", "show", id]);
+        let incoming = d.json(target, &["referral", "show", id]);
         assert_eq!(
             incoming["referral"]["state"]["state"], "handed_over",
             "{id}"
@@ -97,7 +91,7 @@ fn twenty_kills_while_referrals_and_jobs_flow_lose_and_duplicate_nothing() {
     // Each job: done once, succeeded, with one receipt; both ledgers agree with the sum.
     let mut consumed: BTreeMap<String, u64> = BTreeMap::new();
     for j in &jobs {
-        let v = json_of(&d, ORIGIN, &["job", "show", j]);
+        let v = d.json(ORIGIN, &["job", "show", j]);
         assert_eq!(v["job"]["phase"]["state"], "succeeded", "{j}: {v}");
         let host = v["host"].as_str().unwrap().to_owned();
         let receipt = &v["job"]["receipt"];

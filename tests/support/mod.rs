@@ -157,6 +157,13 @@ impl Devnet {
         run_in(&repo_root(), &all)
     }
 
+    /// `aiguillage … --node ID ARGS --json`, which must succeed, as JSON.
+    pub fn json(&self, node: &str, args: &[&str]) -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        self.cli(node, &a).ok().json()
+    }
+
     pub fn run_info(&self, id: &str) -> serde_json::Value {
         serde_json::from_str(
             &std::fs::read_to_string(self.member_dir(id).join("run.json")).unwrap(),
