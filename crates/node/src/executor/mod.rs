@@ -229,8 +229,8 @@ pub fn job_slug(job: &JobId, epoch: u64) -> String {
 struct Tracked {
     run: JobRun,
     handle: Option<Handle>,
-    started: bool,
-    /// When the driver first saw the job running (the time limit counts from here).
+    /// When the driver first saw the job running, or took it over already running (the
+    /// time limit counts from here); `Some` once the job was reported started.
     running_since: Option<Instant>,
     /// Why the driver asked the backend to stop it, and when it last asked.
     stopping: Option<(Stop, Instant)>,
@@ -354,7 +354,6 @@ impl<B: Backend> Driver<B> {
                 running_since: started.then(Instant::now),
                 run,
                 handle,
-                started,
                 stopping: None,
                 unknown_polls: 0,
                 queued_reported: false,
@@ -495,11 +494,15 @@ impl<B: Backend> Driver<B> {
                 }
             }
             Status::Running => {
-                let since = *t.running_since.get_or_insert_with(Instant::now);
-                if !t.started {
-                    t.started = true;
-                    self.report(&key.0, key.1, ExecutorEvent::Started).await;
-                }
+                let since = match t.running_since {
+                    Some(since) => since,
+                    None => {
+                        let now = Instant::now();
+                        t.running_since = Some(now);
+                        self.report(&key.0, key.1, ExecutorEvent::Started).await;
+                        now
+                    }
+                };
                 self.enforce(key, since).await;
             }
             Status::Ended(end) => {
@@ -517,8 +520,9 @@ impl<B: Backend> Driver<B> {
                     (how, _) => how,
                 };
                 // A job that ended between two polls still ran: say so first.
-                if !t.started && matches!(how, EndKind::Exited(_) | EndKind::TimedOut) {
-                    t.started = true;
+                if t.running_since.is_none()
+                    && matches!(how, EndKind::Exited(_) | EndKind::TimedOut)
+                {
                     self.report(&key.0, key.1, ExecutorEvent::Started).await;
                 }
                 self.end(key, how, end.wall_s).await;
