@@ -70,6 +70,25 @@ fn fmt_tick(v: f64, step: f64) -> String {
     format!("{v:.decimals$}")
 }
 
+/// Horizontal grid lines with their labels across the plot, for values `y.0` to `y.1`.
+fn y_grid(out: &mut String, y: (f64, f64)) {
+    let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
+    let sy = step(y.1 - y.0);
+    let mut t = (y.0 / sy).ceil() * sy;
+    while t <= y.1 + 1e-9 {
+        let py = TOP + ph - (t - y.0) / (y.1 - y.0) * ph;
+        let _ = writeln!(
+            out,
+            r##"<line x1="{LEFT}" y1="{py:.1}" x2="{}" y2="{py:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+            LEFT + pw,
+            LEFT - 6.0,
+            py + 4.0,
+            fmt_tick(t, sy)
+        );
+        t += sy;
+    }
+}
+
 fn axes(out: &mut String, x: (f64, f64), y: (f64, f64), x_label: &str, y_label: &str) {
     let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
     let _ = writeln!(
@@ -90,20 +109,7 @@ fn axes(out: &mut String, x: (f64, f64), y: (f64, f64), x_label: &str, y_label: 
         );
         t += sx;
     }
-    let sy = step(y.1 - y.0);
-    let mut t = (y.0 / sy).ceil() * sy;
-    while t <= y.1 + 1e-9 {
-        let py = TOP + ph - (t - y.0) / (y.1 - y.0) * ph;
-        let _ = writeln!(
-            out,
-            r##"<line x1="{LEFT}" y1="{py:.1}" x2="{}" y2="{py:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
-            LEFT + pw,
-            LEFT - 6.0,
-            py + 4.0,
-            fmt_tick(t, sy)
-        );
-        t += sy;
-    }
+    y_grid(out, y);
     let _ = writeln!(
         out,
         r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
@@ -208,20 +214,7 @@ pub fn stacked_bars(
         out,
         r##"<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>"##
     );
-    let sy = step(y1);
-    let mut t = 0.0;
-    while t <= y1 {
-        let py = TOP + ph - t / y1 * ph;
-        let _ = writeln!(
-            out,
-            r##"<line x1="{LEFT}" y1="{py:.1}" x2="{}" y2="{py:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
-            LEFT + pw,
-            LEFT - 6.0,
-            py + 4.0,
-            fmt_tick(t, sy)
-        );
-        t += sy;
-    }
+    y_grid(&mut out, (0.0, y1));
     let bw = pw / n as f64;
     for (c, name) in categories.iter().enumerate() {
         let mut base = 0.0;
