@@ -425,6 +425,11 @@ impl Core {
 
     /// What changed since the last call.
     pub fn take_dirty(&mut self) -> BTreeSet<StateKey> {
+        // Deadlines live in the meta record; any change to them is persisted with the
+        // change that caused it (a receipt's re-send timer, say), wherever it was made.
+        if self.state.timers.take_changed() {
+            self.dirty.insert(StateKey::Meta);
+        }
         std::mem::take(&mut self.dirty)
     }
 

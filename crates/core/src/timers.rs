@@ -46,11 +46,22 @@ pub enum Deadline {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Timers {
     set: BTreeSet<(Timestamp, Deadline)>,
+    /// The set changed since the core last handed its dirty keys to the store: the timers
+    /// must be persisted with the change that scheduled them, or a restart loses them.
+    #[serde(skip)]
+    changed: bool,
 }
 
 impl Timers {
     pub fn schedule(&mut self, at: Timestamp, what: Deadline) {
-        self.set.insert((at, what));
+        if self.set.insert((at, what)) {
+            self.changed = true;
+        }
+    }
+
+    /// Whether the set changed since the last call.
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
     }
 
     pub fn next(&self) -> Option<Timestamp> {
@@ -66,6 +77,7 @@ impl Timers {
             }
             if let Some((_, d)) = self.set.pop_first() {
                 due.push(d);
+                self.changed = true;
             }
         }
         due

@@ -613,3 +613,39 @@ fn a_bidder_that_never_answers_its_reservation_is_passed_over() {
         j.placements
     );
 }
+
+#[test]
+fn a_deadline_scheduled_by_an_input_is_marked_for_the_store() {
+    // Adverts deferred for a day: the host's end-of-job input changes nothing in the meta
+    // record but the receipt's re-send deadline, which must still be persisted.
+    let mut net = Net::new(&["lu-l-aif", "de-jaif"], &[("lu-l-aif", 0)], |_, c| {
+        c.advert_min_interval_ms = 86_400_000;
+    });
+    let job = net.submit("lu-l-aif", 1, 300, 0, &[]);
+    net.run_for(2_000);
+    let de = Net::id("de-jaif");
+    let epoch = net.core("de-jaif").state().hosted[&job].epoch;
+    let _ = net.cores.get_mut(&de).unwrap().take_dirty();
+    let timers = net.core("de-jaif").state().timers.clone();
+    net.input(
+        &de,
+        Input::Executor {
+            job: job.clone(),
+            epoch,
+            event: aiguillage_core::ExecutorEvent::Finished {
+                exit_code: 0,
+                gpu_seconds: 0,
+            },
+        },
+    );
+    let dirty = net.cores.get_mut(&de).unwrap().take_dirty();
+    assert_ne!(
+        format!("{:?}", net.core("de-jaif").state().timers),
+        format!("{timers:?}"),
+        "the input scheduled a deadline"
+    );
+    assert!(
+        dirty.contains(&aiguillage_core::StateKey::Meta),
+        "{dirty:?}"
+    );
+}
