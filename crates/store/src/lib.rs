@@ -123,8 +123,27 @@ fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T,
     })
 }
 
+/// How long `Store::open` waits for a lock that is about to be released.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Store {
+    /// Opens (or creates) the store in `dir`. sled releases its file lock from its I/O
+    /// threads a moment after a store is dropped, so a store closed and reopened in one
+    /// process can find its own lock still held: the lock is retried for up to two seconds
+    /// before `StoreError::is_locked` is returned.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            match Store::open_once(dir) {
+                Err(e) if e.is_locked() && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(dir: &Path) -> Result<Store, StoreError> {
         let db = sled::Config::new()
             .path(dir)
             // The node flushes explicitly before anything leaves; no background timer needed.
