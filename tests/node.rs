@@ -150,6 +150,41 @@ fn a_target_killed_while_the_offer_is_open_restarts_with_it_and_the_referral_com
 }
 
 #[test]
+fn projects_filed_concurrently_each_get_their_own_answer_and_all_survive_a_crash() {
+    let mut d = Devnet::start(&["lu-l-aif", "es-1healthai"]);
+    // Calls that arrive together are applied under one commit; each caller must still get
+    // the referral of its own project, and only once the store holds it.
+    // (Fewer than es-1healthai's default intake of 20, so that it accepts them all.)
+    const CALLERS: usize = 16;
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let callers: Vec<_> = (0..CALLERS)
+            .map(|_| s.spawn(|| file_project(&d, "lu-l-aif", "project-health-lu.toml")))
+            .collect();
+        callers.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    let mut distinct = ids.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), CALLERS, "one referral per call: {ids:?}");
+    d.kill9("lu-l-aif");
+    d.restart("lu-l-aif");
+    let listed = d.json("lu-l-aif", &["referral", "list"]);
+    let listed: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["referral"].as_str())
+        .collect();
+    for id in &ids {
+        assert!(listed.contains(&id.as_str()), "{id} was answered but lost");
+    }
+    d.wait_for(30, "every referral handed over", || {
+        ids.iter()
+            .all(|id| referral_state(&d, "lu-l-aif", id) == "handed_over")
+    });
+}
+
+#[test]
 fn the_admin_api_refuses_requests_without_the_right_token() {
     let d = Devnet::start(&["lu-l-aif", "de-jaif"]);
     let addr = d.admin_addr("lu-l-aif");

@@ -255,8 +255,20 @@ pub async fn run(config_path: &Path) -> Result<()> {
                 node.end_batch();
             }
             Some((call, reply)) = api_rx.recv() => {
-                let answer = node.on_api(call);
-                let _ = reply.send(answer);
+                // Admin calls that arrive together share one commit too. Each answer waits
+                // for the flush: a caller is never told of a change the store has not kept.
+                node.begin_batch();
+                let mut answered = vec![(node.on_api(call), reply)];
+                for _ in 1..MAX_BATCH {
+                    match api_rx.try_recv() {
+                        Ok((call, reply)) => answered.push((node.on_api(call), reply)),
+                        Err(_) => break,
+                    }
+                }
+                let kept = node.end_batch();
+                for (answer, reply) in answered {
+                    let _ = reply.send(if kept { answer } else { Err(ApiError::not_persisted()) });
+                }
             }
             Some(report) = exec_rx.recv() => node.on_executor(report),
             Some(envelopes) = sync_rx.recv() => {
@@ -364,32 +376,47 @@ impl Node {
     }
 
     /// Persists everything the batch changed with one flush, then acts on its outputs.
-    fn end_batch(&mut self) {
-        if let Some(b) = self.batch.take() {
-            self.metrics.commit_batch.observe(b.inputs as f64);
-            self.commit_and_act(b.outputs, b.dirty);
+    /// False when the store refused the commit (nothing of the batch left the node then).
+    fn end_batch(&mut self) -> bool {
+        match self.batch.take() {
+            // Only reads: nothing to keep.
+            Some(b) if b.inputs == 0 => true,
+            Some(b) => {
+                self.metrics.commit_batch.observe(b.inputs as f64);
+                self.commit_and_act(b.outputs, b.dirty).is_some()
+            }
+            None => true,
         }
     }
 
     /// Feeds one input to the core, persists what changed, then acts on the outputs (or,
     /// inside a batch, leaves both to `end_batch`; nothing leaves the node before that).
+    /// Returns the input's notifications; outside a batch, none if the commit failed.
     fn apply(&mut self, input: Input) -> Vec<Notification> {
         let outputs = self.core.handle(clock::now(), input);
         let dirty = self.core.take_dirty();
         if let Some(b) = &mut self.batch {
+            let notes = outputs
+                .iter()
+                .filter_map(|o| match o {
+                    Output::Notify(n) => Some(n.clone()),
+                    _ => None,
+                })
+                .collect();
             b.inputs += 1;
             b.outputs.extend(outputs);
             b.dirty.extend(dirty);
-            return Vec::new();
+            return notes;
         }
-        self.commit_and_act(outputs, dirty)
+        self.commit_and_act(outputs, dirty).unwrap_or_default()
     }
 
+    /// None when the store refused the commit: then no output leaves the node.
     fn commit_and_act(
         &mut self,
         outputs: Vec<Output>,
         dirty: std::collections::BTreeSet<aiguillage_core::StateKey>,
-    ) -> Vec<Notification> {
+    ) -> Option<Vec<Notification>> {
         let audit: Vec<_> = outputs
             .iter()
             .filter_map(|o| match o {
@@ -406,7 +433,7 @@ impl Node {
                 "cannot persist state, holding back {} output(s): {e}",
                 outputs.len()
             );
-            return Vec::new();
+            return None;
         }
         let mut notes = Vec::new();
         for o in outputs {
@@ -462,7 +489,7 @@ impl Node {
         }
         self.update_gauges();
         self.follow_roster();
-        notes
+        Some(notes)
     }
 
     /// After a newer roster was installed: who may connect, and which peer is which member.
