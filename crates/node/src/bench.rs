@@ -177,10 +177,22 @@ pub fn run(o: BenchOptions) -> Result<()> {
         seq_lat.extend(l);
         seq_ids.push(id);
     }
-    // Many in flight: file a batch, then collect.
-    let batch: Vec<String> = (0..o.in_flight)
-        .map(|n| file(&lu, 100_000 + n))
-        .collect::<Result<_>>()?;
+    // Many in flight: the batch is filed by as many concurrent callers, then collected.
+    let batch: Vec<String> = std::thread::scope(|scope| {
+        let callers: Vec<_> = (0..o.in_flight)
+            .map(|n| {
+                let lu = &lu;
+                scope.spawn(move || file(lu, 100_000 + n))
+            })
+            .collect();
+        callers
+            .into_iter()
+            .map(|c| {
+                c.join()
+                    .unwrap_or_else(|_| bail!("a filing thread panicked"))
+            })
+            .collect::<Result<_>>()
+    })?;
     let (mut par_lat, first, last) = answers(&lu, &batch, Duration::from_secs(30))?;
     let span_s = (last.saturating_sub(first)).max(1) as f64 / 1000.0;
     let throughput = batch.len() as f64 / span_s;
