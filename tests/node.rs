@@ -564,6 +564,83 @@ fn a_flooding_member_is_rate_limited_while_the_node_keeps_serving_the_others() {
     assert!(rss_kib < 256 * 1024, "RSS {rss_kib} KiB after the flood");
 }
 
+/// Whether the node closed `conn` within `wait` (end of stream or reset), rather than
+/// holding it open in its handshake.
+fn closed_by_node(mut conn: &std::net::TcpStream, wait: std::time::Duration) -> bool {
+    use std::io::Read;
+    conn.set_read_timeout(Some(wait)).unwrap();
+    let mut buf = [0u8; 256];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) => return true,
+            // The node's side of the protocol negotiation, if it speaks first.
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn an_address_holding_handshakes_open_is_refused_past_its_limit_while_members_carry_on() {
+    let mut d = Devnet::start(&["lu-l-aif", "es-1healthai"]);
+    d.kill9("lu-l-aif");
+    let config = d.member_dir("lu-l-aif").join("node.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("handshakes_per_ip = 64"), "{text}");
+    std::fs::write(
+        &config,
+        text.replace("handshakes_per_ip = 64", "handshakes_per_ip = 4"),
+    )
+    .unwrap();
+    d.restart("lu-l-aif");
+    d.wait_for(20, "es-1healthai connected again", || {
+        d.json("lu-l-aif", &["status"])["peers_connected"].as_u64() == Some(1)
+    });
+    // "/ip4/127.0.0.1/tcp/<port>/p2p/<peer id>"
+    let listen = d.run_info("lu-l-aif")["listen"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let port: u16 = listen.split('/').nth(4).unwrap().parse().unwrap();
+    let target = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    // Twelve connections that never start their handshake, from one address.
+    let held: Vec<std::net::TcpStream> = (0..12)
+        .map(|_| std::net::TcpStream::connect(target).unwrap())
+        .collect();
+    let wait = std::time::Duration::from_millis(1500);
+    let closed = held.iter().filter(|c| closed_by_node(c, wait)).count();
+    assert_eq!(
+        closed, 8,
+        "four handshakes may run at once, the rest are closed"
+    );
+    d.wait_for(10, "the refusals on /metrics", || {
+        metric(&d, "lu-l-aif", "reason=\"handshakes_per_ip\"") == 8
+    });
+    // The member already connected is not affected.
+    let id = file_project(&d, "lu-l-aif", "project-health-lu.toml");
+    d.wait_for(20, "a referral while the address is at its limit", || {
+        referral_state(&d, "lu-l-aif", &id) == "handed_over"
+    });
+    // Handshakes that end free their places.
+    drop(held);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let again: Vec<std::net::TcpStream> = (0..4)
+        .map(|_| std::net::TcpStream::connect(target).unwrap())
+        .collect();
+    assert!(
+        again.iter().all(|c| !closed_by_node(c, wait)),
+        "the four places were given back"
+    );
+}
+
 #[test]
 fn a_newer_roster_spreads_and_cuts_off_the_member_it_removes() {
     let mut d = Devnet::start(&["lu-l-aif", "de-jaif", "fr-ai2f"]);

@@ -11,11 +11,12 @@ use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{StreamProtocol, Swarm, identify, kad, noise, ping, tcp, yamux};
+use libp2p::{StreamProtocol, Swarm, connection_limits, identify, kad, noise, ping, tcp, yamux};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+use crate::admission::{HandshakeLimit, HandshakesPerIp};
 use crate::{
     Ack, Channel, Command, Frame, NetConfig, NetError, NetEvent, PeerId, SyncAnswer, SyncAsk, Topic,
 };
@@ -26,6 +27,9 @@ type SyncReply = oneshot::Sender<Result<Vec<Vec<u8>>, NetError>>;
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
+    // Admission first: a refused connection costs no other behaviour anything.
+    handshakes_per_ip: HandshakesPerIp,
+    connection_limits: connection_limits::Behaviour,
     gossipsub: gossipsub::Behaviour,
     referral: Direct,
     overflow: Direct,
@@ -116,6 +120,7 @@ impl EventLoop {
         events: mpsc::Sender<NetEvent>,
     ) -> Result<EventLoop, NetError> {
         let heartbeat = config.heartbeat;
+        let limits = config.limits.clone();
         let err = |e: &dyn std::fmt::Display| NetError::Send(e.to_string());
         let builder = libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone())
             .with_tokio()
@@ -165,6 +170,12 @@ impl EventLoop {
                 // AutoNAT: serve the DHT from the start.
                 kad.set_mode(Some(kad::Mode::Server));
                 Ok(Behaviour {
+                    handshakes_per_ip: HandshakesPerIp::new(limits.handshakes_per_ip),
+                    connection_limits: connection_limits::Behaviour::new(
+                        connection_limits::ConnectionLimits::default()
+                            .with_max_pending_incoming(Some(limits.handshakes))
+                            .with_max_established_per_peer(Some(limits.connections_per_peer)),
+                    ),
                     gossipsub,
                     referral: direct(PROTOCOL_REFERRAL),
                     overflow: direct(PROTOCOL_OVERFLOW),
@@ -359,7 +370,7 @@ impl EventLoop {
                 if !self.allowed.contains(&peer_id) {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     self.emit(NetEvent::Refused {
-                        peer: peer_id,
+                        peer: Some(peer_id),
                         reason: "not_rostered",
                     });
                     return;
@@ -381,6 +392,24 @@ impl EventLoop {
                 ..
             } if self.allowed.contains(&peer_id) => {
                 self.emit(NetEvent::PeerDisconnected(peer_id));
+            }
+            SwarmEvent::IncomingConnectionError {
+                error: libp2p::swarm::ListenError::Denied { cause },
+                send_back_addr,
+                ..
+            } => {
+                let reason = if cause.downcast_ref::<HandshakeLimit>().is_some() {
+                    "handshakes_per_ip"
+                } else if cause
+                    .downcast_ref::<connection_limits::Exceeded>()
+                    .is_some()
+                {
+                    "connection_limit"
+                } else {
+                    "denied"
+                };
+                debug!(%send_back_addr, reason, "incoming connection refused");
+                self.emit(NetEvent::Refused { peer: None, reason });
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             _ => {}

@@ -10,6 +10,7 @@
 //! A member's libp2p identity is its federation signing key, so its PeerId follows from the
 //! public key in the roster.
 
+mod admission;
 mod event_loop;
 
 use std::collections::HashSet;
@@ -64,6 +65,31 @@ pub struct NetConfig {
     pub idle_timeout: Duration,
     /// Gossipsub heartbeat; shorter converges faster on small federations.
     pub heartbeat: Duration,
+    pub limits: ConnectionLimits,
+}
+
+/// Bounds on connections, applied before a connecting peer costs any cryptography (per
+/// address and in all) or once it is known (per peer).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Incoming connections from one IP address in their handshake at once.
+    pub handshakes_per_ip: u32,
+    /// Incoming connections in their handshake at once, from anywhere.
+    pub handshakes: u32,
+    /// Established connections to one peer, both directions.
+    pub connections_per_peer: u32,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        // A devnet puts every member on 127.0.0.1, and a cold start has them all dial at
+        // once: 64 handshakes per address leave room for twice the largest devnet.
+        ConnectionLimits {
+            handshakes_per_ip: 64,
+            handshakes: 256,
+            connections_per_peer: 4,
+        }
+    }
 }
 
 impl NetConfig {
@@ -75,6 +101,7 @@ impl NetConfig {
             allowed: HashSet::new(),
             idle_timeout: Duration::from_secs(3600),
             heartbeat: Duration::from_millis(500),
+            limits: ConnectionLimits::default(),
         }
     }
 }
@@ -102,9 +129,10 @@ pub enum NetEvent {
     PeerConnected(PeerId),
     PeerDisconnected(PeerId),
     Listening(Multiaddr),
-    /// A peer outside the roster connected and was disconnected.
+    /// A peer outside the roster connected and was disconnected (`peer` known), or an
+    /// incoming connection was refused by a connection limit before its handshake.
     Refused {
-        peer: PeerId,
+        peer: Option<PeerId>,
         reason: &'static str,
     },
 }

@@ -49,13 +49,34 @@ pub struct Limits {
     pub peer_messages_per_s: f64,
     /// How many it may deliver at once above that rate.
     pub peer_burst: f64,
+    /// Incoming connections from one IP address in their handshake at once (before the
+    /// node knows who connects, each costs a noise handshake); more are closed at once.
+    pub handshakes_per_ip: u32,
+    /// Incoming connections in their handshake at once, from anywhere.
+    pub handshakes: u32,
+    /// Established connections to one peer, both directions.
+    pub connections_per_peer: u32,
 }
 
 impl Default for Limits {
     fn default() -> Self {
+        let net = aiguillage_net::ConnectionLimits::default();
         Limits {
             peer_messages_per_s: 500.0,
             peer_burst: 2_000.0,
+            handshakes_per_ip: net.handshakes_per_ip,
+            handshakes: net.handshakes,
+            connections_per_peer: net.connections_per_peer,
+        }
+    }
+}
+
+impl Limits {
+    pub fn connections(&self) -> aiguillage_net::ConnectionLimits {
+        aiguillage_net::ConnectionLimits {
+            handshakes_per_ip: self.handshakes_per_ip,
+            handshakes: self.handshakes,
+            connections_per_peer: self.connections_per_peer,
         }
     }
 }

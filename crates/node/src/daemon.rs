@@ -26,6 +26,7 @@ use crate::config::NodeConfig;
 use crate::executor::{Executor, ExecutorConfig, Report, local::Local, slurm::Slurm};
 use crate::job_file::JobFile;
 use crate::metrics::Metrics;
+use crate::rate_limit::RateLimiter;
 use crate::{clock, files, profiles};
 
 /// What a running node publishes about itself for tools (devnet, CLI): `<data_dir>/run.json`.
@@ -56,9 +57,7 @@ struct Node {
     run_path: PathBuf,
     /// Open group commit: outputs and changed records held until one flush covers them.
     batch: Option<Batch>,
-    limits: crate::config::Limits,
-    /// Per-peer token buckets: (tokens, last refill).
-    buckets: HashMap<PeerId, (f64, std::time::Instant)>,
+    rate_limit: RateLimiter<PeerId>,
 }
 
 #[derive(Default)]
@@ -126,6 +125,7 @@ pub async fn run(config_path: &Path) -> Result<()> {
     let keypair = aiguillage_net::keypair_of(&key);
     let peer_id = keypair.public().to_peer_id();
     let mut net = NetConfig::new(keypair);
+    net.limits = cfg.limits.connections();
     net.allowed = members.keys().copied().filter(|p| *p != peer_id).collect();
     for l in &cfg.listen {
         net.listen
@@ -205,8 +205,7 @@ pub async fn run(config_path: &Path) -> Result<()> {
         },
         run_path,
         batch: None,
-        limits: cfg.limits.clone(),
-        buckets: HashMap::new(),
+        rate_limit: RateLimiter::new(cfg.limits.peer_messages_per_s, cfg.limits.peer_burst),
     };
     if let Some(total_gpus) = first_capacity {
         node.apply(Input::Capacity { total_gpus });
@@ -627,13 +626,7 @@ impl Node {
     /// Takes a token from the peer's bucket; a peer over its rate has the message dropped
     /// (before any signature check) and counted as `rate_limited`.
     fn within_limit(&mut self, peer: &PeerId) -> bool {
-        let now = std::time::Instant::now();
-        let (rate, burst) = (self.limits.peer_messages_per_s, self.limits.peer_burst);
-        let (tokens, last) = self.buckets.entry(*peer).or_insert((burst, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
+        if self.rate_limit.allow(*peer, std::time::Instant::now()) {
             return true;
         }
         let kind = "-";
@@ -703,9 +696,9 @@ impl Node {
                     }
                 });
             }
-            NetEvent::PeerDisconnected(peer) => {
+            NetEvent::PeerDisconnected(_) => {
                 self.metrics.peers.dec();
-                self.buckets.remove(&peer);
+                self.rate_limit.forget_refilled(std::time::Instant::now());
             }
             NetEvent::Listening(addr) => {
                 self.run_info
