@@ -519,25 +519,26 @@ fn route_explains_a_referral_and_a_keep() {
     );
 }
 
+/// `aiguillage init` of Luxembourg's node in `dir`, with `extra` arguments; its config path.
+fn init_lu(dir: &std::path::Path, extra: &[&str]) -> std::path::PathBuf {
+    let profile = repo_root().join("config/factories/lu-l-aif.toml");
+    let data = dir.join("node");
+    let mut args = vec![
+        "init",
+        "--profile",
+        profile.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    run_in(dir, &args).ok();
+    data.join("node.toml")
+}
+
 #[test]
 fn an_admin_api_on_a_non_loopback_address_is_refused_unless_allowed() {
     let dir = tempfile::tempdir().unwrap();
-    let profile = repo_root().join("config/factories/lu-l-aif.toml");
-    let data = dir.path().join("node");
-    run_in(
-        dir.path(),
-        &[
-            "init",
-            "--profile",
-            profile.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--admin",
-            "0.0.0.0:0",
-        ],
-    )
-    .ok();
-    let config = data.join("node.toml");
+    let config = init_lu(dir.path(), &["--admin", "0.0.0.0:0"]);
     let refused = run_in(dir.path(), &["run", "--config", config.to_str().unwrap()]).fails();
     assert!(
         refused.stderr.contains("not a loopback address")
@@ -558,4 +559,25 @@ fn an_admin_api_on_a_non_loopback_address_is_refused_unless_allowed() {
         "{}",
         next.stderr
     );
+}
+
+#[test]
+fn a_limit_of_zero_is_refused_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = init_lu(dir.path(), &[]);
+    let text = std::fs::read_to_string(&config).unwrap();
+    for (line, zero) in [
+        ("handshakes_per_ip = 64", "handshakes_per_ip = 0"),
+        ("peer_burst = 2000.0", "peer_burst = 0.0"),
+    ] {
+        assert!(text.contains(line), "{text}");
+        std::fs::write(&config, text.replace(line, zero)).unwrap();
+        let refused = run_in(dir.path(), &["run", "--config", config.to_str().unwrap()]).fails();
+        let name = zero.split(' ').next().unwrap();
+        assert!(
+            refused.stderr.contains("[limits]") && refused.stderr.contains(name),
+            "{}",
+            refused.stderr
+        );
+    }
 }

@@ -16,9 +16,10 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use crate::admission::{HandshakeLimit, HandshakesPerIp};
+use crate::admission::{Admission, HandshakeLimit, NotRostered};
 use crate::{
-    Ack, Channel, Command, Frame, NetConfig, NetError, NetEvent, PeerId, SyncAnswer, SyncAsk, Topic,
+    Ack, Channel, Command, Frame, NetConfig, NetError, NetEvent, OnRefused, PeerId, SyncAnswer,
+    SyncAsk, Topic,
 };
 
 type Direct = request_response::cbor::Behaviour<Frame, Ack>;
@@ -27,8 +28,9 @@ type SyncReply = oneshot::Sender<Result<Vec<Vec<u8>>, NetError>>;
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
-    // Admission first: a refused connection costs no other behaviour anything.
-    handshakes_per_ip: HandshakesPerIp,
+    // Admission first: a refused connection costs no other behaviour anything, and none
+    // of them keeps a record of it.
+    admission: Admission,
     connection_limits: connection_limits::Behaviour,
     gossipsub: gossipsub::Behaviour,
     referral: Direct,
@@ -98,6 +100,23 @@ pub struct EventLoop {
     unpublished: HashMap<Topic, Vec<u8>>,
     topics: [(Topic, IdentTopic); 2],
     dropped_events: u64,
+    on_refused: OnRefused,
+}
+
+/// The metric label for why a connection was refused.
+fn refusal_reason(cause: &libp2p::swarm::ConnectionDenied) -> &'static str {
+    if cause.downcast_ref::<NotRostered>().is_some() {
+        "not_rostered"
+    } else if cause.downcast_ref::<HandshakeLimit>().is_some() {
+        "handshakes_per_ip"
+    } else if cause
+        .downcast_ref::<connection_limits::Exceeded>()
+        .is_some()
+    {
+        "connection_limit"
+    } else {
+        "denied"
+    }
 }
 
 fn direct(protocol: &'static str) -> Direct {
@@ -121,6 +140,7 @@ impl EventLoop {
     ) -> Result<EventLoop, NetError> {
         let heartbeat = config.heartbeat;
         let limits = config.limits.clone();
+        let allowed = config.allowed.clone();
         let err = |e: &dyn std::fmt::Display| NetError::Send(e.to_string());
         let builder = libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone())
             .with_tokio()
@@ -170,7 +190,7 @@ impl EventLoop {
                 // AutoNAT: serve the DHT from the start.
                 kad.set_mode(Some(kad::Mode::Server));
                 Ok(Behaviour {
-                    handshakes_per_ip: HandshakesPerIp::new(limits.handshakes_per_ip),
+                    admission: Admission::new(limits.handshakes_per_ip, allowed),
                     connection_limits: connection_limits::Behaviour::new(
                         connection_limits::ConnectionLimits::default()
                             .with_max_pending_incoming(Some(limits.handshakes))
@@ -223,6 +243,7 @@ impl EventLoop {
             commands,
             events,
             allowed: config.allowed,
+            on_refused: config.on_refused,
             pending_sends: HashMap::new(),
             pending_syncs: HashMap::new(),
             sync_channels: HashMap::new(),
@@ -314,6 +335,10 @@ impl EventLoop {
                     .report_message_validation_result(&id, &source, acceptance);
             }
             Command::SetAllowed(peers) => {
+                self.swarm
+                    .behaviour_mut()
+                    .admission
+                    .set_allowed(peers.clone());
                 self.allowed = peers;
                 let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
                 for p in connected {
@@ -367,14 +392,7 @@ impl EventLoop {
                 endpoint,
                 ..
             } => {
-                if !self.allowed.contains(&peer_id) {
-                    let _ = self.swarm.disconnect_peer_id(peer_id);
-                    self.emit(NetEvent::Refused {
-                        peer: Some(peer_id),
-                        reason: "not_rostered",
-                    });
-                    return;
-                }
+                // Admission refused peers outside the roster before they got here.
                 if endpoint.is_dialer() {
                     self.swarm
                         .behaviour_mut()
@@ -398,18 +416,20 @@ impl EventLoop {
                 send_back_addr,
                 ..
             } => {
-                let reason = if cause.downcast_ref::<HandshakeLimit>().is_some() {
-                    "handshakes_per_ip"
-                } else if cause
-                    .downcast_ref::<connection_limits::Exceeded>()
-                    .is_some()
-                {
-                    "connection_limit"
-                } else {
-                    "denied"
-                };
+                let reason = refusal_reason(&cause);
                 debug!(%send_back_addr, reason, "incoming connection refused");
-                self.emit(NetEvent::Refused { peer: None, reason });
+                // Counted here, not sent to the node: refusals cost an outsider only a
+                // connect, and must not crowd real events out of the node's queue.
+                (self.on_refused.0)(reason);
+            }
+            SwarmEvent::OutgoingConnectionError {
+                error: libp2p::swarm::DialError::Denied { cause },
+                peer_id,
+                ..
+            } => {
+                let reason = refusal_reason(&cause);
+                debug!(?peer_id, reason, "outgoing connection refused");
+                (self.on_refused.0)(reason);
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             _ => {}

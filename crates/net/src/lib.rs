@@ -66,6 +66,25 @@ pub struct NetConfig {
     /// Gossipsub heartbeat; shorter converges faster on small federations.
     pub heartbeat: Duration,
     pub limits: ConnectionLimits,
+    /// Told of every connection refused, with the reason.
+    pub on_refused: OnRefused,
+}
+
+/// Called by the network task for each connection it refuses, with the reason
+/// (`not_rostered`, `handshakes_per_ip`, `connection_limit`); it must not block.
+#[derive(Clone)]
+pub struct OnRefused(pub std::sync::Arc<dyn Fn(&'static str) + Send + Sync>);
+
+impl Default for OnRefused {
+    fn default() -> Self {
+        OnRefused(std::sync::Arc::new(|_| {}))
+    }
+}
+
+impl std::fmt::Debug for OnRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnRefused")
+    }
 }
 
 /// Bounds on connections, applied before a connecting peer costs any cryptography (per
@@ -102,6 +121,7 @@ impl NetConfig {
             idle_timeout: Duration::from_secs(3600),
             heartbeat: Duration::from_millis(500),
             limits: ConnectionLimits::default(),
+            on_refused: OnRefused::default(),
         }
     }
 }
@@ -129,12 +149,6 @@ pub enum NetEvent {
     PeerConnected(PeerId),
     PeerDisconnected(PeerId),
     Listening(Multiaddr),
-    /// A peer outside the roster connected and was disconnected (`peer` known), or an
-    /// incoming connection was refused by a connection limit before its handshake.
-    Refused {
-        peer: Option<PeerId>,
-        reason: &'static str,
-    },
 }
 
 /// Why a network call failed.

@@ -64,16 +64,6 @@ impl ApiError {
             message: message.into(),
         }
     }
-    /// The call was applied in memory but the store refused to keep it (disk full, say):
-    /// nothing of it left the node, and the log says why.
-    pub fn not_persisted() -> ApiError {
-        ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            message:
-                "the node could not make the change durable (see the node log); nothing was sent"
-                    .into(),
-        }
-    }
 }
 
 impl IntoResponse for ApiError {

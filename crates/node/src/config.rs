@@ -72,6 +72,30 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// Every limit must let something through: a zero would cut the node off.
+    pub fn check(&self) -> Result<()> {
+        let positive = [
+            ("peer_messages_per_s", self.peer_messages_per_s),
+            ("peer_burst", self.peer_burst),
+        ];
+        for (name, v) in positive {
+            if !(v.is_finite() && v >= 1.0) {
+                anyhow::bail!("{name} = {v}: it must be a number of at least 1");
+            }
+        }
+        let counts = [
+            ("handshakes_per_ip", self.handshakes_per_ip),
+            ("handshakes", self.handshakes),
+            ("connections_per_peer", self.connections_per_peer),
+        ];
+        for (name, v) in counts {
+            if v == 0 {
+                anyhow::bail!("{name} = 0: it must be at least 1");
+            }
+        }
+        Ok(())
+    }
+
     pub fn connections(&self) -> aiguillage_net::ConnectionLimits {
         aiguillage_net::ConnectionLimits {
             handshakes_per_ip: self.handshakes_per_ip,
@@ -116,6 +140,9 @@ impl NodeConfig {
                 c.admin.listen
             );
         }
+        c.limits
+            .check()
+            .with_context(|| format!("{}: [limits]", path.display()))?;
         Ok(c)
     }
 

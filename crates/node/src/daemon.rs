@@ -70,6 +70,9 @@ struct Batch {
 /// Network events handled under one commit at most.
 const MAX_BATCH: usize = 256;
 
+/// The exit status when the store refuses a commit (EX_IOERR).
+const EXIT_STORE_FAILED: i32 = 74;
+
 pub async fn run(config_path: &Path) -> Result<()> {
     let cfg = NodeConfig::load(config_path)?;
     let profile = profiles::load_one(&cfg.profile)?;
@@ -137,6 +140,11 @@ pub async fn run(config_path: &Path) -> Result<()> {
             .with_context(|| format!("bootstrap address {b:?}"))?;
         net.bootstrap.push(addr);
     }
+    let metrics = Arc::new(Metrics::new());
+    let refused = metrics.refused.clone();
+    net.on_refused = aiguillage_net::OnRefused(Arc::new(move |reason| {
+        refused.with_label_values(&[reason, "connection"]).inc();
+    }));
     let (client, mut net_events, event_loop) =
         aiguillage_net::start(net).context("starting the network")?;
     tokio::spawn(event_loop.run());
@@ -150,7 +158,6 @@ pub async fn run(config_path: &Path) -> Result<()> {
             cfg.admin.token_file.display()
         );
     }
-    let metrics = Arc::new(Metrics::new());
     let registry = metrics.registry.clone();
     let (api_tx, mut api_rx) = mpsc::channel(64);
     let listener = tokio::net::TcpListener::bind(cfg.admin.listen)
@@ -264,9 +271,9 @@ pub async fn run(config_path: &Path) -> Result<()> {
                         Err(_) => break,
                     }
                 }
-                let kept = node.end_batch();
+                node.end_batch();
                 for (answer, reply) in answered {
-                    let _ = reply.send(if kept { answer } else { Err(ApiError::not_persisted()) });
+                    let _ = reply.send(answer);
                 }
             }
             Some(report) = exec_rx.recv() => node.on_executor(report),
@@ -375,22 +382,21 @@ impl Node {
     }
 
     /// Persists everything the batch changed with one flush, then acts on its outputs.
-    /// False when the store refused the commit (nothing of the batch left the node then).
-    fn end_batch(&mut self) -> bool {
+    fn end_batch(&mut self) {
         match self.batch.take() {
             // Only reads: nothing to keep.
-            Some(b) if b.inputs == 0 => true,
+            Some(b) if b.inputs == 0 => {}
             Some(b) => {
                 self.metrics.commit_batch.observe(b.inputs as f64);
-                self.commit_and_act(b.outputs, b.dirty).is_some()
+                self.commit_and_act(b.outputs, b.dirty);
             }
-            None => true,
+            None => {}
         }
     }
 
     /// Feeds one input to the core, persists what changed, then acts on the outputs (or,
     /// inside a batch, leaves both to `end_batch`; nothing leaves the node before that).
-    /// Returns the input's notifications; outside a batch, none if the commit failed.
+    /// Returns the input's notifications.
     fn apply(&mut self, input: Input) -> Vec<Notification> {
         let outputs = self.core.handle(clock::now(), input);
         let dirty = self.core.take_dirty();
@@ -407,15 +413,15 @@ impl Node {
             b.dirty.extend(dirty);
             return notes;
         }
-        self.commit_and_act(outputs, dirty).unwrap_or_default()
+        self.commit_and_act(outputs, dirty)
     }
 
-    /// None when the store refused the commit: then no output leaves the node.
+    /// Persists, then acts. A store that refuses the commit stops the node.
     fn commit_and_act(
         &mut self,
         outputs: Vec<Output>,
         dirty: std::collections::BTreeSet<aiguillage_core::StateKey>,
-    ) -> Option<Vec<Notification>> {
+    ) -> Vec<Notification> {
         let audit: Vec<_> = outputs
             .iter()
             .filter_map(|o| match o {
@@ -427,12 +433,15 @@ impl Node {
             .store
             .commit(self.core.state(), &dirty, &audit, &self.key)
         {
-            // Nothing that depends on an unsaved change may leave the node.
+            // The core's memory already holds changes the store refused; carrying on would
+            // let them out later through re-sends. Stop instead: nothing of them has left,
+            // and a restart resumes from what the store kept.
             error!(
-                "cannot persist state, holding back {} output(s): {e}",
+                "cannot persist state: {e}. Stopping with {} output(s) unsent; restart the \
+                 node once its store is writable",
                 outputs.len()
             );
-            return None;
+            std::process::exit(EXIT_STORE_FAILED);
         }
         let mut notes = Vec::new();
         for o in outputs {
@@ -488,7 +497,7 @@ impl Node {
         }
         self.update_gauges();
         self.follow_roster();
-        Some(notes)
+        notes
     }
 
     /// After a newer roster was installed: who may connect, and which peer is which member.
@@ -705,12 +714,6 @@ impl Node {
                     .listen
                     .push(format!("{addr}/p2p/{}", self.run_info.peer_id));
                 self.write_run_info();
-            }
-            NetEvent::Refused { reason, .. } => {
-                self.metrics
-                    .refused
-                    .with_label_values(&[reason, "connection"])
-                    .inc();
             }
         }
     }
