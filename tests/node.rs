@@ -168,15 +168,9 @@ fn projects_filed_concurrently_each_get_their_own_answer_and_all_survive_a_crash
     assert_eq!(distinct.len(), CALLERS, "one referral per call: {ids:?}");
     d.kill9("lu-l-aif");
     d.restart("lu-l-aif");
-    let listed = d.json("lu-l-aif", &["referral", "list"]);
-    let listed: Vec<&str> = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|r| r["referral"].as_str())
-        .collect();
+    let listed = listed_referrals(&d, "lu-l-aif");
     for id in &ids {
-        assert!(listed.contains(&id.as_str()), "{id} was answered but lost");
+        assert!(listed.contains(id), "{id} was answered but lost");
     }
     d.wait_for(30, "every referral handed over", || {
         ids.iter()
@@ -764,4 +758,103 @@ fn the_network_benchmark_harness_measures_every_figure() {
             > 0.0
     );
     assert!(v["idle_rss_mib"]["median"].as_f64().unwrap() > 1.0);
+}
+
+/// A tmpfs of `size` mounted at `at` for as long as it lives (root only, as in CI).
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(at: &std::path::Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(at).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "this test mounts a small tmpfs and needs root (as in CI): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk(at.to_owned())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .args(["-l"])
+            .arg(&self.0)
+            .status();
+    }
+}
+
+fn listed_referrals(d: &Devnet, node: &str) -> Vec<String> {
+    d.json(node, &["referral", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["referral"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn a_node_whose_disk_fills_stops_and_resumes_with_everything_it_answered() {
+    let mut d = Devnet::start(&["lu-l-aif", "es-1healthai"]);
+    d.kill9("lu-l-aif");
+    // Luxembourg's store moves onto a small disk of its own.
+    let dir = d.member_dir("lu-l-aif");
+    let disk = SmallDisk::mount(&d.net_dir().join("lu-disk"), "16m");
+    let db = disk.0.join("db");
+    let status = std::process::Command::new("cp")
+        .args(["-a"])
+        .arg(dir.join("db"))
+        .arg(&db)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::remove_dir_all(dir.join("db")).unwrap();
+    std::os::unix::fs::symlink(&db, dir.join("db")).unwrap();
+    d.restart("lu-l-aif");
+    let pid = d.run_info("lu-l-aif")["pid"].as_u64().unwrap();
+    // Fill the disk, leaving the store a little room.
+    {
+        use std::io::Write;
+        let mut filler = std::fs::File::create(disk.0.join("filler")).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        while filler.write_all(&chunk).is_ok() {}
+        let _ = filler.sync_all();
+    }
+    std::fs::write(disk.0.join("room"), vec![0u8; 256 * 1024]).ok();
+    std::fs::remove_file(disk.0.join("room")).ok();
+    // File projects until the node stops answering.
+    let mut answered = Vec::new();
+    for _ in 0..2_000 {
+        let path = repo_root().join("config/examples/project-health-lu.toml");
+        let out = d.cli(
+            "lu-l-aif",
+            &["project", "file", path.to_str().unwrap(), "--json"],
+        );
+        if out.code != Some(0) {
+            break;
+        }
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        answered.push(v["referral"].as_str().unwrap().to_owned());
+    }
+    d.wait_for(10, "the node to stop", || {
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+    });
+    let log = std::fs::read_to_string(dir.join("restart.log")).unwrap();
+    assert!(log.contains("cannot persist state"), "{log}");
+    assert!(!answered.is_empty(), "the store had room for some projects");
+    // With room again, it restarts holding every project it had answered for.
+    std::fs::remove_file(disk.0.join("filler")).unwrap();
+    d.restart("lu-l-aif");
+    let listed = listed_referrals(&d, "lu-l-aif");
+    for id in &answered {
+        assert!(listed.contains(id), "{id} was answered but lost");
+    }
+    d.kill9("lu-l-aif");
 }
