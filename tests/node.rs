@@ -6,9 +6,7 @@ use aiguillage_wire::*;
 use support::{Devnet, http, repo_root};
 
 fn referral_state(d: &Devnet, node: &str, id: &str) -> String {
-    let v = d.json(node, &["referral", "show", id]);
-    let s = &v["referral"]["state"];
-    s["state"].as_str().or(s.as_str()).unwrap_or("").to_owned()
+    support::state_of(&d.json(node, &["referral", "show", id]))
 }
 
 fn file_project(d: &Devnet, node: &str, example: &str) -> String {

@@ -140,13 +140,7 @@ fn slurm_state(id: &str) -> String {
 }
 
 fn ledger_with(d: &Devnet, node: &str, peer: &str) -> Value {
-    let v = d.cli(node, &["ledger", "--json"]).ok().json();
-    v.as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["member"] == peer)
-        .map(|r| r["totals"].clone())
-        .unwrap_or(Value::Null)
+    support::totals_with(&d.json(node, &["ledger"]), peer)
 }
 
 #[test]

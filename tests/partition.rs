@@ -187,18 +187,15 @@ impl Lab {
     }
 
     fn cut(&self, member: &str) {
-        let i = self.index(member);
-        ip(&[
-            "-n",
-            &self.bridge_ns(),
-            "link",
-            "set",
-            &format!("{}p{i}", self.tag),
-            "down",
-        ]);
+        self.set_link(member, "down");
     }
 
     fn heal(&self, member: &str) {
+        self.set_link(member, "up");
+    }
+
+    /// The member's port on the bridge, `up` or `down`.
+    fn set_link(&self, member: &str, state: &str) {
         let i = self.index(member);
         ip(&[
             "-n",
@@ -206,7 +203,7 @@ impl Lab {
             "link",
             "set",
             &format!("{}p{i}", self.tag),
-            "up",
+            state,
         ]);
     }
 
@@ -276,19 +273,11 @@ fn referral_state(lab: &Lab, member: &str, id: &str) -> String {
     if r.code != Some(0) {
         return String::new();
     }
-    let v = r.json();
-    let s = &v["referral"]["state"];
-    s["state"].as_str().or(s.as_str()).unwrap_or("").to_owned()
+    support::state_of(&r.json())
 }
 
 fn totals(lab: &Lab, member: &str, peer: &str) -> Value {
-    lab.json(member, &["ledger"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["member"] == peer)
-        .map(|r| r["totals"].clone())
-        .unwrap_or(Value::Null)
+    support::totals_with(&lab.json(member, &["ledger"]), peer)
 }
 
 #[test]

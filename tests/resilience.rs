@@ -52,9 +52,7 @@ fn twenty_kills_while_referrals_and_jobs_flow_lose_and_duplicate_nothing() {
 
     d.wait_for(120, "every referral handed over and every job done", || {
         referrals.iter().all(|id| {
-            let v = d.json(ORIGIN, &["referral", "show", id]);
-            let s = &v["referral"]["state"];
-            s["state"].as_str().or(s.as_str()) == Some("handed_over")
+            support::state_of(&d.json(ORIGIN, &["referral", "show", id])) == "handed_over"
         }) && jobs
             .iter()
             .all(|j| d.json(ORIGIN, &["job", "show", j])["job"]["phase"]["phase"] == "done")

@@ -284,3 +284,21 @@ pub fn http(
         body.to_owned(),
     )
 }
+
+/// The totals a `ledger --json` answer holds for `peer` (null when it holds none).
+pub fn totals_with(ledger: &serde_json::Value, peer: &str) -> serde_json::Value {
+    ledger
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["member"] == peer)
+        .map(|r| r["totals"].clone())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// The state name in a `referral show --json` answer (outgoing states are tagged objects,
+/// incoming ones plain strings).
+pub fn state_of(referral: &serde_json::Value) -> String {
+    let s = &referral["referral"]["state"];
+    s["state"].as_str().or(s.as_str()).unwrap_or("").to_owned()
+}
