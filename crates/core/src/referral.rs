@@ -123,6 +123,18 @@ pub enum InState {
 }
 
 impl InState {
+    /// Whether this member took the referral (accepted it, whatever happened since).
+    pub fn was_accepted(&self) -> bool {
+        matches!(
+            self,
+            InState::Accepted
+                | InState::HandedOver
+                | InState::InProgress
+                | InState::Completed
+                | InState::Abandoned
+        )
+    }
+
     /// Whether the referral occupies one of this member's intake slots.
     pub fn holds_intake(&self) -> bool {
         matches!(

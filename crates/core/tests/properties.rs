@@ -248,14 +248,7 @@ fn check_settled(net: &Net) -> Result<(), String> {
     let mut holders: BTreeMap<ReferralId, Vec<MemberId>> = BTreeMap::new();
     for (m, core) in &net.cores {
         for (id, r) in &core.state().incoming {
-            if matches!(
-                r.state,
-                InState::Accepted
-                    | InState::HandedOver
-                    | InState::InProgress
-                    | InState::Completed
-                    | InState::Abandoned
-            ) {
+            if r.state.was_accepted() {
                 holders.entry(id.clone()).or_default().push(m.clone());
             }
         }

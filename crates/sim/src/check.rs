@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use aiguillage_core::{AttemptOutcome, Core, HostPhase, InState, JobPhase};
+use aiguillage_core::{AttemptOutcome, Core, HostPhase, JobPhase};
 use aiguillage_wire::{Confirm, Envelope, HandOver, JobId, MemberId, MessageKind, ReferralId};
 
 /// Violations found, in the order they were found (at most `LIMIT` kept in full).
@@ -145,15 +145,7 @@ impl Checker {
         let mut unacked_receipts: BTreeMap<(usize, usize), u64> = BTreeMap::new();
         for (ti, core) in cores.iter().enumerate() {
             for (id, r) in &core.state().incoming {
-                let holds = matches!(
-                    r.state,
-                    InState::Accepted
-                        | InState::HandedOver
-                        | InState::InProgress
-                        | InState::Completed
-                        | InState::Abandoned
-                );
-                if holds {
+                if r.state.was_accepted() {
                     holders.entry(id).or_default().push(core.me());
                 }
                 if r.dossier.is_some()

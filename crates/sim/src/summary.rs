@@ -276,14 +276,10 @@ pub fn summarise(sim: &Sim<'_>) -> RunOutcome {
         }
         for r in st.incoming.values() {
             members[oi].offers_in += 1;
-            match r.state {
-                InState::Declined { .. } => members[oi].declined_in += 1,
-                InState::Accepted
-                | InState::HandedOver
-                | InState::InProgress
-                | InState::Completed
-                | InState::Abandoned => members[oi].accepted_in += 1,
-                _ => {}
+            if r.state.was_accepted() {
+                members[oi].accepted_in += 1;
+            } else if matches!(r.state, InState::Declined { .. }) {
+                members[oi].declined_in += 1;
             }
         }
         let mut used = 0u64;
