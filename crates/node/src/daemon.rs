@@ -298,24 +298,8 @@ pub async fn run(config_path: &Path) -> Result<()> {
 /// Opens the store, waiting a little for the lock: after a crash, the old process's
 /// threads may hold it for a moment longer.
 pub fn open_store(data_dir: &Path) -> Result<Store> {
-    let path = data_dir.join("db");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        match Store::open(&path) {
-            Ok(s) => return Ok(s),
-            Err(e) if e.is_locked() && std::time::Instant::now() < deadline => {
-                warn!(
-                    "the store in {} is still locked; retrying",
-                    data_dir.display()
-                );
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("opening the store in {}", data_dir.display()));
-            }
-        }
-    }
+    Store::open_waiting(&data_dir.join("db"), std::time::Duration::from_secs(10))
+        .with_context(|| format!("opening the store in {}", data_dir.display()))
 }
 
 fn channel_for(kind: MessageKind) -> Channel {
@@ -382,15 +366,13 @@ impl Node {
     }
 
     /// Persists everything the batch changed with one flush, then acts on its outputs.
+    /// A batch of reads only has nothing to keep.
     fn end_batch(&mut self) {
-        match self.batch.take() {
-            // Only reads: nothing to keep.
-            Some(b) if b.inputs == 0 => {}
-            Some(b) => {
-                self.metrics.commit_batch.observe(b.inputs as f64);
-                self.commit_and_act(b.outputs, b.dirty);
-            }
-            None => {}
+        if let Some(b) = self.batch.take()
+            && b.inputs > 0
+        {
+            self.metrics.commit_batch.observe(b.inputs as f64);
+            self.commit_and_act(b.outputs, b.dirty);
         }
     }
 

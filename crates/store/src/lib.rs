@@ -132,7 +132,13 @@ impl Store {
     /// process can find its own lock still held: the lock is retried for up to two seconds
     /// before `StoreError::is_locked` is returned.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        Store::open_waiting(dir, LOCK_WAIT)
+    }
+
+    /// [`Store::open`], waiting up to `wait` for a held lock: after a crash, the old
+    /// process may hold it for a moment longer.
+    pub fn open_waiting(dir: &Path, wait: std::time::Duration) -> Result<Store, StoreError> {
+        let deadline = std::time::Instant::now() + wait;
         loop {
             match Store::open_once(dir) {
                 Err(e) if e.is_locked() && std::time::Instant::now() < deadline => {
