@@ -480,8 +480,26 @@ fn a_rostered_member_cannot_replay_adverts_decide_for_others_or_claim_receipts()
 
 #[test]
 fn a_flooding_member_is_rate_limited_while_the_node_keeps_serving_the_others() {
-    let d = Devnet::start(&["lu-l-aif", "es-1healthai", "fr-ai2f"]);
+    // Luxembourg lets each peer deliver 50 messages at once, then one a second: small and
+    // explicit, so that the limit engages however fast or slow the flood arrives.
+    const BURST: usize = 50;
+    const PER_S: f64 = 1.0;
+    const FLOOD: usize = 1_000;
+    let mut d = Devnet::start(&["lu-l-aif", "es-1healthai", "fr-ai2f"]);
     d.kill9("fr-ai2f");
+    d.kill9("lu-l-aif");
+    let config = d.member_dir("lu-l-aif").join("node.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let limited = text
+        .replace(
+            "peer_messages_per_s = 500.0",
+            &format!("peer_messages_per_s = {PER_S:?}"),
+        )
+        .replace("peer_burst = 2000.0", &format!("peer_burst = {BURST}.0"));
+    assert_ne!(limited, text, "the devnet writes the default limits");
+    std::fs::write(&config, limited).unwrap();
+    d.restart("lu-l-aif");
+
     let key = keys::secret_key_from_pem(
         &std::fs::read_to_string(d.member_dir("fr-ai2f").join("key.pem")).unwrap(),
     )
@@ -489,7 +507,7 @@ fn a_flooding_member_is_rate_limited_while_the_node_keeps_serving_the_others() {
     let fr = MemberId::new("fr-ai2f").unwrap();
     let now = now_ms();
     // Valid, signed, rostered: each would cost a signature check and a lookup.
-    let flood: Vec<Vec<u8>> = (0..6_000u64)
+    let flood: Vec<Vec<u8>> = (0..FLOOD as u64)
         .map(|n| {
             let m = Heartbeat {
                 job: JobId::new(format!("lu-l-aif/{}", 1_000 + n)).unwrap(),
@@ -502,16 +520,17 @@ fn a_flooding_member_is_rate_limited_while_the_node_keeps_serving_the_others() {
         })
         .collect();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let sent = rt.block_on(async {
+    let (admitted, refused, other, elapsed) = rt.block_on(async {
         let (client, peer) = rogue_client(&d, &key, "lu-l-aif").await;
-        for _ in 0..50 {
+        for _ in 0..100 {
             if client.connected().await.unwrap().contains(&peer) {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        let mut sent = 0;
-        for chunk in flood.chunks(200) {
+        let started = std::time::Instant::now();
+        let (mut admitted, mut refused, mut other) = (0, 0, Vec::new());
+        for chunk in flood.chunks(100) {
             let sends = chunk.iter().map(|bytes| {
                 let client = client.clone();
                 let bytes = bytes.clone();
@@ -519,27 +538,42 @@ fn a_flooding_member_is_rate_limited_while_the_node_keeps_serving_the_others() {
                     client
                         .send(peer, aiguillage_net::Channel::Overflow, bytes)
                         .await
-                        .is_ok()
                 }
             });
-            sent += futures::future::join_all(sends)
-                .await
-                .into_iter()
-                .filter(|ok| *ok)
-                .count();
+            for answer in futures::future::join_all(sends).await {
+                match answer {
+                    Ok(()) => admitted += 1,
+                    Err(aiguillage_net::NetError::Refused(r)) if r == "rate_limited" => {
+                        refused += 1
+                    }
+                    Err(e) => other.push(e.to_string()),
+                }
+            }
         }
-        sent
+        (admitted, refused, other, started.elapsed())
     });
+    // Every message was answered, and the bucket let through its burst and its refill: no
+    // more (the refill is bounded by the time the flood took), no fewer.
     assert!(
-        sent > 4_000,
-        "the flood got through the transport ({sent} sent)"
+        other.is_empty(),
+        "{} failed otherwise: {:?}",
+        other.len(),
+        &other[..other.len().min(3)]
     );
-    d.wait_for(10, "the rate limit to show on /metrics", || {
-        metric(&d, "lu-l-aif", "reason=\"rate_limited\"") > 0
-    });
+    assert_eq!(admitted + refused, FLOOD);
+    let refill = (elapsed.as_secs_f64() * PER_S).ceil() as usize;
+    assert!(
+        (BURST..=BURST + refill).contains(&admitted),
+        "{admitted} admitted in {elapsed:?} with a burst of {BURST} at {PER_S}/s"
+    );
+    // Each refusal was counted once, by the network task, before it reached the node.
+    assert_eq!(
+        metric(&d, "lu-l-aif", "reason=\"rate_limited\"") as usize,
+        refused
+    );
     // Luxembourg still serves the others: a referral goes through, its peer stays.
     let id = file_project(&d, "lu-l-aif", "project-health-lu.toml");
-    d.wait_for(20, "a referral after the flood", || {
+    d.wait_for(30, "a referral after the flood", || {
         referral_state(&d, "lu-l-aif", &id) == "handed_over"
     });
     let status = d.json("lu-l-aif", &["status"]);

@@ -1,15 +1,16 @@
 //! The task that owns the swarm.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Instant;
 
 use aiguillage_wire::{
     Envelope, MAX_ENVELOPE_BYTES, PROTOCOL_KAD, PROTOCOL_OVERFLOW, PROTOCOL_REFERRAL,
     PROTOCOL_SYNC, TOPIC_ADVERTS, TOPIC_ROSTER,
 };
 use futures::StreamExt;
-use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode};
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, ValidationMode};
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{StreamProtocol, Swarm, connection_limits, identify, kad, noise, ping, tcp, yamux};
 use sha2::{Digest, Sha256};
@@ -17,9 +18,10 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::admission::{Admission, HandshakeLimit, NotRostered};
+use crate::rate_limit::RateLimiter;
 use crate::{
-    Ack, Channel, Command, Frame, NetConfig, NetError, NetEvent, OnRefused, PeerId, SyncAnswer,
-    SyncAsk, Topic,
+    Ack, Channel, Command, Frame, NetConfig, NetError, NetEvent, OnRefused, PeerId, Refusal,
+    SyncAnswer, SyncAsk, Topic,
 };
 
 type Direct = request_response::cbor::Behaviour<Frame, Ack>;
@@ -94,8 +96,9 @@ pub struct EventLoop {
     allowed: HashSet<PeerId>,
     pending_sends: HashMap<OutboundRequestId, oneshot::Sender<Result<(), NetError>>>,
     pending_syncs: HashMap<OutboundRequestId, SyncReply>,
-    sync_channels: HashMap<u64, ResponseChannel<SyncAnswer>>,
-    next_token: u64,
+    /// What a sync request is answered with, kept current by the node.
+    sync_entries: BTreeMap<String, Vec<u8>>,
+    limiter: RateLimiter<PeerId>,
     /// The latest publish per topic that found no subscribed peer, retried on subscription.
     unpublished: HashMap<Topic, Vec<u8>>,
     topics: [(Topic, IdentTopic); 2],
@@ -246,8 +249,8 @@ impl EventLoop {
             on_refused: config.on_refused,
             pending_sends: HashMap::new(),
             pending_syncs: HashMap::new(),
-            sync_channels: HashMap::new(),
-            next_token: 0,
+            sync_entries: BTreeMap::new(),
+            limiter: RateLimiter::new(config.peer_rate.per_s, config.peer_rate.burst),
             unpublished: HashMap::new(),
             topics,
             dropped_events: 0,
@@ -278,6 +281,19 @@ impl EventLoop {
                 "event queue full; dropping a network event"
             );
         }
+    }
+
+    fn refused(&self, reason: &'static str, channel: &'static str) {
+        (self.on_refused.0)(Refusal { reason, channel });
+    }
+
+    /// Takes a token from `peer`'s bucket, or counts the message as `rate_limited`.
+    fn within_rate(&mut self, peer: PeerId, channel: &'static str) -> bool {
+        if self.limiter.allow(peer, Instant::now()) {
+            return true;
+        }
+        self.refused("rate_limited", channel);
+        false
     }
 
     fn topic_hash(&self, topic: Topic) -> gossipsub::TopicHash {
@@ -312,16 +328,12 @@ impl EventLoop {
                     .send_request(&from, SyncAsk {});
                 self.pending_syncs.insert(id, reply);
             }
-            Command::AnswerSync { token, envelopes } => {
-                if let Some(channel) = self.sync_channels.remove(&token) {
-                    let answer = SyncAnswer {
-                        envelopes: envelopes.into_iter().map(Frame).collect(),
+            Command::SetSyncEntries(entries) => {
+                for (key, bytes) in entries {
+                    match bytes {
+                        Some(b) => self.sync_entries.insert(key, b),
+                        None => self.sync_entries.remove(&key),
                     };
-                    let _ = self
-                        .swarm
-                        .behaviour_mut()
-                        .sync
-                        .send_response(channel, answer);
                 }
             }
             Command::Report {
@@ -409,6 +421,7 @@ impl EventLoop {
                 num_established: 0,
                 ..
             } if self.allowed.contains(&peer_id) => {
+                self.limiter.forget_refilled(Instant::now());
                 self.emit(NetEvent::PeerDisconnected(peer_id));
             }
             SwarmEvent::IncomingConnectionError {
@@ -420,7 +433,7 @@ impl EventLoop {
                 debug!(%send_back_addr, reason, "incoming connection refused");
                 // Counted here, not sent to the node: refusals cost an outsider only a
                 // connect, and must not crowd real events out of the node's queue.
-                (self.on_refused.0)(reason);
+                self.refused(reason, "connection");
             }
             SwarmEvent::OutgoingConnectionError {
                 error: libp2p::swarm::DialError::Denied { cause },
@@ -429,7 +442,7 @@ impl EventLoop {
             } => {
                 let reason = refusal_reason(&cause);
                 debug!(?peer_id, reason, "outgoing connection refused");
-                (self.on_refused.0)(reason);
+                self.refused(reason, "connection");
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             _ => {}
@@ -448,6 +461,23 @@ impl EventLoop {
                 } else {
                     Topic::Adverts
                 };
+                let channel = match topic {
+                    Topic::Roster => "roster",
+                    Topic::Adverts => "adverts",
+                };
+                if !self.within_rate(propagation_source, channel) {
+                    // Neither accepted nor held against the relay: it may be passing on
+                    // others' valid messages faster than we take them.
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            MessageAcceptance::Ignore,
+                        );
+                    return;
+                }
                 self.emit(NetEvent::Gossip {
                     source: propagation_source,
                     id: message_id,
@@ -461,7 +491,8 @@ impl EventLoop {
                     self.publish(topic, data);
                 }
             }
-            BehaviourEvent::Referral(e) | BehaviourEvent::Overflow(e) => self.on_direct(e),
+            BehaviourEvent::Referral(e) => self.on_direct("referral", e),
+            BehaviourEvent::Overflow(e) => self.on_direct("overflow", e),
             BehaviourEvent::Sync(e) => self.on_sync(e),
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })
                 if self.allowed.contains(&peer_id) =>
@@ -480,7 +511,11 @@ impl EventLoop {
         }
     }
 
-    fn on_direct(&mut self, event: request_response::Event<Frame, Ack>) {
+    fn on_direct(
+        &mut self,
+        channel_name: &'static str,
+        event: request_response::Event<Frame, Ack>,
+    ) {
         use request_response::{Event, Message};
         match event {
             Event::Message {
@@ -491,16 +526,24 @@ impl EventLoop {
                     },
                 ..
             } => {
-                // Only well-formed envelopes go to the node; anything else gets its reason.
-                let ack = match Envelope::from_bytes(&request.0) {
-                    Ok(_) => Ack {
-                        accepted: true,
-                        reason: String::new(),
-                    },
-                    Err(e) => Ack {
+                // Only well-formed envelopes within the peer's rate go to the node; anything
+                // else gets its reason.
+                let ack = if !self.within_rate(peer, channel_name) {
+                    Ack {
                         accepted: false,
-                        reason: e.to_string(),
-                    },
+                        reason: "rate_limited".to_owned(),
+                    }
+                } else {
+                    match Envelope::from_bytes(&request.0) {
+                        Ok(_) => Ack {
+                            accepted: true,
+                            reason: String::new(),
+                        },
+                        Err(e) => Ack {
+                            accepted: false,
+                            reason: e.to_string(),
+                        },
+                    }
                 };
                 let accepted = ack.accepted;
                 // Answering only uses the channel, whichever protocol it came on.
@@ -554,10 +597,18 @@ impl EventLoop {
                 message: Message::Request { channel, .. },
                 ..
             } => {
-                self.next_token += 1;
-                self.sync_channels.insert(self.next_token, channel);
-                let token = self.next_token;
-                self.emit(NetEvent::SyncRequest { from: peer, token });
+                // Over its rate, the request goes unanswered (the peer sees its stream
+                // closed); a dropped channel keeps nothing here.
+                if self.within_rate(peer, "sync") {
+                    let answer = SyncAnswer {
+                        envelopes: self.sync_entries.values().cloned().map(Frame).collect(),
+                    };
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .sync
+                        .send_response(channel, answer);
+                }
             }
             Event::Message {
                 message:

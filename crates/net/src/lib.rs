@@ -4,14 +4,17 @@
 //! rest of the node talks to it through a cheap, cloneable [`Client`] (commands over a
 //! bounded channel, each with a oneshot for its answer) and receives [`NetEvent`]s. This
 //! crate moves signed envelopes; it makes no federation decision. What it does check:
-//! connections from keys outside the roster are closed, and frames that are not envelopes
-//! within the protocol's size limit are answered with an error.
+//! connections from keys outside the roster are closed, each peer's messages are counted
+//! against its token bucket before they are queued for the node, and frames that are not
+//! envelopes within the protocol's size limit are answered with an error. Directory sync
+//! requests are answered here, from the snapshot the node keeps up to date.
 //!
 //! A member's libp2p identity is its federation signing key, so its PeerId follows from the
 //! public key in the roster.
 
 mod admission;
 mod event_loop;
+mod rate_limit;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -66,18 +69,48 @@ pub struct NetConfig {
     /// Gossipsub heartbeat; shorter converges faster on small federations.
     pub heartbeat: Duration,
     pub limits: ConnectionLimits,
-    /// Told of every connection refused, with the reason.
+    /// How many messages each peer may deliver.
+    pub peer_rate: PeerRate,
+    /// Told of every connection and message the network task refuses itself.
     pub on_refused: OnRefused,
 }
 
-/// Called by the network task for each connection it refuses, with the reason
-/// (`not_rostered`, `handshakes_per_ip`, `connection_limit`); it must not block.
+/// What the network task refused on its own, before the node saw anything of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// `not_rostered`, `handshakes_per_ip`, `connection_limit` or `rate_limited`.
+    pub reason: &'static str,
+    /// `connection`, or where the message came: `adverts`, `roster`, `referral`,
+    /// `overflow` or `sync`.
+    pub channel: &'static str,
+}
+
+/// Called by the network task for each refusal; it must not block.
 #[derive(Clone)]
-pub struct OnRefused(pub std::sync::Arc<dyn Fn(&'static str) + Send + Sync>);
+pub struct OnRefused(pub std::sync::Arc<dyn Fn(Refusal) + Send + Sync>);
 
 impl Default for OnRefused {
     fn default() -> Self {
         OnRefused(std::sync::Arc::new(|_| {}))
+    }
+}
+
+/// Each peer's token bucket: `burst` messages at once, refilled at `per_s` a second. Every
+/// gossip message a peer delivers (its own or relayed), every request and every sync
+/// request takes a token; a peer with none left has its message dropped before it is
+/// queued for the node.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PeerRate {
+    pub per_s: f64,
+    pub burst: f64,
+}
+
+impl Default for PeerRate {
+    fn default() -> Self {
+        PeerRate {
+            per_s: 500.0,
+            burst: 2_000.0,
+        }
     }
 }
 
@@ -121,6 +154,7 @@ impl NetConfig {
             idle_timeout: Duration::from_secs(3600),
             heartbeat: Duration::from_millis(500),
             limits: ConnectionLimits::default(),
+            peer_rate: PeerRate::default(),
             on_refused: OnRefused::default(),
         }
     }
@@ -140,11 +174,6 @@ pub enum NetEvent {
     Direct {
         from: PeerId,
         data: Vec<u8>,
-    },
-    /// A peer asks for our directory; answer with [`Client::answer_sync`].
-    SyncRequest {
-        from: PeerId,
-        token: u64,
     },
     PeerConnected(PeerId),
     PeerDisconnected(PeerId),
@@ -196,10 +225,7 @@ pub(crate) enum Command {
         from: PeerId,
         reply: oneshot::Sender<Result<Vec<Vec<u8>>, NetError>>,
     },
-    AnswerSync {
-        token: u64,
-        envelopes: Vec<Vec<u8>>,
-    },
+    SetSyncEntries(Vec<(String, Option<Vec<u8>>)>),
     Report {
         id: MessageId,
         source: PeerId,
@@ -248,8 +274,13 @@ impl Client {
         rx.await.map_err(|_| NetError::Stopped)?
     }
 
-    pub async fn answer_sync(&self, token: u64, envelopes: Vec<Vec<u8>>) -> Result<(), NetError> {
-        self.command(Command::AnswerSync { token, envelopes }).await
+    /// Updates what a peer's sync request is answered with: each entry, under a key of the
+    /// caller's choosing (a member id, `roster`), is set to its envelope or removed.
+    pub async fn set_sync_entries(
+        &self,
+        entries: Vec<(String, Option<Vec<u8>>)>,
+    ) -> Result<(), NetError> {
+        self.command(Command::SetSyncEntries(entries)).await
     }
 
     /// Tells gossipsub whether to forward a message it handed us.

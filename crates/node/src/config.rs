@@ -61,9 +61,10 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         let net = aiguillage_net::ConnectionLimits::default();
+        let rate = aiguillage_net::PeerRate::default();
         Limits {
-            peer_messages_per_s: 500.0,
-            peer_burst: 2_000.0,
+            peer_messages_per_s: rate.per_s,
+            peer_burst: rate.burst,
             handshakes_per_ip: net.handshakes_per_ip,
             handshakes: net.handshakes,
             connections_per_peer: net.connections_per_peer,
@@ -94,6 +95,13 @@ impl Limits {
             }
         }
         Ok(())
+    }
+
+    pub fn peer_rate(&self) -> aiguillage_net::PeerRate {
+        aiguillage_net::PeerRate {
+            per_s: self.peer_messages_per_s,
+            burst: self.peer_burst,
+        }
     }
 
     pub fn connections(&self) -> aiguillage_net::ConnectionLimits {

@@ -26,7 +26,6 @@ use crate::config::NodeConfig;
 use crate::executor::{Executor, ExecutorConfig, Report, local::Local, slurm::Slurm};
 use crate::job_file::JobFile;
 use crate::metrics::Metrics;
-use crate::rate_limit::RateLimiter;
 use crate::{clock, files, profiles};
 
 /// What a running node publishes about itself for tools (devnet, CLI): `<data_dir>/run.json`.
@@ -53,11 +52,12 @@ struct Node {
     notifications: VecDeque<(u64, Notification)>,
     own_advert: Option<Envelope>,
     sync_tx: mpsc::Sender<Vec<Vec<u8>>>,
+    /// Changes to the sync snapshot, handed to the network task in the order they were made.
+    sync_updates: mpsc::UnboundedSender<Vec<(String, Option<Vec<u8>>)>>,
     run_info: RunInfo,
     run_path: PathBuf,
     /// Open group commit: outputs and changed records held until one flush covers them.
     batch: Option<Batch>,
-    rate_limit: RateLimiter<PeerId>,
 }
 
 #[derive(Default)]
@@ -129,6 +129,7 @@ pub async fn run(config_path: &Path) -> Result<()> {
     let peer_id = keypair.public().to_peer_id();
     let mut net = NetConfig::new(keypair);
     net.limits = cfg.limits.connections();
+    net.peer_rate = cfg.limits.peer_rate();
     net.allowed = members.keys().copied().filter(|p| *p != peer_id).collect();
     for l in &cfg.listen {
         net.listen
@@ -142,8 +143,14 @@ pub async fn run(config_path: &Path) -> Result<()> {
     }
     let metrics = Arc::new(Metrics::new());
     let refused = metrics.refused.clone();
-    net.on_refused = aiguillage_net::OnRefused(Arc::new(move |reason| {
-        refused.with_label_values(&[reason, "connection"]).inc();
+    net.on_refused = aiguillage_net::OnRefused(Arc::new(move |r: aiguillage_net::Refusal| {
+        // A message refused for its rate was not opened: its kind is unknown.
+        let kind = if r.channel == "connection" {
+            "connection"
+        } else {
+            "-"
+        };
+        refused.with_label_values(&[r.reason, kind]).inc();
     }));
     let (client, mut net_events, event_loop) =
         aiguillage_net::start(net).context("starting the network")?;
@@ -187,6 +194,17 @@ pub async fn run(config_path: &Path) -> Result<()> {
             }
         };
     let (sync_tx, mut sync_rx) = mpsc::channel(64);
+    let (sync_updates, mut sync_update_rx) = mpsc::unbounded_channel();
+    {
+        let client = client.clone();
+        tokio::spawn(async move {
+            while let Some(entries) = sync_update_rx.recv().await {
+                if client.set_sync_entries(entries).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
     let run_path = cfg.data_dir.join("run.json");
     let roster_serial = core.roster().map(|r| r.serial);
     let mut node = Node {
@@ -203,6 +221,7 @@ pub async fn run(config_path: &Path) -> Result<()> {
         notifications: VecDeque::new(),
         own_advert: None,
         sync_tx,
+        sync_updates,
         run_info: RunInfo {
             member: cfg.member.clone(),
             peer_id: peer_id.to_string(),
@@ -212,7 +231,6 @@ pub async fn run(config_path: &Path) -> Result<()> {
         },
         run_path,
         batch: None,
-        rate_limit: RateLimiter::new(cfg.limits.peer_messages_per_s, cfg.limits.peer_burst),
     };
     if let Some(total_gpus) = first_capacity {
         node.apply(Input::Capacity { total_gpus });
@@ -231,6 +249,7 @@ pub async fn run(config_path: &Path) -> Result<()> {
         node.on_executor(report);
     }
     node.apply(Input::Start);
+    node.seed_sync();
     node.write_run_info();
     info!(member = %cfg.member, %peer_id, %admin, "node running");
 
@@ -302,6 +321,16 @@ pub fn open_store(data_dir: &Path) -> Result<Store> {
         .with_context(|| format!("opening the store in {}", data_dir.display()))
 }
 
+/// Where an envelope sits in the snapshot that answers peers' sync requests: one entry per
+/// advertising member and one for the roster.
+fn sync_key(envelope: &Envelope) -> String {
+    if envelope.kind == MessageKind::Roster {
+        "roster".to_owned()
+    } else {
+        envelope.signer.to_string()
+    }
+}
+
 fn channel_for(kind: MessageKind) -> Channel {
     match kind {
         MessageKind::Offer
@@ -347,6 +376,21 @@ impl Node {
                 self.apply(Input::Capacity { total_gpus });
             }
         }
+    }
+
+    /// Hands the network task everything a sync request is answered with; commits keep it
+    /// current from then on.
+    fn seed_sync(&self) {
+        let mut entries: Vec<(String, Option<Vec<u8>>)> = self
+            .core
+            .directory_envelopes()
+            .iter()
+            .map(|e| (sync_key(e), Some(e.to_bytes())))
+            .collect();
+        if let Some(own) = &self.own_advert {
+            entries.push((sync_key(own), Some(own.to_bytes())));
+        }
+        let _ = self.sync_updates.send(entries);
     }
 
     fn write_run_info(&self) {
@@ -426,12 +470,27 @@ impl Node {
             std::process::exit(EXIT_STORE_FAILED);
         }
         let mut notes = Vec::new();
+        let mut sync_entries: Vec<(String, Option<Vec<u8>>)> = dirty
+            .iter()
+            .filter_map(|k| match k {
+                aiguillage_core::StateKey::Listing(m) => Some((
+                    m.to_string(),
+                    self.core
+                        .state()
+                        .directory
+                        .get(m)
+                        .map(|l| l.envelope.to_bytes()),
+                )),
+                _ => None,
+            })
+            .collect();
         for o in outputs {
             match o {
                 Output::Publish(envelope) => {
                     let topic = if envelope.kind == MessageKind::Roster {
                         Topic::Roster
                     } else {
+                        sync_entries.push((sync_key(&envelope), Some(envelope.to_bytes())));
                         self.own_advert = Some(envelope.clone());
                         Topic::Adverts
                     };
@@ -478,19 +537,27 @@ impl Node {
             }
         }
         self.update_gauges();
-        self.follow_roster();
+        if self.follow_roster()
+            && let Some((_, roster)) = &self.core.state().roster
+        {
+            sync_entries.push((sync_key(roster), Some(roster.to_bytes())));
+        }
+        if !sync_entries.is_empty() {
+            let _ = self.sync_updates.send(sync_entries);
+        }
         notes
     }
 
     /// After a newer roster was installed: who may connect, and which peer is which member.
-    fn follow_roster(&mut self) {
+    /// Returns whether the roster changed.
+    fn follow_roster(&mut self) -> bool {
         let serial = self.core.roster().map(|r| r.serial);
         if serial == self.roster_serial {
-            return;
+            return false;
         }
         self.roster_serial = serial;
         let Some(roster) = self.core.roster() else {
-            return;
+            return true;
         };
         self.peers.clear();
         self.members.clear();
@@ -512,6 +579,7 @@ impl Node {
         tokio::spawn(async move {
             let _ = client.set_allowed(allowed).await;
         });
+        true
     }
 
     fn count(&self, n: &Notification) {
@@ -614,34 +682,11 @@ impl Node {
         }
     }
 
-    /// Takes a token from the peer's bucket; a peer over its rate has the message dropped
-    /// (before any signature check) and counted as `rate_limited`.
-    fn within_limit(&mut self, peer: &PeerId) -> bool {
-        if self.rate_limit.allow(*peer, std::time::Instant::now()) {
-            return true;
-        }
-        let kind = "-";
-        self.metrics
-            .refused
-            .with_label_values(&["rate_limited", kind])
-            .inc();
-        false
-    }
-
     fn on_net(&mut self, event: NetEvent) {
         match event {
             NetEvent::Gossip {
                 source, id, data, ..
             } => {
-                if !self.within_limit(&source) {
-                    // Neither accepted nor held against the relay: it may be passing on
-                    // others' valid messages faster than we take them.
-                    let client = self.client.clone();
-                    tokio::spawn(async move {
-                        let _ = client.report(id, source, MessageAcceptance::Ignore).await;
-                    });
-                    return;
-                }
                 let ok = self.receive(&data);
                 let acceptance = if ok {
                     MessageAcceptance::Accept
@@ -653,25 +698,8 @@ impl Node {
                     let _ = client.report(id, source, acceptance).await;
                 });
             }
-            NetEvent::Direct { from, data } => {
-                if self.within_limit(&from) {
-                    self.receive(&data);
-                }
-            }
-            NetEvent::SyncRequest { token, .. } => {
-                let mut envelopes: Vec<Vec<u8>> = self
-                    .core
-                    .directory_envelopes()
-                    .iter()
-                    .map(Envelope::to_bytes)
-                    .collect();
-                if let Some(own) = &self.own_advert {
-                    envelopes.push(own.to_bytes());
-                }
-                let client = self.client.clone();
-                tokio::spawn(async move {
-                    let _ = client.answer_sync(token, envelopes).await;
-                });
+            NetEvent::Direct { data, .. } => {
+                self.receive(&data);
             }
             NetEvent::PeerConnected(peer) => {
                 self.metrics.peers.inc();
@@ -689,7 +717,6 @@ impl Node {
             }
             NetEvent::PeerDisconnected(_) => {
                 self.metrics.peers.dec();
-                self.rate_limit.forget_refilled(std::time::Instant::now());
             }
             NetEvent::Listening(addr) => {
                 self.run_info

@@ -16,7 +16,6 @@ mod job_file;
 mod keys_cmd;
 mod metrics;
 mod profiles;
-mod rate_limit;
 mod roster_cmd;
 mod route_cmd;
 

@@ -1,11 +1,14 @@
 //! Per-peer token buckets: how many messages a connected peer may make the node handle.
+//! The network task takes a token for every gossip message, request and sync request a
+//! peer delivers, before the event is queued for the node, so one peer cannot crowd the
+//! others out of the queue.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::Instant;
 
 /// One bucket per peer: `burst` tokens at most, refilled at `rate` per second.
-pub struct RateLimiter<P> {
+pub(crate) struct RateLimiter<P> {
     rate: f64,
     burst: f64,
     /// (tokens, last refill)
@@ -13,7 +16,7 @@ pub struct RateLimiter<P> {
 }
 
 impl<P: Eq + Hash + Copy> RateLimiter<P> {
-    pub fn new(rate: f64, burst: f64) -> RateLimiter<P> {
+    pub(crate) fn new(rate: f64, burst: f64) -> RateLimiter<P> {
         RateLimiter {
             rate,
             burst,
@@ -22,7 +25,7 @@ impl<P: Eq + Hash + Copy> RateLimiter<P> {
     }
 
     /// Takes a token from `peer`'s bucket; false when it has none left.
-    pub fn allow(&mut self, peer: P, now: Instant) -> bool {
+    pub(crate) fn allow(&mut self, peer: P, now: Instant) -> bool {
         let (tokens, last) = self.buckets.entry(peer).or_insert((self.burst, now));
         *tokens = (*tokens + now.saturating_duration_since(*last).as_secs_f64() * self.rate)
             .min(self.burst);
@@ -37,7 +40,7 @@ impl<P: Eq + Hash + Copy> RateLimiter<P> {
 
     /// Drops the buckets that have refilled, where holding one is the same as none. Called
     /// when peers disconnect: one that reconnects does not come back with a fresh burst.
-    pub fn forget_refilled(&mut self, now: Instant) {
+    pub(crate) fn forget_refilled(&mut self, now: Instant) {
         let (rate, burst) = (self.rate, self.burst);
         self.buckets.retain(|_, (tokens, last)| {
             *tokens + now.saturating_duration_since(*last).as_secs_f64() * rate < burst
