@@ -448,14 +448,12 @@ impl Core {
             (Some(AttemptOutcome::Accepted), _) => {}
             // The offer closed (expired, withdrawn, referral finished) before the acceptance
             // arrived: tell the member to let go, so no two members ever hold it.
-            _ => self.send(
+            _ => self.send_withdraw(
                 now,
                 from,
-                &Withdraw {
-                    referral: m.referral.clone(),
-                    attempt: m.attempt,
-                    detail: "the offer was closed before your acceptance arrived".into(),
-                },
+                m.referral.clone(),
+                m.attempt,
+                "the offer was closed before your acceptance arrived",
             ),
         }
     }
@@ -481,14 +479,12 @@ impl Core {
                 id.as_str(),
                 format!("{} is outside the consent scope", a.target),
             );
-            self.send(
+            self.send_withdraw(
                 now,
                 &a.target,
-                &Withdraw {
-                    referral: id.clone(),
-                    attempt: a.attempt,
-                    detail: "outside the client's consent scope".into(),
-                },
+                id.clone(),
+                a.attempt,
+                "outside the client's consent scope",
             );
             if let Some(r) = self.state.outgoing.get_mut(id) {
                 r.state = OutState::Withdrawn;
@@ -527,14 +523,68 @@ impl Core {
     }
 
     pub(crate) fn hand_over_deadline(&mut self, now: Timestamp, id: &ReferralId) {
-        let pending = self
+        let Some(r) = self.state.outgoing.get(id) else {
+            return;
+        };
+        if r.hand_over_acked {
+            return;
+        }
+        match r.state {
+            OutState::HandedOver => self.hand_over(now, id),
+            // Withdrawn after the dossier went out: the target may hold it and have counted
+            // it, so the withdrawal is re-sent until the target answers.
+            OutState::Withdrawn if self.withdrawn_after_hand_over(r) => {
+                if let Some(a) = r.current() {
+                    let (target, attempt) = (a.target.clone(), a.attempt);
+                    self.send_withdraw_after_hand_over(now, id, target, attempt);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether a withdrawn referral had been handed over to its current target.
+    fn withdrawn_after_hand_over(&self, r: &OutReferral) -> bool {
+        r.current()
+            .is_some_and(|a| a.outcome == Some(AttemptOutcome::Accepted))
+            && r.history.iter().any(|t| t.state == "handed_over")
+    }
+
+    fn send_withdraw(
+        &mut self,
+        now: Timestamp,
+        target: &MemberId,
+        referral: ReferralId,
+        attempt: u32,
+        detail: impl Into<String>,
+    ) {
+        let m = Withdraw {
+            referral,
+            attempt,
+            detail: detail.into(),
+        };
+        self.send(now, target, &m);
+    }
+
+    fn send_withdraw_after_hand_over(
+        &mut self,
+        now: Timestamp,
+        id: &ReferralId,
+        target: MemberId,
+        attempt: u32,
+    ) {
+        let detail = self
             .state
             .outgoing
             .get(id)
-            .is_some_and(|r| r.state == OutState::HandedOver && !r.hand_over_acked);
-        if pending {
-            self.hand_over(now, id);
-        }
+            .and_then(|r| r.history.iter().rev().find(|t| t.state == "withdrawn"))
+            .map(|t| t.detail.clone())
+            .unwrap_or_default();
+        self.send_withdraw(now, &target, id.clone(), attempt, detail);
+        self.state.timers.schedule(
+            now.saturating_add_ms(self.config.resend_ms),
+            Deadline::HandOver(id.clone()),
+        );
     }
 
     pub(crate) fn on_decline(&mut self, now: Timestamp, from: &MemberId, m: Decline) {
@@ -605,6 +655,15 @@ impl Core {
         {
             return;
         }
+        if m.seq == 0 {
+            // The answer to a withdrawal that reached the target before the dossier did:
+            // nothing was handed over, so nothing is counted, and the re-sends stop.
+            if r.state == OutState::Withdrawn && !r.hand_over_acked {
+                r.hand_over_acked = true;
+                self.dirty.insert(StateKey::Outgoing(m.referral.clone()));
+            }
+            return;
+        }
         if !r.hand_over_acked {
             // Both sides count an accepted referral at the hand-over, so their ledgers agree
             // even when an acceptance raced with the offer's expiry.
@@ -657,25 +716,23 @@ impl Core {
             return;
         }
         let current = r.current().cloned();
-        if let Some(a) = &current {
-            if a.outcome.is_none() {
-                self.close_attempt(now, id, AttemptOutcome::Withdrawn);
-            }
-            self.send(
-                now,
-                &a.target,
-                &Withdraw {
-                    referral: id.clone(),
-                    attempt: a.attempt,
-                    detail: detail.clone(),
-                },
-            );
-        }
+        let after_hand_over = self.withdrawn_after_hand_over(r) && !r.hand_over_acked;
         if let Some(r) = self.state.outgoing.get_mut(id) {
             r.state = OutState::Withdrawn;
-            push(&mut r.history, now, "withdrawn", detail);
+            push(&mut r.history, now, "withdrawn", detail.clone());
         }
         self.dirty.insert(StateKey::Outgoing(id.clone()));
+        let Some(a) = current else {
+            return;
+        };
+        if after_hand_over {
+            self.send_withdraw_after_hand_over(now, id, a.target, a.attempt);
+            return;
+        }
+        if a.outcome.is_none() {
+            self.close_attempt(now, id, AttemptOutcome::Withdrawn);
+        }
+        self.send_withdraw(now, &a.target, id.clone(), a.attempt, detail);
     }
 
     // ----- target side -----
@@ -984,7 +1041,20 @@ impl Core {
         let Some(r) = self.state.incoming.get_mut(&m.referral) else {
             return;
         };
-        if &r.origin != from || r.attempt != m.attempt || matches!(r.state, InState::Withdrawn) {
+        if &r.origin != from || r.attempt != m.attempt {
+            return;
+        }
+        // The answer tells the origin whether the dossier had arrived (its latest progress,
+        // seq 1 or more) or not (seq 0), so that both ledgers count the referral alike.
+        if r.progress_seq == 0 {
+            r.last_progress = Some((
+                r.card.stage,
+                ProgressState::Abandoned,
+                "withdrawn before the hand-over".into(),
+            ));
+        }
+        if matches!(r.state, InState::Withdrawn) {
+            self.send_progress(now, &m.referral);
             return;
         }
         let held = r.state.holds_intake();
@@ -994,6 +1064,7 @@ impl Core {
         if held {
             self.advert_stale = true;
         }
+        self.send_progress(now, &m.referral);
         self.notify(Notification::ReferralWithdrawn {
             referral: m.referral,
         });

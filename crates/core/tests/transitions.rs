@@ -19,6 +19,25 @@ fn refer_health(net: &mut Net) -> ReferralId {
         .expect("referred")
 }
 
+/// Refers a health project from lu-l-aif to es-1healthai, lets it settle for 200 ms, checks
+/// the target's state, then has lu-l-aif's operator withdraw it.
+fn refer_then_withdraw(net: &mut Net, target_state: InState) -> ReferralId {
+    let id = refer_health(net);
+    net.run_for(200);
+    assert_eq!(
+        net.core("es-1healthai").state().incoming[&id].state,
+        target_state
+    );
+    net.input(
+        &Net::id("lu-l-aif"),
+        Input::Withdraw {
+            referral: id.clone(),
+            detail: "client changed plans".into(),
+        },
+    );
+    id
+}
+
 fn incoming_decline_reason(net: &Net, at: &str, id: &ReferralId) -> Option<DeclineReason> {
     match &net.core(at).state().incoming.get(id)?.state {
         InState::Declined { reason, .. } => Some(*reason),
@@ -244,6 +263,77 @@ fn the_operator_withdraws_a_referral_and_the_target_lets_go() {
     assert_eq!(
         net.core("it-it4lia").state().incoming[&id].state,
         InState::Withdrawn
+    );
+}
+
+#[test]
+fn a_withdrawal_after_the_hand_over_is_resent_until_the_target_answers_and_both_ledgers_count_it() {
+    let mut net = two("lu-l-aif", "es-1healthai");
+    // The target's acknowledgements of the hand-over and its first answers to the
+    // withdrawal are lost.
+    let lost = std::rc::Rc::new(std::cell::Cell::new(3u32));
+    let budget = lost.clone();
+    net.drop = Box::new(move |to, e| {
+        let drop = to.as_str() == "lu-l-aif" && e.kind == MessageKind::Progress && budget.get() > 0;
+        if drop {
+            budget.set(budget.get() - 1);
+        }
+        drop
+    });
+    let id = refer_then_withdraw(&mut net, InState::HandedOver);
+    net.run_for(10 * fast_config().resend_ms);
+    assert_eq!(
+        lost.get(),
+        0,
+        "the answers were lost, then one came through"
+    );
+    let es = net.core("es-1healthai").state();
+    assert_eq!(es.incoming[&id].state, InState::Withdrawn);
+    let (lu_totals, es_totals) = (
+        net.core("lu-l-aif")
+            .state()
+            .ledger
+            .totals(&Net::id("es-1healthai")),
+        es.ledger.totals(&Net::id("lu-l-aif")),
+    );
+    assert_eq!(lu_totals.referrals_sent_accepted, 1);
+    assert_eq!(es_totals.referrals_received_accepted, 1);
+    assert!(net.core("lu-l-aif").state().outgoing[&id].hand_over_acked);
+    // Answered, the origin stops re-sending.
+    let before = net.core("es-1healthai").state().incoming[&id].history.len();
+    net.run_for(10 * fast_config().resend_ms);
+    assert_eq!(
+        net.core("es-1healthai").state().incoming[&id].history.len(),
+        before
+    );
+}
+
+#[test]
+fn a_withdrawal_that_overtakes_the_hand_over_is_answered_and_counted_by_neither_side() {
+    let mut net = two("lu-l-aif", "es-1healthai");
+    // Every hand-over is lost: the target never holds the dossier.
+    net.drop = Box::new(|to, e| to.as_str() == "es-1healthai" && e.kind == MessageKind::HandOver);
+    let id = refer_then_withdraw(&mut net, InState::Accepted);
+    net.run_for(10 * fast_config().resend_ms);
+    let es = net.core("es-1healthai").state();
+    assert_eq!(es.incoming[&id].state, InState::Withdrawn);
+    assert_eq!(es.incoming[&id].dossier, None);
+    let lu = net.core("lu-l-aif").state();
+    assert!(
+        lu.outgoing[&id].hand_over_acked,
+        "the answer stops the re-sends"
+    );
+    assert_eq!(
+        lu.ledger
+            .totals(&Net::id("es-1healthai"))
+            .referrals_sent_accepted,
+        0
+    );
+    assert_eq!(
+        es.ledger
+            .totals(&Net::id("lu-l-aif"))
+            .referrals_received_accepted,
+        0
     );
 }
 
