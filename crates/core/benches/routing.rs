@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 use std::hint::black_box;
 
-use aiguillage_core::routing::{self, RoutingPolicy, SectorTable, Standing};
+use aiguillage_core::directory::SectorTable;
+use aiguillage_core::routing::{self, RoutingPolicy, Standing};
 use aiguillage_wire::*;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 

@@ -37,11 +37,8 @@ pub struct DevnetOverride {
 }
 
 impl DevnetAssumptions {
-    pub fn from_toml(text: &str, source_name: &str) -> Result<Self, crate::ProfileError> {
-        toml::from_str(text).map_err(|e| crate::ProfileError::Parse {
-            source_name: source_name.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
-        })
+    pub fn from_toml(text: &str, source_name: &str) -> Result<Self, crate::FileError> {
+        crate::file::from_toml(text, source_name)
     }
 
     /// The capacity `member` runs with in the devnet.

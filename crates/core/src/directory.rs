@@ -5,10 +5,39 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use aiguillage_wire::{Advert, Envelope, MemberId, Timestamp};
+use aiguillage_wire::{Advert, Envelope, MemberId, Sector, SectorLevel, Service, Timestamp};
 
 use crate::ledger::Decayed;
-use crate::routing::SectorTable;
+
+/// An advert's sector levels and services as tables, built once when the advert enters the
+/// directory: routing looks them up for every candidate of every decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SectorTable {
+    levels: [SectorLevel; 26],
+    services: u8,
+}
+
+impl SectorTable {
+    pub fn of(advert: &Advert) -> SectorTable {
+        let mut levels = [advert.other_sectors; 26];
+        for (s, l) in &advert.sectors {
+            levels[*s as usize] = *l;
+        }
+        let services = advert
+            .services
+            .iter()
+            .fold(0u8, |bits, s| bits | (1 << (*s as u8)));
+        SectorTable { levels, services }
+    }
+
+    pub fn level(&self, s: Sector) -> SectorLevel {
+        self.levels[s as usize]
+    }
+
+    pub fn offers(&self, s: Service) -> bool {
+        self.services & (1 << (s as u8)) != 0
+    }
+}
 
 /// One member's entry: its advert, the envelope it came in (kept to forward it on sync),
 /// and the advert's lookup tables for routing.

@@ -55,12 +55,10 @@ impl Kpis {
             for a in &r.attempts {
                 let outcome = match &a.outcome {
                     None => "pending".to_owned(),
-                    Some(crate::AttemptOutcome::Accepted) => "accepted".to_owned(),
                     Some(crate::AttemptOutcome::Declined { reason, .. }) => {
                         format!("declined:{reason}")
                     }
-                    Some(crate::AttemptOutcome::Expired) => "expired".to_owned(),
-                    Some(crate::AttemptOutcome::Withdrawn) => "withdrawn".to_owned(),
+                    Some(o) => o.tag().to_owned(),
                 };
                 bump(&mut k.referrals_out, a.target.as_str(), sector, &outcome);
             }
@@ -70,14 +68,8 @@ impl Kpis {
         }
         for r in state.incoming.values() {
             let outcome = match &r.state {
-                InState::AwaitingDecision { .. } => "awaiting_decision".to_owned(),
                 InState::Declined { reason, .. } => format!("declined:{reason}"),
-                InState::Accepted => "accepted".to_owned(),
-                InState::HandedOver => "handed_over".to_owned(),
-                InState::InProgress => "in_progress".to_owned(),
-                InState::Completed => "completed".to_owned(),
-                InState::Abandoned => "abandoned".to_owned(),
-                InState::Withdrawn => "withdrawn".to_owned(),
+                other => other.tag().to_owned(),
             };
             bump(
                 &mut k.referrals_in,

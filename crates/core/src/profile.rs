@@ -4,6 +4,7 @@
 //! A profile keeps what is unknown unknown: a GPU count the sources do not give is `None`,
 //! and every profile carries its `confidence` and `sources`.
 
+use crate::file::FileError;
 use serde::{Deserialize, Serialize};
 
 use aiguillage_wire::{
@@ -90,33 +91,13 @@ pub struct GpuProfile {
 }
 
 /// A profile that could not be loaded, naming the file and what was wrong in it.
-#[derive(Debug, thiserror::Error)]
-pub enum ProfileError {
-    #[error("{source_name}: {message}")]
-    Parse {
-        source_name: String,
-        message: String,
-    },
-    #[error("{source_name}: {message}")]
-    Invalid {
-        source_name: String,
-        message: String,
-    },
-}
-
 impl Profile {
     /// Parses and validates a profile; `source_name` (usually the path) prefixes every error.
-    pub fn from_toml(text: &str, source_name: &str) -> Result<Profile, ProfileError> {
-        let profile: Profile = toml::from_str(text).map_err(|e| ProfileError::Parse {
-            source_name: source_name.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
-        })?;
+    pub fn from_toml(text: &str, source_name: &str) -> Result<Profile, FileError> {
+        let profile: Profile = crate::file::from_toml(text, source_name)?;
         profile
             .validate()
-            .map_err(|message| ProfileError::Invalid {
-                source_name: source_name.to_owned(),
-                message,
-            })?;
+            .map_err(|message| FileError::invalid(source_name, message))?;
         Ok(profile)
     }
 

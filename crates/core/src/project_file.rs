@@ -42,11 +42,8 @@ pub struct ConsentFile {
 }
 
 impl ProjectFile {
-    pub fn from_toml(text: &str, source_name: &str) -> Result<ProjectFile, crate::ProfileError> {
-        toml::from_str(text).map_err(|e| crate::ProfileError::Parse {
-            source_name: source_name.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
-        })
+    pub fn from_toml(text: &str, source_name: &str) -> Result<ProjectFile, crate::FileError> {
+        crate::file::from_toml(text, source_name)
     }
 
     /// The card, under a placeholder id (the filing member assigns the real one).

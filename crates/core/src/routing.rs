@@ -10,40 +10,10 @@ use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 
-use aiguillage_wire::{Advert, MemberId, ProjectCard, Sector, SectorLevel, Service, Timestamp};
+use aiguillage_wire::{Advert, MemberId, ProjectCard, SectorLevel, Service, Timestamp};
 
-use crate::directory::Behaviour;
+use crate::directory::{Behaviour, SectorTable};
 use crate::geo;
-
-/// An advert's sector levels and services as tables, built once when the advert enters the
-/// directory: routing looks them up for every candidate of every decision.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SectorTable {
-    levels: [SectorLevel; 26],
-    services: u8,
-}
-
-impl SectorTable {
-    pub fn of(advert: &Advert) -> SectorTable {
-        let mut levels = [advert.other_sectors; 26];
-        for (s, l) in &advert.sectors {
-            levels[*s as usize] = *l;
-        }
-        let services = advert
-            .services
-            .iter()
-            .fold(0u8, |bits, s| bits | (1 << (*s as u8)));
-        SectorTable { levels, services }
-    }
-
-    pub fn level(&self, s: Sector) -> SectorLevel {
-        self.levels[s as usize]
-    }
-
-    pub fn offers(&self, s: Service) -> bool {
-        self.services & (1 << (s as u8)) != 0
-    }
-}
 
 /// The terms of a candidate's score, in report order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -770,7 +740,7 @@ impl Decision<'_> {
 mod tests {
     use super::*;
     use aiguillage_wire::{
-        CompanySize, ConsentScope, CountryCode, GpuCapacity, Language, ProjectId, Role,
+        CompanySize, ConsentScope, CountryCode, GpuCapacity, Language, ProjectId, Role, Sector,
     };
 
     fn advert(id: &str, country: &str, priority: &[Sector], services: &[Service]) -> Advert {

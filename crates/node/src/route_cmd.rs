@@ -3,8 +3,9 @@
 
 use std::path::Path;
 
+use aiguillage_core::directory::SectorTable;
 use aiguillage_core::project_file::ProjectFile;
-use aiguillage_core::routing::{self, Outcome, RoutingPolicy, SectorTable, Standing, Term};
+use aiguillage_core::routing::{self, Outcome, RoutingPolicy, Standing, Term};
 use aiguillage_wire::{Advert, GpuCapacity, MemberId};
 use anyhow::{Context, Result, bail};
 

@@ -639,8 +639,8 @@ pub enum ScenarioError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{path}: {message}")]
-    Parse { path: String, message: String },
+    #[error(transparent)]
+    Parse(#[from] aiguillage_core::FileError),
     #[error("{path}: field `{field}`: {message}")]
     Invalid {
         path: String,
@@ -666,10 +666,7 @@ impl Scenario {
 
     /// Parses and checks scenario text; relative paths resolve against `base_dir`.
     pub fn parse(text: &str, source: &str, base_dir: PathBuf) -> Result<Scenario, ScenarioError> {
-        let mut s: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Parse {
-            path: source.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
-        })?;
+        let mut s: Scenario = aiguillage_core::file::from_toml(text, source)?;
         s.base_dir = base_dir;
         s.validate(source)?;
         Ok(s)

@@ -1,11 +1,5 @@
-//! GPU overflow: when a job cannot start here, eligible members are asked for bids, the
-//! best is reserved and confirmed (two-phase), and the lease lives on the host's heartbeats.
-//! A lease that misses its TTL is re-placed under a higher epoch (the fencing token); the
-//! old host is told to release and whatever it reports for the old epoch is refused.
-//!
-//! The member's own jobs run on its executor with epoch 0 when capacity allows.
-
-use serde::{Deserialize, Serialize};
+//! The origin's side of overflow: placing a job (locally, or by bids, reservation and
+//! confirmation at a host), following its lease, taking its receipt.
 
 use aiguillage_wire::{
     Bid, CallForBids, Confirm, EnvVar, Heartbeat, JobId, JobRequirements, JobSpec, JobState,
@@ -14,146 +8,11 @@ use aiguillage_wire::{
 };
 
 use crate::ledger::Entry;
-use crate::referral::Transition;
+use crate::state::{JobPhase, OriginJob, Placement, PlacementOutcome, StateKey, record};
 use crate::timers::Deadline;
-use crate::{Core, ExecutorEvent, Notification, StateKey};
-
-/// A receipt stays verifiable for a year: it is the evidence behind both ledgers.
-const RECEIPT_TTL_MS: u64 = 365 * 24 * 3_600_000;
-
-/// Where a job this member submitted stands.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "phase")]
-pub enum JobPhase {
-    /// Running on the local executor.
-    Local,
-    /// Waiting: no capacity here and no host found yet.
-    Queued {
-        reason: String,
-    },
-    Bidding {
-        bids_by: Timestamp,
-        invited: Vec<MemberId>,
-        bids: Vec<(MemberId, Timestamp)>,
-    },
-    Reserving {
-        host: MemberId,
-        hold_until: Timestamp,
-        /// Bidders still to try if this one refuses, best first.
-        next: Vec<MemberId>,
-    },
-    Leased {
-        host: MemberId,
-        lease_until: Timestamp,
-        /// The host has reported since the confirm.
-        acknowledged: bool,
-        host_state: JobState,
-    },
-    Done {
-        state: JobState,
-        exit_code: Option<i32>,
-        host: Option<MemberId>,
-    },
-    Cancelled,
-    /// No host could start it before its latest acceptable start; it will not run.
-    Missed {
-        reason: String,
-    },
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PlacementOutcome {
-    Refused,
-    NoAnswer,
-    LeaseLost,
-    Completed,
-    Released,
-}
-
-/// One host tried for a job, under one epoch.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Placement {
-    pub epoch: u64,
-    pub host: MemberId,
-    pub at: Timestamp,
-    pub confirmed: bool,
-    pub outcome: Option<PlacementOutcome>,
-}
-
-/// A job this member submitted.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct OriginJob {
-    pub spec: JobSpec,
-    pub submitted_at: Timestamp,
-    pub phase: JobPhase,
-    /// The epoch of the latest placement (0 before any).
-    pub epoch: u64,
-    pub placements: Vec<Placement>,
-    pub receipt: Option<UsageReceipt>,
-    pub history: Vec<Transition>,
-}
-
-impl OriginJob {
-    pub fn host(&self) -> Option<&MemberId> {
-        match &self.phase {
-            JobPhase::Reserving { host, .. } | JobPhase::Leased { host, .. } => Some(host),
-            JobPhase::Done { host, .. } => host.as_ref(),
-            _ => None,
-        }
-    }
-}
-
-/// Where a job hosted for another member stands.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "phase")]
-pub enum HostPhase {
-    Held {
-        until: Timestamp,
-    },
-    Running {
-        state: JobState,
-        started_at: Option<Timestamp>,
-    },
-    Finished {
-        acknowledged: bool,
-    },
-    Released,
-    /// The origin refused the result (its lease had moved on): nothing is owed either way.
-    Disowned,
-}
-
-/// A job this member hosts for another.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct HostedJob {
-    pub origin: MemberId,
-    pub epoch: u64,
-    pub spec: JobSpec,
-    pub phase: HostPhase,
-    pub receipt: Option<(UsageReceipt, aiguillage_wire::Envelope)>,
-    pub history: Vec<Transition>,
-}
-
-impl HostedJob {
-    pub fn holds_gpus(&self) -> bool {
-        matches!(
-            self.phase,
-            HostPhase::Held { .. } | HostPhase::Running { .. }
-        )
-    }
-}
-
-fn note(history: &mut Vec<Transition>, at: Timestamp, state: &str, detail: impl Into<String>) {
-    history.push(Transition {
-        at,
-        state: state.to_owned(),
-        detail: detail.into(),
-    });
-}
+use crate::{Core, Notification};
 
 impl Core {
-    // ----- origin side -----
-
     pub(crate) fn submit_job(
         &mut self,
         now: Timestamp,
@@ -186,10 +45,11 @@ impl Core {
             receipt: None,
             history: Vec::new(),
         };
-        note(&mut j.history, now, "submitted", "");
+        record(&mut j.history, now, "submitted", "");
         self.state.jobs.insert(job.clone(), j);
         self.dirty.insert(StateKey::Job(job.clone()));
         self.audit(now, "job_submitted", job.as_str(), String::new());
+        self.notify(Notification::JobSubmitted { job: job.clone() });
         self.place(now, &job);
     }
 
@@ -247,7 +107,7 @@ impl Core {
             self.send(now, m, &call);
         }
         if let Some(j) = self.state.jobs.get_mut(job) {
-            note(
+            record(
                 &mut j.history,
                 now,
                 "bidding",
@@ -341,7 +201,7 @@ impl Core {
         let Some(j) = self.state.jobs.get_mut(job) else {
             return false;
         };
-        note(&mut j.history, now, label, detail);
+        record(&mut j.history, now, label, detail);
         j.phase = phase;
         self.dirty.insert(StateKey::Job(job.clone()));
         true
@@ -361,7 +221,7 @@ impl Core {
         self.notify(Notification::JobRunningLocally { job: job.clone() });
     }
 
-    fn queue(&mut self, now: Timestamp, job: &JobId, reason: String) {
+    pub(crate) fn queue(&mut self, now: Timestamp, job: &JobId, reason: String) {
         let phase = JobPhase::Queued {
             reason: reason.clone(),
         };
@@ -504,7 +364,7 @@ impl Core {
             confirmed: false,
             outcome: None,
         });
-        note(
+        record(
             &mut j.history,
             now,
             "reserving",
@@ -603,7 +463,7 @@ impl Core {
     }
 
     /// The current lease or reservation of `job` is `epoch` at `host`.
-    fn is_current(&self, job: &JobId, epoch: u64, host: &MemberId) -> bool {
+    pub(crate) fn is_current(&self, job: &JobId, epoch: u64, host: &MemberId) -> bool {
         self.state.jobs.get(job).is_some_and(|j| {
             j.epoch == epoch
                 && matches!(&j.phase,
@@ -639,7 +499,7 @@ impl Core {
             if let Some(p) = j.placements.iter_mut().find(|p| p.epoch == m.epoch) {
                 p.confirmed = true;
             }
-            note(
+            record(
                 &mut j.history,
                 now,
                 "leased",
@@ -754,7 +614,7 @@ impl Core {
         if self.renew(now, from, &m.job, m.epoch, m.state)
             && let Some(j) = self.state.jobs.get_mut(&m.job)
         {
-            note(&mut j.history, now, m.state.tag(), m.detail);
+            record(&mut j.history, now, m.state.tag(), m.detail);
         }
     }
 
@@ -787,7 +647,7 @@ impl Core {
             },
         );
         if let Some(j) = self.state.jobs.get_mut(job) {
-            note(
+            record(
                 &mut j.history,
                 now,
                 "lease_lost",
@@ -868,7 +728,7 @@ impl Core {
         self.dirty.insert(StateKey::Ledger);
         self.close_placement(&m.job, m.epoch, PlacementOutcome::Completed);
         if let Some(j) = self.state.jobs.get_mut(&m.job) {
-            note(
+            record(
                 &mut j.history,
                 now,
                 m.state.tag(),
@@ -943,535 +803,5 @@ impl Core {
             JobPhase::Cancelled,
         );
         self.advert_stale = true;
-    }
-
-    // ----- host side -----
-
-    /// When this member could start `gpus` more GPUs: now if free, else when the first
-    /// running allocation reaches its time limit.
-    /// When `gpus` GPUs would be free here: now, or when enough of the jobs holding GPUs
-    /// have reached their time limits (a job not started yet counts from now). A host short
-    /// of GPUs still answers a call for bids with this estimate, so that the origin can
-    /// close the bidding as soon as everyone invited has answered.
-    fn earliest_start(&self, now: Timestamp, gpus: u32) -> Option<Timestamp> {
-        if self.state.total_gpus < gpus {
-            return None;
-        }
-        let mut free = self.free_gpus();
-        if free >= gpus {
-            return Some(now);
-        }
-        let limit_ms = |s: &JobSpec| s.requirements.time_limit_s.saturating_mul(1000);
-        let mut ends: Vec<(Timestamp, u32)> = self
-            .state
-            .hosted
-            .values()
-            .filter(|h| h.holds_gpus())
-            .map(|h| {
-                let from = match h.phase {
-                    HostPhase::Running {
-                        started_at: Some(s),
-                        ..
-                    } => s,
-                    HostPhase::Held { until } => until.max(now),
-                    _ => now,
-                };
-                (
-                    from.saturating_add_ms(limit_ms(&h.spec)),
-                    h.spec.requirements.gpus,
-                )
-            })
-            .chain(
-                self.state
-                    .jobs
-                    .values()
-                    .filter(|j| matches!(j.phase, JobPhase::Local))
-                    .map(|j| {
-                        let from = j.history.last().map_or(now, |t| t.at);
-                        (
-                            from.saturating_add_ms(limit_ms(&j.spec)),
-                            j.spec.requirements.gpus,
-                        )
-                    }),
-            )
-            .collect();
-        ends.sort();
-        for (at, g) in ends {
-            free += g;
-            if free >= gpus {
-                return Some(at.max(now));
-            }
-        }
-        None
-    }
-
-    fn can_host(&self, from: &MemberId, r: &JobRequirements) -> bool {
-        if !self.config.takes_overflow {
-            return false;
-        }
-        if !r.residency.is_empty() && !r.residency.contains(&self.profile.country) {
-            return false;
-        }
-        if let Some(acc) = &r.accelerator
-            && self.config.accelerator.as_ref() != Some(acc)
-        {
-            return false;
-        }
-        if !self.config.overflow_from.is_empty() {
-            let Some(c) = self.country_of(from) else {
-                return false;
-            };
-            if !self.config.overflow_from.contains(&c) {
-                return false;
-            }
-        }
-        true
-    }
-
-    pub(crate) fn on_call_for_bids(&mut self, now: Timestamp, from: &MemberId, m: CallForBids) {
-        if !self.can_host(from, &m.requirements) {
-            return;
-        }
-        if let Some(start) = self.earliest_start(now, m.requirements.gpus) {
-            self.send(
-                now,
-                from,
-                &Bid {
-                    job: m.job,
-                    earliest_start: start,
-                    free_gpus: self.free_gpus(),
-                    accelerator: self.config.accelerator.clone(),
-                },
-            );
-        }
-    }
-
-    pub(crate) fn on_reserve(&mut self, now: Timestamp, from: &MemberId, m: Reserve) {
-        let job = m.spec.job.clone();
-        if let Some(h) = self.state.hosted.get(&job) {
-            if h.epoch > m.epoch || &h.origin != from {
-                return;
-            }
-            if h.epoch == m.epoch {
-                // A re-sent reserve gets the same answer.
-                let granted = !matches!(h.phase, HostPhase::Released);
-                self.send(
-                    now,
-                    from,
-                    &Reserved {
-                        job,
-                        epoch: m.epoch,
-                        granted,
-                        detail: String::new(),
-                    },
-                );
-                return;
-            }
-            // A newer epoch of a job we hold: the origin moved on; let the old one go.
-            self.release_hosted(now, &job, "superseded by a newer epoch");
-        }
-        let fits = self.can_host(from, &m.spec.requirements)
-            && self.free_gpus() >= m.spec.requirements.gpus
-            && now < m.hold_until;
-        if !fits {
-            self.send(
-                now,
-                from,
-                &Reserved {
-                    job,
-                    epoch: m.epoch,
-                    granted: false,
-                    detail: "no free capacity for it now".into(),
-                },
-            );
-            return;
-        }
-        let until = m.hold_until;
-        let mut h = HostedJob {
-            origin: from.clone(),
-            epoch: m.epoch,
-            spec: m.spec,
-            phase: HostPhase::Held { until },
-            receipt: None,
-            history: Vec::new(),
-        };
-        note(
-            &mut h.history,
-            now,
-            "held",
-            format!("for {from}, epoch {}", m.epoch),
-        );
-        self.state.hosted.insert(job.clone(), h);
-        self.dirty.insert(StateKey::Hosted(job.clone()));
-        self.advert_stale = true;
-        self.state
-            .timers
-            .schedule(until, Deadline::Hold(job.clone()));
-        self.send(
-            now,
-            from,
-            &Reserved {
-                job,
-                epoch: m.epoch,
-                granted: true,
-                detail: String::new(),
-            },
-        );
-    }
-
-    pub(crate) fn hold_deadline(&mut self, now: Timestamp, job: &JobId) {
-        if self
-            .state
-            .hosted
-            .get(job)
-            .is_some_and(|h| matches!(h.phase, HostPhase::Held { until } if now >= until))
-        {
-            self.release_hosted(now, job, "reservation lapsed without a confirm");
-        }
-    }
-
-    fn release_hosted(&mut self, now: Timestamp, job: &JobId, why: &str) {
-        let Some(h) = self.state.hosted.get_mut(job) else {
-            return;
-        };
-        let epoch = h.epoch;
-        let was_running = matches!(h.phase, HostPhase::Running { .. });
-        if !h.holds_gpus() {
-            return;
-        }
-        h.phase = HostPhase::Released;
-        note(&mut h.history, now, "released", why);
-        self.dirty.insert(StateKey::Hosted(job.clone()));
-        self.advert_stale = true;
-        if was_running {
-            self.out.push(crate::Output::CancelJob {
-                job: job.clone(),
-                epoch,
-            });
-        }
-        self.audit(now, "hosted_released", job.as_str(), why.to_owned());
-    }
-
-    pub(crate) fn on_confirm(&mut self, now: Timestamp, from: &MemberId, m: Confirm) {
-        let Some(h) = self.state.hosted.get_mut(&m.job) else {
-            return;
-        };
-        if &h.origin != from || h.epoch != m.epoch {
-            return;
-        }
-        match h.phase {
-            HostPhase::Held { .. } => {
-                h.phase = HostPhase::Running {
-                    state: JobState::Queued,
-                    started_at: None,
-                };
-                note(&mut h.history, now, "confirmed", "");
-                let spec = h.spec.clone();
-                self.dirty.insert(StateKey::Hosted(m.job.clone()));
-                self.out.push(crate::Output::StartJob {
-                    job: m.job.clone(),
-                    epoch: m.epoch,
-                    spec,
-                });
-                self.send_heartbeat(now, &m.job);
-            }
-            // A re-sent confirm: the heartbeat is the acknowledgement.
-            HostPhase::Running { .. } => self.send_heartbeat(now, &m.job),
-            _ => {}
-        }
-    }
-
-    fn send_heartbeat(&mut self, now: Timestamp, job: &JobId) {
-        let Some(h) = self.state.hosted.get(job) else {
-            return;
-        };
-        let HostPhase::Running { state, .. } = h.phase else {
-            return;
-        };
-        let origin = h.origin.clone();
-        let m = Heartbeat {
-            job: job.clone(),
-            epoch: h.epoch,
-            state,
-        };
-        self.send(now, &origin, &m);
-        self.state.timers.schedule(
-            now.saturating_add_ms(self.config.heartbeat_ms),
-            Deadline::Heartbeat(job.clone()),
-        );
-    }
-
-    pub(crate) fn heartbeat_deadline(&mut self, now: Timestamp, job: &JobId) {
-        self.send_heartbeat(now, job);
-    }
-
-    pub(crate) fn on_release(&mut self, now: Timestamp, from: &MemberId, m: Release) {
-        let Some(h) = self.state.hosted.get_mut(&m.job) else {
-            return;
-        };
-        if &h.origin != from || h.epoch != m.epoch {
-            return;
-        }
-        if matches!(
-            h.phase,
-            HostPhase::Finished {
-                acknowledged: false
-            }
-        ) {
-            h.phase = HostPhase::Disowned;
-            note(&mut h.history, now, "disowned", m.detail);
-            self.dirty.insert(StateKey::Hosted(m.job.clone()));
-            return;
-        }
-        self.release_hosted(
-            now,
-            &m.job,
-            &format!("released by the origin: {}", m.detail),
-        );
-    }
-
-    pub(crate) fn on_receipt_ack(&mut self, now: Timestamp, from: &MemberId, m: ReceiptAck) {
-        let Some(h) = self.state.hosted.get_mut(&m.job) else {
-            return;
-        };
-        if &h.origin != from || h.epoch != m.epoch {
-            return;
-        }
-        if let HostPhase::Finished { acknowledged } = &mut h.phase
-            && !*acknowledged
-        {
-            *acknowledged = true;
-            // Hosted usage enters the ledger once the origin has recorded the receipt, so
-            // both ledgers always hold the same totals.
-            let gpu_seconds = h.receipt.as_ref().map_or(0, |(r, _)| r.gpu_seconds);
-            let origin = h.origin.clone();
-            self.state
-                .ledger
-                .record(&origin, Entry::Hosted { gpu_seconds }, now);
-            self.dirty.insert(StateKey::Ledger);
-            self.dirty.insert(StateKey::Hosted(m.job.clone()));
-        }
-    }
-
-    pub(crate) fn receipt_deadline(&mut self, now: Timestamp, job: &JobId) {
-        let Some(h) = self.state.hosted.get(job) else {
-            return;
-        };
-        if let (
-            HostPhase::Finished {
-                acknowledged: false,
-            },
-            Some((_, env)),
-        ) = (&h.phase, &h.receipt)
-        {
-            let origin = h.origin.clone();
-            let envelope = env.clone();
-            self.out.push(crate::Output::Send {
-                to: origin,
-                envelope,
-            });
-            self.state.timers.schedule(
-                now.saturating_add_ms(self.config.resend_ms),
-                Deadline::Receipt(job.clone()),
-            );
-        }
-    }
-
-    // ----- executor events -----
-
-    pub(crate) fn executor_event(
-        &mut self,
-        now: Timestamp,
-        job: &JobId,
-        epoch: u64,
-        event: ExecutorEvent,
-    ) {
-        if epoch == 0 {
-            self.local_job_event(now, job, event);
-        } else {
-            self.hosted_job_event(now, job, epoch, event);
-        }
-    }
-
-    fn local_job_event(&mut self, now: Timestamp, job: &JobId, event: ExecutorEvent) {
-        let Some(j) = self.state.jobs.get_mut(job) else {
-            return;
-        };
-        if !matches!(j.phase, JobPhase::Local | JobPhase::Cancelled) {
-            return;
-        }
-        let (state, exit_code) = match &event {
-            ExecutorEvent::Queued { reason } => {
-                note(
-                    &mut j.history,
-                    now,
-                    "queued",
-                    format!("local executor: {reason}"),
-                );
-                self.dirty.insert(StateKey::Job(job.clone()));
-                return;
-            }
-            ExecutorEvent::Started => {
-                note(&mut j.history, now, "running", "local executor");
-                self.dirty.insert(StateKey::Job(job.clone()));
-                return;
-            }
-            ExecutorEvent::Finished { exit_code, .. } if *exit_code == 0 => {
-                (JobState::Succeeded, Some(0))
-            }
-            ExecutorEvent::Finished { exit_code, .. } => (JobState::Failed, Some(*exit_code)),
-            ExecutorEvent::Failed { .. } => (JobState::Failed, None),
-            ExecutorEvent::TimedOut { .. } => (JobState::TimedOut, None),
-            ExecutorEvent::Cancelled { .. } => (JobState::Cancelled, None),
-        };
-        note(&mut j.history, now, state.tag(), describe_end(&event));
-        if j.phase == JobPhase::Local {
-            j.phase = JobPhase::Done {
-                state,
-                exit_code,
-                host: None,
-            };
-        }
-        self.dirty.insert(StateKey::Job(job.clone()));
-        self.advert_stale = true;
-        self.notify(Notification::JobFinished {
-            job: job.clone(),
-            host: None,
-            state,
-            exit_code,
-        });
-        self.start_queued_locally(now);
-    }
-
-    fn hosted_job_event(&mut self, now: Timestamp, job: &JobId, epoch: u64, event: ExecutorEvent) {
-        let Some(h) = self.state.hosted.get_mut(job) else {
-            return;
-        };
-        if h.epoch != epoch {
-            // A stale run of an older epoch: its results are discarded.
-            self.out.push(crate::Output::CancelJob {
-                job: job.clone(),
-                epoch,
-            });
-            return;
-        }
-        let HostPhase::Running { started_at, .. } = h.phase else {
-            return;
-        };
-        let detail = describe_end(&event);
-        let (state, exit_code, gpu_seconds) = match event {
-            ExecutorEvent::Queued { reason } => {
-                note(&mut h.history, now, "queued", reason.as_str());
-                let origin = h.origin.clone();
-                self.dirty.insert(StateKey::Hosted(job.clone()));
-                // Also a sign of life for the lease.
-                self.send(
-                    now,
-                    &origin,
-                    &JobStatus {
-                        job: job.clone(),
-                        epoch,
-                        state: JobState::Queued,
-                        exit_code: None,
-                        detail: reason,
-                    },
-                );
-                return;
-            }
-            ExecutorEvent::Started => {
-                h.phase = HostPhase::Running {
-                    state: JobState::Running,
-                    started_at: Some(now),
-                };
-                note(&mut h.history, now, "running", "");
-                let origin = h.origin.clone();
-                self.dirty.insert(StateKey::Hosted(job.clone()));
-                self.send(
-                    now,
-                    &origin,
-                    &JobStatus {
-                        job: job.clone(),
-                        epoch,
-                        state: JobState::Running,
-                        exit_code: None,
-                        detail: "started".into(),
-                    },
-                );
-                return;
-            }
-            ExecutorEvent::Finished {
-                exit_code,
-                gpu_seconds,
-            } => (
-                if exit_code == 0 {
-                    JobState::Succeeded
-                } else {
-                    JobState::Failed
-                },
-                Some(exit_code),
-                gpu_seconds,
-            ),
-            ExecutorEvent::Failed { gpu_seconds, .. } => (JobState::Failed, None, gpu_seconds),
-            ExecutorEvent::TimedOut { gpu_seconds } => (JobState::TimedOut, None, gpu_seconds),
-            ExecutorEvent::Cancelled { gpu_seconds } => (JobState::Cancelled, None, gpu_seconds),
-        };
-        let origin = h.origin.clone();
-        let receipt = UsageReceipt {
-            job: job.clone(),
-            epoch,
-            origin: origin.clone(),
-            host: self.me.clone(),
-            gpus: h.spec.requirements.gpus,
-            started_at: started_at.unwrap_or(now),
-            finished_at: now,
-            gpu_seconds,
-            state,
-            exit_code,
-        };
-        note(&mut h.history, now, state.tag(), detail);
-        h.phase = HostPhase::Finished {
-            acknowledged: false,
-        };
-        self.dirty.insert(StateKey::Hosted(job.clone()));
-        self.advert_stale = true;
-        if let Some(envelope) = self.seal(now, &receipt, RECEIPT_TTL_MS) {
-            if let Some(h) = self.state.hosted.get_mut(job) {
-                h.receipt = Some((receipt, envelope.clone()));
-            }
-            self.out.push(crate::Output::Send {
-                to: origin.clone(),
-                envelope,
-            });
-            self.state.timers.schedule(
-                now.saturating_add_ms(self.config.resend_ms),
-                Deadline::Receipt(job.clone()),
-            );
-        }
-        self.audit(
-            now,
-            "job_hosted_finished",
-            job.as_str(),
-            format!("for {origin}: {state}"),
-        );
-    }
-}
-
-/// How a job ended, for its history: "exit 3, 12 GPU-s", "failed: <reason>, 0 GPU-s".
-fn describe_end(event: &ExecutorEvent) -> String {
-    match event {
-        ExecutorEvent::Queued { reason } => format!("queued: {reason}"),
-        ExecutorEvent::Started => "started".into(),
-        ExecutorEvent::Finished {
-            exit_code,
-            gpu_seconds,
-        } => format!("exit {exit_code}, {gpu_seconds} GPU-s"),
-        ExecutorEvent::Failed {
-            reason,
-            gpu_seconds,
-        } => format!("failed: {reason}, {gpu_seconds} GPU-s"),
-        ExecutorEvent::TimedOut { gpu_seconds } => {
-            format!("stopped at its time limit, {gpu_seconds} GPU-s")
-        }
-        ExecutorEvent::Cancelled { gpu_seconds } => format!("cancelled, {gpu_seconds} GPU-s"),
     }
 }

@@ -1,176 +1,20 @@
-//! The referral lifecycle, one task per target (as in FHIR Task).
-//!
-//! Origin: `offered(deadline) → accepted | declined(reason) | expired`; on decline or expiry
-//! the next candidate is offered; after `max_attempts` or with no candidate left the
-//! referral is `exhausted`. After an accept the dossier is handed over (only now, and only
-//! inside the consent scope), then progress updates arrive until `completed` or `abandoned`.
-//!
-//! Target: priority sectors with intake left are accepted at once; excluded sectors,
-//! missing services, consent and capacity are declined at once with their reason code;
-//! anything else waits for the operator until a deadline, then is declined.
-//!
-//! Only the target of the current attempt can ever be accepted, so a referral is never
-//! accepted by two targets. Every message is idempotent on (referral, attempt).
-
-use serde::{Deserialize, Serialize};
+//! The origin's side of a referral: filing, offering candidates in turn, the hand-over,
+//! withdrawal, and the progress the target reports.
 
 use aiguillage_wire::{
     Accept, Decline, DeclineReason, Dossier, HandOver, MemberId, Offer, ProgressState, ProjectCard,
-    ProjectId, ReferralId, SectorLevel, Service, Timestamp, Withdraw,
+    ProjectId, ReferralId, Timestamp, Withdraw,
 };
 
 use crate::ledger::Entry;
 use crate::routing::{self, Outcome, Standing};
+use crate::state::{
+    AttemptOutcome, AttemptRecord, FiledProject, OutReferral, OutState, StateKey, record,
+};
 use crate::timers::Deadline;
-use crate::{Core, FiledProject, Notification, StateKey};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OutState {
-    Offered,
-    Accepted,
-    HandedOver,
-    InProgress,
-    Completed,
-    Abandoned,
-    Exhausted,
-    Withdrawn,
-}
-
-impl OutState {
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            OutState::Completed | OutState::Abandoned | OutState::Exhausted | OutState::Withdrawn
-        )
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "outcome")]
-pub enum AttemptOutcome {
-    Accepted,
-    Declined {
-        reason: DeclineReason,
-        detail: String,
-    },
-    Expired,
-    Withdrawn,
-}
-
-/// One target tried for a referral.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct AttemptRecord {
-    pub attempt: u32,
-    pub target: MemberId,
-    pub offered_at: Timestamp,
-    pub respond_by: Timestamp,
-    pub outcome: Option<AttemptOutcome>,
-    pub answered_at: Option<Timestamp>,
-}
-
-/// A state change, for the lifecycle history shown to operators.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Transition {
-    pub at: Timestamp,
-    pub state: String,
-    pub detail: String,
-}
-
-/// A referral this member originated.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct OutReferral {
-    pub id: ReferralId,
-    pub card: ProjectCard,
-    pub dossier: Dossier,
-    pub candidates: Vec<MemberId>,
-    pub attempts: Vec<AttemptRecord>,
-    pub state: OutState,
-    pub history: Vec<Transition>,
-    pub progress: Option<(u32, Service, ProgressState, String)>,
-    pub hand_over_acked: bool,
-}
-
-impl OutReferral {
-    pub fn current(&self) -> Option<&AttemptRecord> {
-        self.attempts.last()
-    }
-    /// The member that accepted, if any did.
-    pub fn accepted_by(&self) -> Option<&MemberId> {
-        self.attempts
-            .iter()
-            .find(|a| a.outcome == Some(AttemptOutcome::Accepted))
-            .map(|a| &a.target)
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "state")]
-pub enum InState {
-    AwaitingDecision {
-        decide_by: Timestamp,
-    },
-    Accepted,
-    Declined {
-        reason: DeclineReason,
-        detail: String,
-    },
-    HandedOver,
-    InProgress,
-    Completed,
-    Abandoned,
-    Withdrawn,
-}
-
-impl InState {
-    /// Whether this member took the referral (accepted it, whatever happened since).
-    pub fn was_accepted(&self) -> bool {
-        matches!(
-            self,
-            InState::Accepted
-                | InState::HandedOver
-                | InState::InProgress
-                | InState::Completed
-                | InState::Abandoned
-        )
-    }
-
-    /// Whether the referral occupies one of this member's intake slots.
-    pub fn holds_intake(&self) -> bool {
-        matches!(
-            self,
-            InState::Accepted | InState::HandedOver | InState::InProgress
-        )
-    }
-}
-
-/// A referral offered to this member.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct InReferral {
-    pub id: ReferralId,
-    pub origin: MemberId,
-    pub attempt: u32,
-    pub card: ProjectCard,
-    pub received_at: Timestamp,
-    pub respond_by: Timestamp,
-    pub state: InState,
-    pub dossier: Option<Dossier>,
-    pub progress_seq: u32,
-    pub last_progress: Option<(Service, ProgressState, String)>,
-    pub history: Vec<Transition>,
-}
-
-fn push(history: &mut Vec<Transition>, at: Timestamp, state: &str, detail: impl Into<String>) {
-    history.push(Transition {
-        at,
-        state: state.to_owned(),
-        detail: detail.into(),
-    });
-}
+use crate::{Core, Notification};
 
 impl Core {
-    // ----- origin side -----
-
     pub(crate) fn file_project(&mut self, now: Timestamp, mut card: ProjectCard, dossier: Dossier) {
         let n = self.next_id();
         card.project = match ProjectId::new(format!("{}/p{n}", self.me)) {
@@ -181,7 +25,7 @@ impl Core {
             }
         };
         let me_advert = self.own_advert();
-        let me_table = routing::SectorTable::of(&me_advert);
+        let me_table = crate::directory::SectorTable::of(&me_advert);
         let half_life = self.config.behaviour_half_life_ms;
         let policy = self.config.routing.clone();
         let (explanation, candidates) = {
@@ -251,7 +95,7 @@ impl Core {
                 progress: None,
                 hand_over_acked: false,
             };
-            push(&mut r.history, now, "filed", "routing chose to refer");
+            record(&mut r.history, now, "filed", "routing chose to refer");
             self.state.outgoing.insert(id.clone(), r);
             self.offer_next(now, &id);
         }
@@ -276,7 +120,7 @@ impl Core {
             _ => {
                 if let Some(r) = self.state.outgoing.get_mut(id) {
                     r.state = OutState::Exhausted;
-                    push(
+                    record(
                         &mut r.history,
                         now,
                         "exhausted",
@@ -305,7 +149,7 @@ impl Core {
                 outcome: None,
                 answered_at: None,
             });
-            push(
+            record(
                 &mut r.history,
                 now,
                 "offered",
@@ -376,12 +220,10 @@ impl Core {
             && a.outcome.is_none()
         {
             let label = match &outcome {
-                AttemptOutcome::Accepted => "accepted".to_owned(),
                 AttemptOutcome::Declined { reason, .. } => format!("declined ({reason})"),
-                AttemptOutcome::Expired => "expired".to_owned(),
-                AttemptOutcome::Withdrawn => "withdrawn".to_owned(),
+                other => other.tag().to_owned(),
             };
-            push(
+            record(
                 &mut r.history,
                 now,
                 &label,
@@ -488,7 +330,7 @@ impl Core {
             );
             if let Some(r) = self.state.outgoing.get_mut(id) {
                 r.state = OutState::Withdrawn;
-                push(
+                record(
                     &mut r.history,
                     now,
                     "withdrawn",
@@ -507,7 +349,7 @@ impl Core {
             && r.state == OutState::Accepted
         {
             r.state = OutState::HandedOver;
-            push(
+            record(
                 &mut r.history,
                 now,
                 "handed_over",
@@ -688,7 +530,7 @@ impl Core {
             ProgressState::Completed => OutState::Completed,
             ProgressState::Abandoned => OutState::Abandoned,
         };
-        push(
+        record(
             &mut r.history,
             now,
             m.state.tag(),
@@ -719,7 +561,7 @@ impl Core {
         let after_hand_over = self.withdrawn_after_hand_over(r) && !r.hand_over_acked;
         if let Some(r) = self.state.outgoing.get_mut(id) {
             r.state = OutState::Withdrawn;
-            push(&mut r.history, now, "withdrawn", detail.clone());
+            record(&mut r.history, now, "withdrawn", detail.clone());
         }
         self.dirty.insert(StateKey::Outgoing(id.clone()));
         let Some(a) = current else {
@@ -733,375 +575,5 @@ impl Core {
             self.close_attempt(now, id, AttemptOutcome::Withdrawn);
         }
         self.send_withdraw(now, &a.target, id.clone(), a.attempt, detail);
-    }
-
-    // ----- target side -----
-
-    pub(crate) fn on_offer(&mut self, now: Timestamp, from: &MemberId, m: Offer) {
-        if let Some(existing) = self.state.incoming.get(&m.referral) {
-            if existing.attempt > m.attempt || existing.origin != *from {
-                return;
-            }
-            if existing.attempt == m.attempt {
-                // A duplicate offer gets the same answer.
-                self.answer_again(now, &m.referral);
-                return;
-            }
-        }
-        self.state
-            .ledger
-            .record(from, crate::ledger::Entry::ReferralReceived, now);
-        self.dirty.insert(StateKey::Ledger);
-        let auto = self.auto_answer(now, &m);
-        let decide_by = m
-            .respond_by
-            .min(now.saturating_add_ms(self.config.decision_ttl_ms));
-        let mut r = InReferral {
-            id: m.referral.clone(),
-            origin: from.clone(),
-            attempt: m.attempt,
-            card: m.card.clone(),
-            received_at: now,
-            respond_by: m.respond_by,
-            state: InState::AwaitingDecision { decide_by },
-            dossier: None,
-            progress_seq: 0,
-            last_progress: None,
-            history: Vec::new(),
-        };
-        push(
-            &mut r.history,
-            now,
-            "offered",
-            format!("attempt {} from {from}", m.attempt),
-        );
-        self.state.incoming.insert(m.referral.clone(), r);
-        self.dirty.insert(StateKey::Incoming(m.referral.clone()));
-        match auto {
-            Some(Ok(())) => self.answer(
-                now,
-                &m.referral,
-                true,
-                None,
-                "priority sector with intake".into(),
-            ),
-            Some(Err(reason)) => {
-                self.answer(now, &m.referral, false, Some(reason), reason.tag().into())
-            }
-            None => {
-                self.state
-                    .timers
-                    .schedule(decide_by, Deadline::Decision(m.referral.clone()));
-                self.notify(Notification::DecisionNeeded {
-                    referral: m.referral.clone(),
-                    origin: from.clone(),
-                    decide_by,
-                });
-            }
-        }
-    }
-
-    /// `Some(Ok)` to accept at once, `Some(Err(reason))` to decline at once, `None` to ask
-    /// the operator.
-    fn auto_answer(&self, now: Timestamp, m: &Offer) -> Option<Result<(), DeclineReason>> {
-        if m.target != self.me {
-            return Some(Err(DeclineReason::NotAddressedToUs));
-        }
-        if now >= m.respond_by {
-            return Some(Err(DeclineReason::OfferExpired));
-        }
-        let level = self.profile.level(m.card.sector);
-        if level == SectorLevel::Excluded {
-            return Some(Err(DeclineReason::SectorExcluded));
-        }
-        if m.card
-            .services_needed
-            .iter()
-            .any(|s| !self.profile.services.contains(s))
-        {
-            return Some(Err(DeclineReason::ServiceNotOffered));
-        }
-        if !m.card.consent.allows(&self.me, self.profile.country) {
-            return Some(Err(DeclineReason::OutOfConsentScope));
-        }
-        if self.intake_used() >= self.config.referral_intake {
-            return Some(Err(DeclineReason::NoCapacity));
-        }
-        if level == SectorLevel::Priority {
-            return Some(Ok(()));
-        }
-        None
-    }
-
-    fn answer(
-        &mut self,
-        now: Timestamp,
-        id: &ReferralId,
-        accept: bool,
-        reason: Option<DeclineReason>,
-        detail: String,
-    ) {
-        let Some(r) = self.state.incoming.get_mut(id) else {
-            return;
-        };
-        r.state = if accept {
-            InState::Accepted
-        } else {
-            InState::Declined {
-                reason: reason.unwrap_or(DeclineReason::OperatorDeclined),
-                detail: detail.clone(),
-            }
-        };
-        push(
-            &mut r.history,
-            now,
-            if accept { "accepted" } else { "declined" },
-            detail,
-        );
-        if accept {
-            self.advert_stale = true;
-            // An acceptance that is lost would leave us holding a referral the origin has
-            // given to someone else; repeat it until the origin hands over or withdraws.
-            self.state.timers.schedule(
-                now.saturating_add_ms(self.config.resend_ms),
-                Deadline::Answer(id.clone()),
-            );
-        }
-        self.dirty.insert(StateKey::Incoming(id.clone()));
-        self.answer_again(now, id);
-    }
-
-    /// Sends the answer already given for `id` (or nothing while it awaits a decision).
-    fn answer_again(&mut self, now: Timestamp, id: &ReferralId) {
-        let Some(r) = self.state.incoming.get(id) else {
-            return;
-        };
-        let origin = r.origin.clone();
-        let attempt = r.attempt;
-        match &r.state {
-            InState::AwaitingDecision { .. } | InState::Withdrawn => {}
-            InState::Declined { reason, detail } => {
-                let m = Decline {
-                    referral: id.clone(),
-                    attempt,
-                    reason: *reason,
-                    detail: detail.clone(),
-                };
-                self.send(now, &origin, &m);
-            }
-            InState::Accepted => self.send(
-                now,
-                &origin,
-                &Accept {
-                    referral: id.clone(),
-                    attempt,
-                },
-            ),
-            // Accepted and already handed over: the progress report doubles as the answer.
-            InState::HandedOver | InState::InProgress | InState::Completed | InState::Abandoned => {
-                self.send(
-                    now,
-                    &origin,
-                    &Accept {
-                        referral: id.clone(),
-                        attempt,
-                    },
-                );
-                self.send_progress(now, id);
-            }
-        }
-    }
-
-    pub(crate) fn answer_deadline(&mut self, now: Timestamp, id: &ReferralId) {
-        if self
-            .state
-            .incoming
-            .get(id)
-            .is_some_and(|r| r.state == InState::Accepted)
-        {
-            self.answer_again(now, id);
-            self.state.timers.schedule(
-                now.saturating_add_ms(self.config.resend_ms),
-                Deadline::Answer(id.clone()),
-            );
-        }
-    }
-
-    pub(crate) fn decision_deadline(&mut self, now: Timestamp, id: &ReferralId) {
-        let due = self.state.incoming.get(id).is_some_and(
-            |r| matches!(r.state, InState::AwaitingDecision { decide_by } if now >= decide_by),
-        );
-        if due {
-            self.answer(
-                now,
-                id,
-                false,
-                Some(DeclineReason::NoDecision),
-                "no operator decision before the deadline".into(),
-            );
-        }
-    }
-
-    pub(crate) fn operator_decides(
-        &mut self,
-        now: Timestamp,
-        id: &ReferralId,
-        accept: bool,
-        detail: String,
-    ) {
-        let awaiting = self
-            .state
-            .incoming
-            .get(id)
-            .is_some_and(|r| matches!(r.state, InState::AwaitingDecision { .. }));
-        if !awaiting {
-            self.audit(
-                now,
-                "decision_ignored",
-                id.as_str(),
-                "the referral does not await a decision".into(),
-            );
-            return;
-        }
-        if accept && self.intake_used() >= self.config.referral_intake {
-            self.answer(
-                now,
-                id,
-                false,
-                Some(DeclineReason::NoCapacity),
-                "intake full".into(),
-            );
-            return;
-        }
-        let reason = (!accept).then_some(DeclineReason::OperatorDeclined);
-        self.answer(now, id, accept, reason, detail);
-    }
-
-    pub(crate) fn on_hand_over(&mut self, now: Timestamp, from: &MemberId, m: HandOver) {
-        let Some(r) = self.state.incoming.get_mut(&m.referral) else {
-            return;
-        };
-        if &r.origin != from || r.attempt != m.attempt {
-            return;
-        }
-        match r.state {
-            InState::Accepted => {
-                r.dossier = Some(m.dossier);
-                r.state = InState::HandedOver;
-                let origin = r.origin.clone();
-                self.state
-                    .ledger
-                    .record(&origin, Entry::ReferralReceivedAccepted, now);
-                self.dirty.insert(StateKey::Ledger);
-                let Some(r) = self.state.incoming.get_mut(&m.referral) else {
-                    return;
-                };
-                r.progress_seq += 1;
-                r.last_progress = Some((
-                    r.card.stage,
-                    ProgressState::InProgress,
-                    "dossier received".into(),
-                ));
-                push(&mut r.history, now, "handed_over", "dossier received");
-                self.dirty.insert(StateKey::Incoming(m.referral.clone()));
-                self.notify(Notification::DossierReceived {
-                    referral: m.referral.clone(),
-                    origin: from.clone(),
-                });
-                self.send_progress(now, &m.referral);
-            }
-            // A re-sent hand-over: acknowledge again with the latest progress.
-            InState::HandedOver | InState::InProgress | InState::Completed | InState::Abandoned => {
-                self.send_progress(now, &m.referral)
-            }
-            _ => {}
-        }
-    }
-
-    fn send_progress(&mut self, now: Timestamp, id: &ReferralId) {
-        let Some(r) = self.state.incoming.get(id) else {
-            return;
-        };
-        let Some((step, state, note)) = r.last_progress.clone() else {
-            return;
-        };
-        let m = aiguillage_wire::Progress {
-            referral: id.clone(),
-            attempt: r.attempt,
-            seq: r.progress_seq,
-            step,
-            state,
-            note,
-        };
-        let origin = r.origin.clone();
-        self.send(now, &origin, &m);
-    }
-
-    pub(crate) fn on_withdraw(&mut self, now: Timestamp, from: &MemberId, m: Withdraw) {
-        let Some(r) = self.state.incoming.get_mut(&m.referral) else {
-            return;
-        };
-        if &r.origin != from || r.attempt != m.attempt {
-            return;
-        }
-        // The answer tells the origin whether the dossier had arrived (its latest progress,
-        // seq 1 or more) or not (seq 0), so that both ledgers count the referral alike.
-        if r.progress_seq == 0 {
-            r.last_progress = Some((
-                r.card.stage,
-                ProgressState::Abandoned,
-                "withdrawn before the hand-over".into(),
-            ));
-        }
-        if matches!(r.state, InState::Withdrawn) {
-            self.send_progress(now, &m.referral);
-            return;
-        }
-        let held = r.state.holds_intake();
-        r.state = InState::Withdrawn;
-        push(&mut r.history, now, "withdrawn", m.detail);
-        self.dirty.insert(StateKey::Incoming(m.referral.clone()));
-        if held {
-            self.advert_stale = true;
-        }
-        self.send_progress(now, &m.referral);
-        self.notify(Notification::ReferralWithdrawn {
-            referral: m.referral,
-        });
-    }
-
-    pub(crate) fn operator_reports(
-        &mut self,
-        now: Timestamp,
-        id: &ReferralId,
-        step: Service,
-        state: ProgressState,
-        note: String,
-    ) {
-        let Some(r) = self.state.incoming.get_mut(id) else {
-            self.audit(
-                now,
-                "progress_ignored",
-                id.as_str(),
-                "no such incoming referral".into(),
-            );
-            return;
-        };
-        if !matches!(r.state, InState::HandedOver | InState::InProgress) {
-            return;
-        }
-        r.progress_seq += 1;
-        r.last_progress = Some((step, state, note.clone()));
-        r.state = match state {
-            ProgressState::InProgress => InState::InProgress,
-            ProgressState::Completed => InState::Completed,
-            ProgressState::Abandoned => InState::Abandoned,
-        };
-        push(&mut r.history, now, state.tag(), format!("{step}: {note}"));
-        self.dirty.insert(StateKey::Incoming(id.clone()));
-        if !matches!(state, ProgressState::InProgress) {
-            self.advert_stale = true;
-        }
-        self.send_progress(now, id);
     }
 }

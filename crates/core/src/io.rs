@@ -1,0 +1,247 @@
+//! What crosses the core's boundary: the inputs it is given, the outputs it asks for, and
+//! the notifications and refusals it reports.
+
+use serde::{Deserialize, Serialize};
+
+use aiguillage_wire::{
+    DeclineReason, Dossier, Envelope, JobId, JobRequirements, JobSpec, JobState, MemberId,
+    ProgressState, ProjectCard, ProjectId, ReferralId, Service, Timestamp,
+};
+
+use crate::routing;
+
+/// Something that happened to the core.
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// The node started (or restarted from its state): publish the advert, arm timers.
+    Start,
+    /// A signed message from the network, gossip or direct.
+    Received(Envelope),
+    /// The local operator files a client project.
+    FileProject { card: ProjectCard, dossier: Dossier },
+    /// The local operator decides on an incoming referral that awaits a decision.
+    Decide {
+        referral: ReferralId,
+        accept: bool,
+        detail: String,
+    },
+    /// The local operator withdraws an outgoing referral.
+    Withdraw {
+        referral: ReferralId,
+        detail: String,
+    },
+    /// The local operator reports progress on a referral this member took in.
+    ReportProgress {
+        referral: ReferralId,
+        step: Service,
+        state: ProgressState,
+        note: String,
+    },
+    /// The local operator submits a GPU job.
+    SubmitJob {
+        requirements: JobRequirements,
+        command: Vec<String>,
+        env: Vec<aiguillage_wire::EnvVar>,
+    },
+    /// The local operator cancels a job it submitted.
+    CancelJob { job: JobId },
+    /// The local executor reports on a job it runs (`epoch` 0 for the member's own jobs).
+    Executor {
+        job: JobId,
+        epoch: u64,
+        event: ExecutorEvent,
+    },
+    /// The executor reports the GPUs this member really has.
+    Capacity { total_gpus: u32 },
+    /// Publish the advert now (an operator's request, or a benchmark's).
+    PublishAdvert,
+    /// A deadline may have passed.
+    Tick,
+}
+
+/// What the local executor says about a job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExecutorEvent {
+    /// Waiting for resources in the executor (its own queue, or the scheduler's).
+    Queued {
+        reason: String,
+    },
+    Started,
+    Finished {
+        exit_code: i32,
+        gpu_seconds: u64,
+    },
+    Failed {
+        reason: String,
+        gpu_seconds: u64,
+    },
+    TimedOut {
+        gpu_seconds: u64,
+    },
+    Cancelled {
+        gpu_seconds: u64,
+    },
+}
+
+impl ExecutorEvent {
+    /// How the job ended, for an event that ends it: its state, exit code and GPU-seconds.
+    pub fn end(&self) -> Option<(JobState, Option<i32>, u64)> {
+        match *self {
+            ExecutorEvent::Queued { .. } | ExecutorEvent::Started => None,
+            ExecutorEvent::Finished {
+                exit_code,
+                gpu_seconds,
+            } => {
+                let state = if exit_code == 0 {
+                    JobState::Succeeded
+                } else {
+                    JobState::Failed
+                };
+                Some((state, Some(exit_code), gpu_seconds))
+            }
+            ExecutorEvent::Failed { gpu_seconds, .. } => {
+                Some((JobState::Failed, None, gpu_seconds))
+            }
+            ExecutorEvent::TimedOut { gpu_seconds } => {
+                Some((JobState::TimedOut, None, gpu_seconds))
+            }
+            ExecutorEvent::Cancelled { gpu_seconds } => {
+                Some((JobState::Cancelled, None, gpu_seconds))
+            }
+        }
+    }
+
+    /// The event for a job's history: "exit 3, 12 GPU-s", "failed: <reason>, 0 GPU-s".
+    pub fn describe(&self) -> String {
+        match self {
+            ExecutorEvent::Queued { reason } => format!("queued: {reason}"),
+            ExecutorEvent::Started => "started".into(),
+            ExecutorEvent::Finished {
+                exit_code,
+                gpu_seconds,
+            } => format!("exit {exit_code}, {gpu_seconds} GPU-s"),
+            ExecutorEvent::Failed {
+                reason,
+                gpu_seconds,
+            } => format!("failed: {reason}, {gpu_seconds} GPU-s"),
+            ExecutorEvent::TimedOut { gpu_seconds } => {
+                format!("stopped at its time limit, {gpu_seconds} GPU-s")
+            }
+            ExecutorEvent::Cancelled { gpu_seconds } => format!("cancelled, {gpu_seconds} GPU-s"),
+        }
+    }
+}
+
+/// Something the caller must do.
+#[derive(Clone, Debug)]
+pub enum Output {
+    /// Gossip to every member (adverts, rosters).
+    Publish(Envelope),
+    /// Send to one member.
+    Send { to: MemberId, envelope: Envelope },
+    /// Call `handle(.., Input::Tick)` at `at` (the earliest deadline changed).
+    Wake { at: Timestamp },
+    /// Start a job on the local executor.
+    StartJob {
+        job: JobId,
+        epoch: u64,
+        spec: JobSpec,
+    },
+    /// Cancel a job on the local executor.
+    CancelJob { job: JobId, epoch: u64 },
+    /// Append to the audit log.
+    Audit(AuditEvent),
+    /// Tell the local operator.
+    Notify(Notification),
+    /// A message was refused; count it by reason.
+    Refused(Refusal),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub at: Timestamp,
+    pub event: String,
+    pub subject: String,
+    pub detail: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub from: Option<MemberId>,
+    pub kind: Option<String>,
+    pub reason: String,
+    pub detail: String,
+}
+
+/// Events the local operator is told about.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "event")]
+pub enum Notification {
+    ProjectFiled {
+        project: ProjectId,
+        outcome: routing::Outcome,
+        referral: Option<ReferralId>,
+        explanation: String,
+    },
+    DecisionNeeded {
+        referral: ReferralId,
+        origin: MemberId,
+        decide_by: Timestamp,
+    },
+    ReferralAccepted {
+        referral: ReferralId,
+        target: MemberId,
+    },
+    ReferralDeclined {
+        referral: ReferralId,
+        target: MemberId,
+        reason: DeclineReason,
+    },
+    ReferralExhausted {
+        referral: ReferralId,
+    },
+    ReferralProgress {
+        referral: ReferralId,
+        step: Service,
+        state: ProgressState,
+    },
+    DossierReceived {
+        referral: ReferralId,
+        origin: MemberId,
+    },
+    ReferralWithdrawn {
+        referral: ReferralId,
+    },
+    /// A job was submitted here under this id.
+    JobSubmitted {
+        job: JobId,
+    },
+    JobQueued {
+        job: JobId,
+        reason: String,
+    },
+    /// No host could start the job before its latest acceptable start.
+    JobMissed {
+        job: JobId,
+        reason: String,
+    },
+    JobRunningLocally {
+        job: JobId,
+    },
+    JobPlaced {
+        job: JobId,
+        host: MemberId,
+        epoch: u64,
+    },
+    JobReplaced {
+        job: JobId,
+        lost_host: MemberId,
+        epoch: u64,
+    },
+    JobFinished {
+        job: JobId,
+        host: Option<MemberId>,
+        state: aiguillage_wire::JobState,
+        exit_code: Option<i32>,
+    },
+}

@@ -1,0 +1,448 @@
+//! The machine: one member's [`Core`], the entry point [`Core::handle`], its timers, and the
+//! helpers every part of the lifecycle uses to sign, send, audit and notify.
+
+use std::collections::BTreeSet;
+
+use aiguillage_wire::{
+    Envelope, MemberId, Message, MessageKind, PublicKey, Roster, SigningKey, Timestamp, TrustError,
+    WireError,
+};
+
+use crate::config::{CoreConfig, SECOND};
+use crate::state::{JobPhase, State, StateKey};
+use crate::timers::Deadline;
+use crate::{AuditEvent, Input, Notification, Output, Profile, Refusal, VerifyCache};
+
+/// One member's federation logic.
+pub struct Core {
+    pub(crate) me: MemberId,
+    pub(crate) key: SigningKey,
+    pub(crate) authority: PublicKey,
+    pub(crate) profile: Profile,
+    pub(crate) config: CoreConfig,
+    pub(crate) state: State,
+    pub(crate) out: Vec<Output>,
+    pub(crate) dirty: BTreeSet<StateKey>,
+    pub(crate) announced_wake: Option<Timestamp>,
+    /// Set when capacity or intake changed during a call, to republish once at its end.
+    pub(crate) advert_stale: bool,
+    /// When the advert was last published, and whether a deferred publish is scheduled.
+    pub(crate) last_advert_at: Timestamp,
+    pub(crate) advert_deferred: bool,
+    /// Shared advert verifications, set only by a simulator running many cores (off in a node).
+    pub(crate) verify_cache: Option<VerifyCache>,
+}
+
+/// The core could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error("the signing key is not the key of {member} in the roster")]
+    KeyNotRostered { member: MemberId },
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+}
+
+impl Core {
+    /// A core for `profile`'s member, signing with `key`, trusting rosters signed by
+    /// `authority`, starting from `state` (default for a new member).
+    pub fn new(
+        profile: Profile,
+        key: SigningKey,
+        authority: PublicKey,
+        config: CoreConfig,
+        state: State,
+    ) -> Core {
+        Core {
+            me: profile.id.clone(),
+            key,
+            authority,
+            profile,
+            config,
+            state,
+            out: Vec::new(),
+            dirty: BTreeSet::new(),
+            announced_wake: None,
+            advert_stale: false,
+            last_advert_at: Timestamp(0),
+            advert_deferred: false,
+            verify_cache: None,
+        }
+    }
+
+    /// Shares advert verifications with the other cores of this process (see
+    /// [`crate::verify_cache`]). Off by default; a node never sets it.
+    pub fn set_verify_cache(&mut self, cache: Option<VerifyCache>) {
+        self.verify_cache = cache;
+    }
+
+    pub fn me(&self) -> &MemberId {
+        &self.me
+    }
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+    pub fn config(&self) -> &CoreConfig {
+        &self.config
+    }
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    /// The earliest pending deadline.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.state.timers.next()
+    }
+
+    /// What changed since the last call.
+    pub fn take_dirty(&mut self) -> BTreeSet<StateKey> {
+        // Deadlines live in the meta record; any change to them is persisted with the
+        // change that caused it (a receipt's re-send timer, say), wherever it was made.
+        if self.state.timers.take_changed() {
+            self.dirty.insert(StateKey::Meta);
+        }
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// Installs a roster the node loaded from its configuration, checked like one received.
+    pub fn install_roster(&mut self, envelope: Envelope, now: Timestamp) -> Result<(), TrustError> {
+        let verified = Roster::verify_signed(envelope, &self.authority, now)?;
+        if let Some((current, _)) = &self.state.roster {
+            current.check_successor(&verified.message)?;
+        }
+        let mut roster = verified.message;
+        roster.sort_members();
+        self.state.roster = Some((roster, verified.envelope));
+        let roster = &self.state.roster.as_ref().map(|(r, _)| r.clone());
+        if let Some(r) = roster {
+            for gone in self.state.directory.retain(|m| r.member(m).is_some()) {
+                self.dirty.insert(StateKey::Listing(gone));
+            }
+        }
+        self.dirty.insert(StateKey::Meta);
+        Ok(())
+    }
+
+    /// Handles one input and returns what the caller must do, in order.
+    pub fn handle(&mut self, now: Timestamp, input: Input) -> Vec<Output> {
+        match input {
+            Input::Start => self.on_start(now),
+            Input::Received(envelope) => self.on_envelope(now, envelope),
+            Input::FileProject { card, dossier } => self.file_project(now, card, dossier),
+            Input::Decide {
+                referral,
+                accept,
+                detail,
+            } => self.operator_decides(now, &referral, accept, detail),
+            Input::Withdraw { referral, detail } => self.operator_withdraws(now, &referral, detail),
+            Input::ReportProgress {
+                referral,
+                step,
+                state,
+                note,
+            } => self.operator_reports(now, &referral, step, state, note),
+            Input::SubmitJob {
+                requirements,
+                command,
+                env,
+            } => self.submit_job(now, requirements, command, env),
+            Input::CancelJob { job } => self.cancel_job(now, &job),
+            Input::Executor { job, epoch, event } => self.executor_event(now, &job, epoch, event),
+            Input::Capacity { total_gpus } => {
+                if self.state.total_gpus != total_gpus {
+                    self.state.total_gpus = total_gpus;
+                    self.dirty.insert(StateKey::Meta);
+                    self.advert_stale = true;
+                    self.start_queued_locally(now);
+                }
+            }
+            Input::PublishAdvert => self.publish_advert(now),
+            Input::Tick => self.on_tick(now),
+        }
+        if std::mem::take(&mut self.advert_stale) {
+            let due = self
+                .last_advert_at
+                .saturating_add_ms(self.config.advert_min_interval_ms);
+            if now >= due {
+                self.publish_advert(now);
+            } else if !self.advert_deferred {
+                self.advert_deferred = true;
+                self.state.timers.schedule(due, Deadline::AdvertChanged);
+            }
+        }
+        if let Some(at) = self.state.timers.next()
+            && self.announced_wake != Some(at)
+        {
+            self.announced_wake = Some(at);
+            self.out.push(Output::Wake { at });
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    fn on_start(&mut self, now: Timestamp) {
+        self.publish_advert(now);
+        self.state.timers.schedule(
+            now.saturating_add_ms(self.config.advert_ttl_ms / 2),
+            Deadline::Republish,
+        );
+        self.state.timers.schedule(
+            now.saturating_add_ms(self.config.advert_ttl_ms),
+            Deadline::DirectorySweep,
+        );
+        self.dirty.insert(StateKey::Meta);
+    }
+
+    fn on_tick(&mut self, now: Timestamp) {
+        let due = self.state.timers.due(now);
+        if !due.is_empty() {
+            self.dirty.insert(StateKey::Meta);
+        }
+        for d in due {
+            match d {
+                Deadline::AdvertChanged => {
+                    self.advert_deferred = false;
+                    self.publish_advert(now);
+                }
+                Deadline::Republish => {
+                    self.publish_advert(now);
+                    self.state.timers.schedule(
+                        now.saturating_add_ms(self.config.advert_ttl_ms / 2),
+                        Deadline::Republish,
+                    );
+                }
+                Deadline::DirectorySweep => {
+                    for gone in self.state.directory.sweep(now) {
+                        self.dirty.insert(StateKey::Listing(gone));
+                    }
+                    let next = self
+                        .state
+                        .directory
+                        .next_expiry()
+                        .unwrap_or(now.saturating_add_ms(self.config.advert_ttl_ms))
+                        .max(now.saturating_add_ms(SECOND));
+                    self.state.timers.schedule(next, Deadline::DirectorySweep);
+                }
+                Deadline::Offer(id) => self.offer_deadline(now, &id),
+                Deadline::HandOver(id) => self.hand_over_deadline(now, &id),
+                Deadline::Decision(id) => self.decision_deadline(now, &id),
+                Deadline::Answer(id) => self.answer_deadline(now, &id),
+                Deadline::Bids(job) => self.bids_deadline(now, &job),
+                Deadline::Reserve(job) => self.reserve_deadline(now, &job),
+                Deadline::Lease(job) => self.lease_deadline(now, &job),
+                Deadline::Confirm(job) => self.confirm_deadline(now, &job),
+                Deadline::Replace(job) => self.replace_deadline(now, &job),
+                Deadline::Hold(job) => self.hold_deadline(now, &job),
+                Deadline::Heartbeat(job) => self.heartbeat_deadline(now, &job),
+                Deadline::Receipt(job) => self.receipt_deadline(now, &job),
+            }
+        }
+    }
+
+    // ----- received messages -----
+
+    fn on_envelope(&mut self, now: Timestamp, envelope: Envelope) {
+        let kind = envelope.kind;
+        let signer = envelope.signer.clone();
+        if kind == MessageKind::Roster {
+            if let Err(e) = self.install_roster(envelope, now) {
+                // A roster we already hold is ordinary gossip, not an offence.
+                if !matches!(e, TrustError::StaleSerial { current, offered } if current == offered)
+                {
+                    self.refuse(Some(signer), Some(kind), e.reason_label(), e.to_string());
+                }
+            } else {
+                self.audit(now, "roster_installed", "roster", String::new());
+            }
+            return;
+        }
+        let verified = match &self.verify_cache {
+            Some(cache) => cache.verify(&envelope, now),
+            None => envelope.verify(now),
+        };
+        if let Err(e) = verified {
+            self.refuse(Some(signer), Some(kind), e.reason_label(), e.to_string());
+            return;
+        }
+        let authorised = match &self.state.roster {
+            None => Err(TrustError::NotRostered(signer.clone())),
+            Some((roster, _)) => roster.authorise(&envelope, now).map(|_| ()),
+        };
+        if let Err(e) = authorised {
+            self.refuse(Some(signer), Some(kind), e.reason_label(), e.to_string());
+            return;
+        }
+        if signer == self.me {
+            return;
+        }
+        let result = match kind {
+            MessageKind::Advert => self
+                .decode(&envelope)
+                .map(|a| self.on_advert(now, a, envelope)),
+            MessageKind::Offer => self
+                .decode(&envelope)
+                .map(|m| self.on_offer(now, &signer, m)),
+            MessageKind::Accept => self
+                .decode(&envelope)
+                .map(|m| self.on_accept(now, &signer, m)),
+            MessageKind::Decline => self
+                .decode(&envelope)
+                .map(|m| self.on_decline(now, &signer, m)),
+            MessageKind::Withdraw => self
+                .decode(&envelope)
+                .map(|m| self.on_withdraw(now, &signer, m)),
+            MessageKind::HandOver => self
+                .decode(&envelope)
+                .map(|m| self.on_hand_over(now, &signer, m)),
+            MessageKind::Progress => self
+                .decode(&envelope)
+                .map(|m| self.on_progress(now, &signer, m)),
+            MessageKind::CallForBids => self
+                .decode(&envelope)
+                .map(|m| self.on_call_for_bids(now, &signer, m)),
+            MessageKind::Bid => self.decode(&envelope).map(|m| self.on_bid(now, &signer, m)),
+            MessageKind::Reserve => self
+                .decode(&envelope)
+                .map(|m| self.on_reserve(now, &signer, m)),
+            MessageKind::Reserved => self
+                .decode(&envelope)
+                .map(|m| self.on_reserved(now, &signer, m)),
+            MessageKind::Confirm => self
+                .decode(&envelope)
+                .map(|m| self.on_confirm(now, &signer, m)),
+            MessageKind::Release => self
+                .decode(&envelope)
+                .map(|m| self.on_release(now, &signer, m)),
+            MessageKind::Heartbeat => self
+                .decode(&envelope)
+                .map(|m| self.on_heartbeat(now, &signer, m)),
+            MessageKind::JobStatus => self
+                .decode(&envelope)
+                .map(|m| self.on_job_status(now, &signer, m)),
+            MessageKind::UsageReceipt => {
+                let env = envelope.clone();
+                self.decode(&envelope)
+                    .map(|m| self.on_receipt(now, &signer, m, env))
+            }
+            MessageKind::ReceiptAck => self
+                .decode(&envelope)
+                .map(|m| self.on_receipt_ack(now, &signer, m)),
+            MessageKind::Roster => Ok(()),
+        };
+        if let Err(e) = result {
+            self.refuse(Some(signer), Some(kind), e.reason_label(), e.to_string());
+        }
+    }
+
+    fn decode<M: Message>(&self, envelope: &Envelope) -> Result<M, WireError> {
+        envelope.decode_payload::<M>()
+    }
+
+    pub fn roster(&self) -> Option<&Roster> {
+        self.state.roster.as_ref().map(|(r, _)| r)
+    }
+
+    // ----- capacity -----
+
+    fn allocated_gpus(&self) -> u32 {
+        let local: u32 = self
+            .state
+            .jobs
+            .values()
+            .filter(|j| matches!(j.phase, JobPhase::Local))
+            .map(|j| j.spec.requirements.gpus)
+            .sum();
+        let hosted: u32 = self
+            .state
+            .hosted
+            .values()
+            .filter(|h| h.holds_gpus())
+            .map(|h| h.spec.requirements.gpus)
+            .sum();
+        local + hosted
+    }
+
+    pub fn free_gpus(&self) -> u32 {
+        self.state.total_gpus.saturating_sub(self.allocated_gpus())
+    }
+
+    pub(crate) fn intake_used(&self) -> u32 {
+        self.state
+            .incoming
+            .values()
+            .filter(|r| r.state.holds_intake())
+            .count() as u32
+    }
+
+    // ----- helpers -----
+
+    pub(crate) fn next_id(&mut self) -> u64 {
+        self.state.next_id += 1;
+        self.dirty.insert(StateKey::Meta);
+        self.state.next_id
+    }
+
+    pub(crate) fn seal<M: Message>(
+        &mut self,
+        now: Timestamp,
+        message: &M,
+        ttl_ms: u64,
+    ) -> Option<Envelope> {
+        let ttl = ttl_ms.min(M::KIND.max_lifetime_ms());
+        match Envelope::seal(
+            message,
+            &self.me,
+            &self.key,
+            now,
+            now.saturating_add_ms(ttl),
+        ) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                self.audit(now, "seal_failed", M::KIND.name(), e.to_string());
+                None
+            }
+        }
+    }
+
+    pub(crate) fn send<M: Message>(&mut self, now: Timestamp, to: &MemberId, message: &M) {
+        if let Some(envelope) = self.seal(now, message, self.config.message_ttl_ms) {
+            self.out.push(Output::Send {
+                to: to.clone(),
+                envelope,
+            });
+        }
+    }
+
+    pub(crate) fn audit(&mut self, now: Timestamp, event: &str, subject: &str, detail: String) {
+        self.out.push(Output::Audit(AuditEvent {
+            at: now,
+            event: event.to_owned(),
+            subject: subject.to_owned(),
+            detail,
+        }));
+    }
+
+    pub(crate) fn notify(&mut self, n: Notification) {
+        self.out.push(Output::Notify(n));
+    }
+
+    pub(crate) fn refuse(
+        &mut self,
+        from: Option<MemberId>,
+        kind: Option<MessageKind>,
+        reason: &str,
+        detail: String,
+    ) {
+        self.out.push(Output::Refused(Refusal {
+            from,
+            kind: kind.map(|k| k.name().to_owned()),
+            reason: reason.to_owned(),
+            detail,
+        }));
+    }
+
+    pub(crate) fn country_of(&self, member: &MemberId) -> Option<aiguillage_wire::CountryCode> {
+        self.roster()
+            .and_then(|r| r.member(member))
+            .map(|e| e.country)
+            .or_else(|| self.state.directory.get(member).map(|l| l.advert.country))
+    }
+}

@@ -1,0 +1,189 @@
+//! The whole persistent state of a member's core, the records it is made of, and the keys
+//! under which a store keeps each record.
+
+mod job;
+mod referral;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use aiguillage_wire::{
+    Envelope, JobId, MemberId, ProjectCard, ProjectId, ReferralId, Roster, Timestamp,
+};
+
+use crate::directory::Directory;
+use crate::ledger::Ledger;
+use crate::routing::Explanation;
+use crate::timers::Timers;
+
+pub use job::{HostPhase, HostedJob, JobPhase, OriginJob, Placement, PlacementOutcome};
+pub use referral::{AttemptOutcome, AttemptRecord, InReferral, InState, OutReferral, OutState};
+
+/// A piece of state that changed and must be persisted before outputs leave.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum StateKey {
+    /// Counters, capacity, advert sequence, timers, roster.
+    Meta,
+    /// Observed behaviour of members (the listings are per member).
+    Directory,
+    /// One member's advert as held in the directory.
+    Listing(MemberId),
+    Ledger,
+    Project(ProjectId),
+    Outgoing(ReferralId),
+    Incoming(ReferralId),
+    Job(JobId),
+    Hosted(JobId),
+}
+
+/// A client project as filed here.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FiledProject {
+    pub card: ProjectCard,
+    pub filed_at: Timestamp,
+    pub explanation: Explanation,
+    pub referral: Option<ReferralId>,
+}
+
+/// The whole persistent state of a member's core.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct State {
+    pub roster: Option<(Roster, Envelope)>,
+    pub directory: Directory,
+    pub ledger: Ledger,
+    pub timers: Timers,
+    pub advert_seq: u64,
+    pub total_gpus: u32,
+    pub next_id: u64,
+    pub projects: BTreeMap<ProjectId, FiledProject>,
+    pub outgoing: BTreeMap<ReferralId, OutReferral>,
+    pub incoming: BTreeMap<ReferralId, InReferral>,
+    pub jobs: BTreeMap<JobId, OriginJob>,
+    pub hosted: BTreeMap<JobId, HostedJob>,
+}
+
+/// A state change, for the lifecycle history shown to operators.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Transition {
+    pub at: Timestamp,
+    pub state: String,
+    pub detail: String,
+}
+
+/// Appends a transition to a history.
+pub(crate) fn record(
+    history: &mut Vec<Transition>,
+    at: Timestamp,
+    state: &str,
+    detail: impl Into<String>,
+) {
+    history.push(Transition {
+        at,
+        state: state.to_owned(),
+        detail: detail.into(),
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aiguillage_wire::{DeclineReason, JobState};
+
+    /// The field serde writes the variant's name into, for a tagged enum; the string itself
+    /// for a plain one.
+    fn serde_name(v: &impl Serialize, field: &str) -> String {
+        let json = serde_json::to_value(v).unwrap();
+        json.get(field)
+            .and_then(|s| s.as_str())
+            .or(json.as_str())
+            .unwrap()
+            .to_owned()
+    }
+
+    #[test]
+    fn every_state_is_named_by_its_tag_as_serde_names_it() {
+        for s in OutState::ALL {
+            assert_eq!(serde_name(&s, "state"), s.tag());
+        }
+        let t = Timestamp(1);
+        let incoming = [
+            InState::AwaitingDecision { decide_by: t },
+            InState::Accepted,
+            InState::Declined {
+                reason: DeclineReason::NoCapacity,
+                detail: String::new(),
+            },
+            InState::HandedOver,
+            InState::InProgress,
+            InState::Completed,
+            InState::Abandoned,
+            InState::Withdrawn,
+        ];
+        assert_eq!(incoming.clone().map(|s| s.tag()), InState::TAGS);
+        for s in &incoming {
+            assert_eq!(serde_name(s, "state"), s.tag());
+        }
+        let m = MemberId::new("lu-l-aif").unwrap();
+        let phases = [
+            JobPhase::Local,
+            JobPhase::Queued {
+                reason: String::new(),
+            },
+            JobPhase::Bidding {
+                bids_by: t,
+                invited: vec![],
+                bids: vec![],
+            },
+            JobPhase::Reserving {
+                host: m.clone(),
+                hold_until: t,
+                next: vec![],
+            },
+            JobPhase::Leased {
+                host: m.clone(),
+                lease_until: t,
+                acknowledged: false,
+                host_state: JobState::Running,
+            },
+            JobPhase::Done {
+                state: JobState::Succeeded,
+                exit_code: None,
+                host: None,
+            },
+            JobPhase::Cancelled,
+            JobPhase::Missed {
+                reason: String::new(),
+            },
+        ];
+        assert_eq!(phases.clone().map(|p| p.tag()), JobPhase::TAGS);
+        for p in &phases {
+            assert_eq!(serde_name(p, "phase"), p.tag());
+        }
+        let hosted = [
+            HostPhase::Held { until: t },
+            HostPhase::Running {
+                state: JobState::Running,
+                started_at: None,
+            },
+            HostPhase::Finished { acknowledged: true },
+            HostPhase::Released,
+            HostPhase::Disowned,
+        ];
+        assert_eq!(hosted.clone().map(|p| p.tag()), HostPhase::TAGS);
+        for p in &hosted {
+            assert_eq!(serde_name(p, "phase"), p.tag());
+        }
+        for o in [
+            AttemptOutcome::Accepted,
+            AttemptOutcome::Declined {
+                reason: DeclineReason::NoCapacity,
+                detail: String::new(),
+            },
+            AttemptOutcome::Expired,
+            AttemptOutcome::Withdrawn,
+        ] {
+            assert_eq!(serde_name(&o, "outcome"), o.tag());
+        }
+    }
+}
