@@ -10,7 +10,7 @@ use aiguillage_wire::{
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, ValidationMode};
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{StreamProtocol, Swarm, connection_limits, identify, kad, noise, ping, tcp, yamux};
 use sha2::{Digest, Sha256};
@@ -46,6 +46,8 @@ struct Behaviour {
 /// The most a frame on a request-response protocol may carry: one envelope and its CBOR
 /// byte-string header.
 const MAX_FRAME: u64 = MAX_ENVELOPE_BYTES as u64 + 16;
+/// Sync requests held while the node starts: one per member of a large federation.
+const MAX_PARKED_SYNCS: usize = 1024;
 /// A directory answer: up to 2,048 adverts of at most 16 KiB plus a roster.
 const MAX_SYNC_ANSWER: u64 = 40 * 1024 * 1024;
 
@@ -98,6 +100,9 @@ pub struct EventLoop {
     pending_syncs: HashMap<OutboundRequestId, SyncReply>,
     /// What a sync request is answered with, kept current by the node.
     sync_entries: BTreeMap<String, Vec<u8>>,
+    /// Sync requests that came before the node handed over its first snapshot (it is still
+    /// starting), answered once it has; at most `MAX_PARKED_SYNCS`.
+    parked_syncs: Option<Vec<ResponseChannel<SyncAnswer>>>,
     limiter: RateLimiter<PeerId>,
     /// The latest publish per topic that found no subscribed peer, retried on subscription.
     unpublished: HashMap<Topic, Vec<u8>>,
@@ -250,6 +255,7 @@ impl EventLoop {
             pending_sends: HashMap::new(),
             pending_syncs: HashMap::new(),
             sync_entries: BTreeMap::new(),
+            parked_syncs: Some(Vec::new()),
             limiter: RateLimiter::new(config.peer_rate.per_s, config.peer_rate.burst),
             unpublished: HashMap::new(),
             topics,
@@ -281,6 +287,17 @@ impl EventLoop {
                 "event queue full; dropping a network event"
             );
         }
+    }
+
+    fn answer_sync(&mut self, channel: ResponseChannel<SyncAnswer>) {
+        let answer = SyncAnswer {
+            envelopes: self.sync_entries.values().cloned().map(Frame).collect(),
+        };
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .sync
+            .send_response(channel, answer);
     }
 
     fn refused(&self, reason: &'static str, channel: &'static str) {
@@ -334,6 +351,9 @@ impl EventLoop {
                         Some(b) => self.sync_entries.insert(key, b),
                         None => self.sync_entries.remove(&key),
                     };
+                }
+                for channel in self.parked_syncs.take().unwrap_or_default() {
+                    self.answer_sync(channel);
                 }
             }
             Command::Report {
@@ -600,14 +620,11 @@ impl EventLoop {
                 // Over its rate, the request goes unanswered (the peer sees its stream
                 // closed); a dropped channel keeps nothing here.
                 if self.within_rate(peer, "sync") {
-                    let answer = SyncAnswer {
-                        envelopes: self.sync_entries.values().cloned().map(Frame).collect(),
-                    };
-                    let _ = self
-                        .swarm
-                        .behaviour_mut()
-                        .sync
-                        .send_response(channel, answer);
+                    match &mut self.parked_syncs {
+                        Some(parked) if parked.len() < MAX_PARKED_SYNCS => parked.push(channel),
+                        Some(_) => {}
+                        None => self.answer_sync(channel),
+                    }
                 }
             }
             Event::Message {

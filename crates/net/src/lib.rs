@@ -275,7 +275,8 @@ impl Client {
     }
 
     /// Updates what a peer's sync request is answered with: each entry, under a key of the
-    /// caller's choosing (a member id, `roster`), is set to its envelope or removed.
+    /// caller's choosing (a member id, `roster`), is set to its envelope or removed. Sync
+    /// requests that arrive before the first call are held and answered after it.
     pub async fn set_sync_entries(
         &self,
         entries: Vec<(String, Option<Vec<u8>>)>,
