@@ -27,7 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def cli(binary, net, node, *args):
     out = subprocess.run(
-        [binary, "--devnet-dir", net, "--node", node, *args, "--json"],
+        [binary, *args, "--json", "--devnet-dir", net, "--node", node],
         capture_output=True,
         text=True,
         cwd=ROOT,

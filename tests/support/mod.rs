@@ -149,11 +149,11 @@ impl Devnet {
         self.net_dir().join(id)
     }
 
-    /// `aiguillage --devnet-dir … --node ID ARGS`.
+    /// `aiguillage ARGS --devnet-dir … --node ID`.
     pub fn cli(&self, node: &str, args: &[&str]) -> Run {
         let net = self.net_dir();
-        let mut all = vec!["--devnet-dir", net.to_str().unwrap(), "--node", node];
-        all.extend_from_slice(args);
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--devnet-dir", net.to_str().unwrap(), "--node", node]);
         run_in(&repo_root(), &all)
     }
 

@@ -27,6 +27,7 @@ pub mod project_file;
 mod referral;
 pub mod routing;
 pub mod state;
+pub mod stats;
 pub mod timers;
 pub mod verify_cache;
 

@@ -167,14 +167,7 @@ impl Metrics {
     }
 }
 
-/// The `q`-quantile (0..=1) of sorted values, nearest rank.
-pub fn quantile(sorted: &[u64], q: f64) -> Option<u64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    Some(sorted[rank.clamp(1, sorted.len()) - 1])
-}
+pub use aiguillage_core::stats::quantile;
 
 /// Jain's fairness index of `xs`: 1 when all equal, 1/n when one has everything.
 pub fn jain(xs: &[f64]) -> Option<f64> {
@@ -193,12 +186,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quantiles_and_jain() {
-        let v: Vec<u64> = (1..=100).collect();
-        assert_eq!(quantile(&v, 0.5), Some(50));
-        assert_eq!(quantile(&v, 0.99), Some(99));
-        assert_eq!(quantile(&v, 1.0), Some(100));
-        assert_eq!(quantile(&[], 0.5), None);
+    fn jain_index() {
         assert!((jain(&[1.0, 1.0, 1.0]).unwrap() - 1.0).abs() < 1e-12);
         assert!((jain(&[1.0, 0.0, 0.0, 0.0]).unwrap() - 0.25).abs() < 1e-12);
     }

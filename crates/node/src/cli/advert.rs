@@ -1,14 +1,71 @@
 //! `aiguillage advert`: build a signed advert from a profile, inspect one from a file.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aiguillage_wire::{Advert, Envelope, GpuCapacity, PublicKey, Sector, SectorLevel, Verified};
 use anyhow::{Context, Result};
 
-use crate::{clock, files, profiles, roster_cmd};
+use super::JsonFlag;
+use super::roster as roster_cmd;
+use crate::{clock, files, profiles};
 
-pub fn build(profile: &Path, key: &Path, seq: u64, ttl: Duration, out: &Path) -> Result<()> {
+#[derive(clap::Subcommand)]
+pub enum AdvertCommand {
+    /// Build and sign the advert of a member from its profile.
+    Build {
+        /// The member's profile.
+        #[arg(long)]
+        profile: PathBuf,
+        /// The member's key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// The advert's sequence number; a higher one replaces a lower one.
+        #[arg(long)]
+        seq: u64,
+        /// How long the advert stays valid (e.g. 10m).
+        #[arg(long, default_value = "10m")]
+        ttl: String,
+        /// Where to write the signed advert.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Decode, verify and print a signed advert.
+    Inspect {
+        /// The signed advert.
+        file: PathBuf,
+        /// Also check that the signer is in this signed roster.
+        #[arg(long, requires = "authority")]
+        roster: Option<PathBuf>,
+        /// The federation authority public key that the roster must be signed by.
+        #[arg(long, requires = "roster")]
+        authority: Option<PublicKey>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
+impl AdvertCommand {
+    pub fn run(self) -> Result<()> {
+        match self {
+            AdvertCommand::Build {
+                profile,
+                key,
+                seq,
+                ttl,
+                out,
+            } => build(&profile, &key, seq, clock::parse_duration(&ttl)?, &out),
+            AdvertCommand::Inspect {
+                file,
+                roster,
+                authority,
+                json,
+            } => inspect(&file, roster.as_deref().zip(authority.as_ref()), json.json),
+        }
+    }
+}
+
+fn build(profile: &Path, key: &Path, seq: u64, ttl: Duration, out: &Path) -> Result<()> {
     let profile = profiles::load_one(profile)?;
     let key = files::read_secret_key(key)?;
     // Capacity in an advert comes from the member's scheduler; the researched system sizes
@@ -30,7 +87,7 @@ pub fn build(profile: &Path, key: &Path, seq: u64, ttl: Duration, out: &Path) ->
     Ok(())
 }
 
-pub fn inspect(path: &Path, roster: Option<(&Path, &PublicKey)>, json: bool) -> Result<()> {
+fn inspect(path: &Path, roster: Option<(&Path, &PublicKey)>, json: bool) -> Result<()> {
     let bytes = files::read(path)?;
     let now = clock::now();
     let envelope = Envelope::from_bytes(&bytes)

@@ -10,14 +10,32 @@ use rand::Rng;
 use crate::config::{AdminConfig, NodeConfig};
 use crate::{files, profiles};
 
+/// Create a member's data folder: key, admin token and node config.
+#[derive(clap::Args)]
 pub struct InitOptions {
+    /// The member's profile (config/factories/… or config/antennas/…).
+    #[arg(long)]
     pub profile: PathBuf,
+    /// The folder to create; it holds the key, the token, node.toml, the store and jobs.
+    #[arg(long)]
     pub data_dir: PathBuf,
+    /// The signed roster (ask the federation authority).
+    #[arg(long)]
     pub roster: Option<PathBuf>,
+    /// The federation authority's public key in hex.
+    #[arg(long)]
     pub authority: Option<String>,
+    /// libp2p listen address (repeatable); default /ip4/127.0.0.1/tcp/0.
+    #[arg(long)]
     pub listen: Vec<String>,
+    /// A member to dial at start, /ip4/…/tcp/…/p2p/<peer id> (repeatable).
+    #[arg(long)]
     pub bootstrap: Vec<String>,
+    /// The admin API's address (loopback unless node.toml says allow_remote).
+    #[arg(long, default_value = "127.0.0.1:0")]
     pub admin: SocketAddr,
+    /// GPUs the local executor may use.
+    #[arg(long, default_value_t = 0)]
     pub gpus: u32,
 }
 

@@ -5,37 +5,227 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde_json::Value;
 
+use super::JsonFlag;
 use crate::admin_client::AdminClient;
 
-/// Where to find the node: a devnet member by id, or an API address with a token file.
-pub struct Target {
-    pub node: Option<String>,
-    pub devnet_dir: PathBuf,
+/// Which node to talk to. Given once in the environment (`AIGUILLAGE_DATA_DIR`, or
+/// `AIGUILLAGE_API` with `AIGUILLAGE_TOKEN_FILE`), or on the command line.
+#[derive(clap::Args, Clone, Debug)]
+pub struct NodeArgs {
+    /// The node's data folder: its run.json names the admin API, admin.token holds the token.
+    #[arg(long, global = true, env = "AIGUILLAGE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The node's admin API address (with --token-file).
+    #[arg(long, global = true, env = "AIGUILLAGE_API")]
     pub api: Option<std::net::SocketAddr>,
+    /// The file holding the admin token (with --api).
+    #[arg(long, global = true, env = "AIGUILLAGE_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// A devnet member's id, looked up under --devnet-dir.
+    #[arg(long, global = true, env = "AIGUILLAGE_NODE")]
+    pub node: Option<String>,
+    /// The devnet folder --node looks in.
+    #[arg(
+        long,
+        global = true,
+        env = "AIGUILLAGE_DEVNET_DIR",
+        default_value = "devnet-data"
+    )]
+    pub devnet_dir: PathBuf,
 }
 
-impl Target {
+impl NodeArgs {
     pub fn client(&self) -> Result<AdminClient> {
-        match (&self.node, &self.api) {
-            (_, Some(addr)) => {
-                let tf = self
-                    .token_file
-                    .as_ref()
-                    .context("--api needs --token-file")?;
-                let token = crate::files::read_to_string(tf)?;
-                Ok(AdminClient::new(*addr, token.trim().to_owned()))
-            }
-            (Some(node), None) => AdminClient::for_data_dir(&self.devnet_dir.join(node))
-                .with_context(|| {
-                    format!(
-                        "finding devnet member {node} under {}",
-                        self.devnet_dir.display()
-                    )
-                }),
-            (None, None) => anyhow::bail!(
-                "say which node: --node ID (a devnet member) or --api ADDR --token-file FILE"
-            ),
+        if let Some(addr) = self.api {
+            let tf = self
+                .token_file
+                .as_ref()
+                .context("--api needs --token-file (or AIGUILLAGE_TOKEN_FILE)")?;
+            let token = crate::files::read_to_string(tf)?;
+            return Ok(AdminClient::new(addr, token.trim().to_owned()));
+        }
+        if let Some(dir) = &self.data_dir {
+            return AdminClient::for_data_dir(dir)
+                .with_context(|| format!("finding the node of {}", dir.display()));
+        }
+        if let Some(node) = &self.node {
+            return AdminClient::for_data_dir(&self.devnet_dir.join(node)).with_context(|| {
+                format!(
+                    "finding devnet member {node} under {}",
+                    self.devnet_dir.display()
+                )
+            });
+        }
+        anyhow::bail!(
+            "say which node: --data-dir DIR (or AIGUILLAGE_DATA_DIR), --api ADDR --token-file \
+             FILE (or AIGUILLAGE_API and AIGUILLAGE_TOKEN_FILE), or --node ID for a devnet member"
+        )
+    }
+}
+
+/// The verbs that talk to a running node through its admin API.
+#[derive(clap::Subcommand)]
+pub enum NodeCommand {
+    /// The node's status.
+    Status {
+        #[command(flatten)]
+        node: NodeArgs,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// The node's directory of members.
+    Directory {
+        #[command(flatten)]
+        node: NodeArgs,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Projects filed here.
+    Project {
+        #[command(flatten)]
+        node: NodeArgs,
+        #[command(subcommand)]
+        command: ProjectCommand,
+    },
+    /// Referrals, out and in.
+    Referral {
+        #[command(flatten)]
+        node: NodeArgs,
+        #[command(subcommand)]
+        command: ReferralCommand,
+    },
+    /// GPU jobs.
+    Job {
+        #[command(flatten)]
+        node: NodeArgs,
+        #[command(subcommand)]
+        command: JobCommand,
+    },
+    /// The reciprocity ledger.
+    Ledger {
+        #[command(flatten)]
+        node: NodeArgs,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// The figures an AI Factory reports to its funders.
+    Kpi {
+        #[command(flatten)]
+        node: NodeArgs,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
+#[derive(clap::Subcommand)]
+pub enum ProjectCommand {
+    /// File a project (see config/examples/project-*.toml).
+    File {
+        /// The project file.
+        file: PathBuf,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// List the projects filed here.
+    List {
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
+#[derive(clap::Subcommand)]
+pub enum ReferralCommand {
+    /// Every referral, out and in.
+    List {
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// A referral with its routing explanation and lifecycle history.
+    Show {
+        /// The referral's id, e.g. lu-l-aif/3.
+        id: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Accept an incoming referral that awaits a decision.
+    Accept {
+        /// The referral's id.
+        id: String,
+        /// A note for the record.
+        #[arg(long, default_value = "")]
+        detail: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Decline an incoming referral that awaits a decision.
+    Decline {
+        /// The referral's id.
+        id: String,
+        /// Why, for the origin and the record.
+        #[arg(long, default_value = "")]
+        detail: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
+#[derive(clap::Subcommand)]
+pub enum JobCommand {
+    /// Submit a job (see config/examples/job-small.toml).
+    Submit {
+        /// The job file.
+        file: PathBuf,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Every job submitted or hosted here.
+    List {
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Where the job stands, where it ran, its exit code and history.
+    Show {
+        /// The job's id, e.g. lu-l-aif/7.
+        id: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Cancel a job this member submitted, wherever it runs.
+    Cancel {
+        /// The job's id.
+        id: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
+impl NodeCommand {
+    pub fn run(self) -> Result<()> {
+        match self {
+            NodeCommand::Status { node, json } => status(&node, json.json),
+            NodeCommand::Directory { node, json } => directory(&node, json.json),
+            NodeCommand::Ledger { node, json } => get_and_print(&node, "/ledger", json.json),
+            NodeCommand::Kpi { node, json } => get_and_print(&node, "/kpi", json.json),
+            NodeCommand::Project { node, command } => match command {
+                ProjectCommand::File { file, json } => project_file(&node, &file, json.json),
+                ProjectCommand::List { json } => get_and_print(&node, "/projects", json.json),
+            },
+            NodeCommand::Referral { node, command } => match command {
+                ReferralCommand::List { json } => referral_list(&node, json.json),
+                ReferralCommand::Show { id, json } => referral_show(&node, &id, json.json),
+                ReferralCommand::Accept { id, detail, json } => {
+                    referral_decide(&node, &id, true, &detail, json.json)
+                }
+                ReferralCommand::Decline { id, detail, json } => {
+                    referral_decide(&node, &id, false, &detail, json.json)
+                }
+            },
+            NodeCommand::Job { node, command } => match command {
+                JobCommand::Submit { file, json } => job_submit(&node, &file, json.json),
+                JobCommand::List { json } => get_and_print(&node, "/jobs", json.json),
+                JobCommand::Show { id, json } => job_show(&node, &id, json.json),
+                JobCommand::Cancel { id, json } => job_cancel(&node, &id, json.json),
+            },
         }
     }
 }
@@ -52,7 +242,7 @@ fn pretty(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
-pub fn status(t: &Target, json: bool) -> Result<()> {
+fn status(t: &NodeArgs, json: bool) -> Result<()> {
     let v = t.client()?.get("/status")?;
     print(&v, json, |v| {
         if let Some(o) = v.as_object() {
@@ -64,7 +254,7 @@ pub fn status(t: &Target, json: bool) -> Result<()> {
     Ok(())
 }
 
-pub fn directory(t: &Target, json: bool) -> Result<()> {
+fn directory(t: &NodeArgs, json: bool) -> Result<()> {
     let v = t.client()?.get("/directory")?;
     print(&v, json, |v| {
         println!(
@@ -93,7 +283,7 @@ pub fn directory(t: &Target, json: bool) -> Result<()> {
     Ok(())
 }
 
-pub fn project_file(t: &Target, path: &Path, json: bool) -> Result<()> {
+fn project_file(t: &NodeArgs, path: &Path, json: bool) -> Result<()> {
     let text = crate::files::read_to_string(path)?;
     let file: toml::Value =
         toml::from_str(&text).with_context(|| format!("{} is not TOML", path.display()))?;
@@ -115,7 +305,7 @@ pub fn project_file(t: &Target, path: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
-pub fn referral_list(t: &Target, json: bool) -> Result<()> {
+fn referral_list(t: &NodeArgs, json: bool) -> Result<()> {
     let v = t.client()?.get("/referrals")?;
     print(&v, json, |v| {
         for r in v.as_array().into_iter().flatten() {
@@ -137,7 +327,7 @@ pub fn referral_list(t: &Target, json: bool) -> Result<()> {
     Ok(())
 }
 
-pub fn referral_show(t: &Target, id: &str, json: bool) -> Result<()> {
+fn referral_show(t: &NodeArgs, id: &str, json: bool) -> Result<()> {
     let v = t.client()?.get(&format!("/referrals/{id}"))?;
     print(&v, json, |v| {
         if let Some(text) = v["explanation"]["text"].as_str() {
@@ -157,7 +347,7 @@ pub fn referral_show(t: &Target, id: &str, json: bool) -> Result<()> {
     Ok(())
 }
 
-pub fn referral_decide(t: &Target, id: &str, accept: bool, detail: &str, json: bool) -> Result<()> {
+fn referral_decide(t: &NodeArgs, id: &str, accept: bool, detail: &str, json: bool) -> Result<()> {
     let action = if accept { "accept" } else { "decline" };
     let v = t.client()?.post(
         &format!("/referrals/{id}/{action}"),
@@ -167,7 +357,7 @@ pub fn referral_decide(t: &Target, id: &str, accept: bool, detail: &str, json: b
     Ok(())
 }
 
-pub fn job_submit(t: &Target, path: &Path, json: bool) -> Result<()> {
+fn job_submit(t: &NodeArgs, path: &Path, json: bool) -> Result<()> {
     let text = crate::files::read_to_string(path)?;
     let file: toml::Value =
         toml::from_str(&text).with_context(|| format!("{} is not TOML", path.display()))?;
@@ -181,14 +371,14 @@ pub fn job_submit(t: &Target, path: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
-pub fn get_and_print(t: &Target, path: &str, json: bool) -> Result<()> {
+fn get_and_print(t: &NodeArgs, path: &str, json: bool) -> Result<()> {
     let v = t.client()?.get(path)?;
     print(&v, json, pretty);
     Ok(())
 }
 
 /// `job show`: where the job stands, where it ran and how it ended, then its history.
-pub fn job_show(t: &Target, id: &str, json: bool) -> Result<()> {
+fn job_show(t: &NodeArgs, id: &str, json: bool) -> Result<()> {
     let v = t.client()?.get(&format!("/jobs/{id}"))?;
     print(&v, json, |v| {
         let job = &v["job"];
@@ -253,7 +443,7 @@ pub fn job_show(t: &Target, id: &str, json: bool) -> Result<()> {
 }
 
 /// `job cancel`: stops a job this member submitted, wherever it runs.
-pub fn job_cancel(t: &Target, id: &str, json: bool) -> Result<()> {
+fn job_cancel(t: &NodeArgs, id: &str, json: bool) -> Result<()> {
     let v = t
         .client()?
         .post(&format!("/jobs/{id}/cancel"), &serde_json::json!({}))?;

@@ -5,7 +5,7 @@
 //! binary envelope that nodes pin against the authority key. Every edit of a draft raises
 //! its serial, so the roster signed from it replaces the previous one.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use aiguillage_wire::{
     AUTHORITY_ID, CountryCode, Envelope, MemberId, Message, PublicKey, Role, Roster, RosterEntry,
@@ -14,7 +14,161 @@ use aiguillage_wire::{
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+use super::JsonFlag;
 use crate::{clock, files};
+
+#[derive(clap::Subcommand)]
+pub enum RosterCommand {
+    /// Start a new draft roster (TOML).
+    New {
+        /// The federation's name, e.g. eurohpc-ai-factories.
+        #[arg(long)]
+        federation: String,
+        /// Where to write the draft.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Add a member to a draft roster; raises its serial.
+    Add {
+        /// The draft roster.
+        draft: PathBuf,
+        /// The member's id, e.g. lu-l-aif.
+        #[arg(long)]
+        id: MemberId,
+        /// The member's public key in hex (see `keys show`).
+        #[arg(
+            long,
+            conflicts_with = "key_file",
+            required_unless_present = "key_file"
+        )]
+        public_key: Option<PublicKey>,
+        /// Read the public key from the member's key file instead.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        /// factory or antenna.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// The member's country (ISO 3166-1 alpha-2).
+        #[arg(long)]
+        country: CountryCode,
+        /// Linked factory of an antenna (repeatable).
+        #[arg(long = "linked")]
+        linked: Vec<MemberId>,
+        /// When the entry becomes valid (RFC 3339, or `now`).
+        #[arg(long, default_value = "now")]
+        valid_from: String,
+        /// When the entry stops being valid (RFC 3339). Default: one year after --valid-from.
+        #[arg(long)]
+        valid_until: Option<String>,
+    },
+    /// Remove a member from a draft roster; raises its serial.
+    Remove {
+        /// The draft roster.
+        draft: PathBuf,
+        /// The member to remove.
+        #[arg(long)]
+        id: MemberId,
+    },
+    /// Sign a draft roster with the federation authority key.
+    Sign {
+        /// The draft roster.
+        draft: PathBuf,
+        /// The federation authority's key file.
+        #[arg(long)]
+        authority_key: PathBuf,
+        /// Where to write the signed roster.
+        #[arg(long)]
+        out: PathBuf,
+        /// How long the signed roster stays valid (at most 400 days).
+        #[arg(long, default_value = "365days")]
+        ttl: String,
+    },
+    /// Verify a signed roster against the pinned authority public key.
+    Verify {
+        /// The signed roster.
+        file: PathBuf,
+        /// The federation authority's public key in hex.
+        #[arg(long)]
+        authority: PublicKey,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Show a roster (signed or draft) as a table.
+    Show {
+        /// The roster, signed or draft.
+        file: PathBuf,
+        /// Verify a signed roster against this authority public key.
+        #[arg(long)]
+        authority: Option<PublicKey>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    s.parse::<Role>().map_err(|e| e.to_string())
+}
+
+impl RosterCommand {
+    pub fn run(self) -> Result<()> {
+        match self {
+            RosterCommand::New { federation, out } => new(&federation, &out),
+            RosterCommand::Add {
+                draft,
+                id,
+                public_key,
+                key_file,
+                role,
+                country,
+                linked,
+                valid_from,
+                valid_until,
+            } => {
+                let key = match (public_key, key_file) {
+                    (Some(k), _) => k,
+                    (None, Some(path)) => PublicKey::of(&files::read_secret_key(&path)?),
+                    (None, None) => bail!("give --public-key or --key-file"),
+                };
+                let valid_until = match valid_until {
+                    Some(v) => v,
+                    None => clock::format_time(clock::after(
+                        clock::parse_time(&valid_from)?,
+                        std::time::Duration::from_secs(365 * 24 * 3600),
+                    )),
+                };
+                add(
+                    &draft,
+                    NewMember {
+                        id,
+                        key,
+                        role,
+                        country,
+                        linked_factories: linked,
+                        valid_from: &valid_from,
+                        valid_until: &valid_until,
+                    },
+                )
+            }
+            RosterCommand::Remove { draft, id } => remove(&draft, &id),
+            RosterCommand::Sign {
+                draft,
+                authority_key,
+                out,
+                ttl,
+            } => sign(&draft, &authority_key, &out, clock::parse_duration(&ttl)?),
+            RosterCommand::Verify {
+                file,
+                authority,
+                json,
+            } => verify(&file, &authority, json.json),
+            RosterCommand::Show {
+                file,
+                authority,
+                json,
+            } => show(&file, authority.as_ref(), json.json),
+        }
+    }
+}
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -78,7 +232,7 @@ impl Draft {
     }
 }
 
-pub fn new(federation: &str, out: &Path) -> Result<()> {
+fn new(federation: &str, out: &Path) -> Result<()> {
     files::refuse_existing(out)?;
     if federation.trim().is_empty() {
         bail!("--federation must not be empty");
@@ -99,7 +253,7 @@ pub fn new(federation: &str, out: &Path) -> Result<()> {
 }
 
 /// What `roster add` needs to know about a member.
-pub struct NewMember<'a> {
+struct NewMember<'a> {
     pub id: MemberId,
     pub key: PublicKey,
     pub role: Role,
@@ -109,7 +263,7 @@ pub struct NewMember<'a> {
     pub valid_until: &'a str,
 }
 
-pub fn add(path: &Path, member: NewMember<'_>) -> Result<()> {
+fn add(path: &Path, member: NewMember<'_>) -> Result<()> {
     let mut draft = load_draft(path)?;
     if draft.members.iter().any(|m| m.id == member.id) {
         bail!(
@@ -153,7 +307,7 @@ pub fn add(path: &Path, member: NewMember<'_>) -> Result<()> {
     Ok(())
 }
 
-pub fn remove(path: &Path, id: &MemberId) -> Result<()> {
+fn remove(path: &Path, id: &MemberId) -> Result<()> {
     let mut draft = load_draft(path)?;
     let before = draft.members.len();
     draft.members.retain(|m| &m.id != id);
@@ -171,7 +325,7 @@ pub fn remove(path: &Path, id: &MemberId) -> Result<()> {
     Ok(())
 }
 
-pub fn sign(path: &Path, authority_key: &Path, out: &Path, ttl: std::time::Duration) -> Result<()> {
+fn sign(path: &Path, authority_key: &Path, out: &Path, ttl: std::time::Duration) -> Result<()> {
     let roster = load_draft(path)?.to_roster(path)?;
     let key = files::read_secret_key(authority_key)?;
     let now = clock::now();
@@ -204,7 +358,7 @@ pub fn load_signed(path: &Path, authority: &PublicKey, now: Timestamp) -> Result
         .with_context(|| format!("refusing roster {}", path.display()))
 }
 
-pub fn verify(path: &Path, authority: &PublicKey, json: bool) -> Result<()> {
+fn verify(path: &Path, authority: &PublicKey, json: bool) -> Result<()> {
     let verified = load_signed(path, authority, clock::now())?;
     let r = &verified.message;
     if json {
@@ -231,7 +385,7 @@ pub fn verify(path: &Path, authority: &PublicKey, json: bool) -> Result<()> {
 }
 
 /// Shows a signed roster (verified when `--authority` is given) or a draft.
-pub fn show(path: &Path, authority: Option<&PublicKey>, json: bool) -> Result<()> {
+fn show(path: &Path, authority: Option<&PublicKey>, json: bool) -> Result<()> {
     let bytes = files::read(path)?;
     let (roster, status) = if bytes.first() == Some(&0x88) {
         match authority {

@@ -1,7 +1,7 @@
 //! `aiguillage route --explain`: a dry run of the routing decision for a project, with the
 //! member profiles in config/ as the directory.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use aiguillage_core::directory::SectorTable;
 use aiguillage_core::project_file::ProjectFile;
@@ -9,9 +9,32 @@ use aiguillage_core::routing::{self, Outcome, RoutingPolicy, Standing, Term};
 use aiguillage_wire::{Advert, GpuCapacity, MemberId};
 use anyhow::{Context, Result, bail};
 
+use super::JsonFlag;
 use crate::{clock, files, profiles};
 
-pub fn explain(project: &Path, from: &MemberId, members: &Path, json: bool) -> Result<()> {
+/// `aiguillage route --explain PROJECT --from MEMBER`.
+#[derive(clap::Args)]
+pub struct RouteArgs {
+    /// The project file (see config/examples/project-*.toml).
+    #[arg(long)]
+    explain: PathBuf,
+    /// The member where the project is filed.
+    #[arg(long)]
+    from: MemberId,
+    /// Folder of member profiles.
+    #[arg(long, default_value = "config")]
+    members: PathBuf,
+    #[command(flatten)]
+    json: JsonFlag,
+}
+
+impl RouteArgs {
+    pub fn run(self) -> Result<()> {
+        explain(&self.explain, &self.from, &self.members, self.json.json)
+    }
+}
+
+fn explain(project: &Path, from: &MemberId, members: &Path, json: bool) -> Result<()> {
     let text = files::read_to_string(project)?;
     let file = ProjectFile::from_toml(&text, &project.display().to_string())?;
     let card = file.card();

@@ -7,10 +7,11 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use aiguillage_core::stats::quantile_of;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use crate::devnet::{self, DevnetOptions, Federation};
+use super::devnet::{self, DevnetOptions, Federation};
 use crate::profiles;
 
 pub struct BenchOptions {
@@ -25,14 +26,6 @@ pub struct BenchOptions {
     /// Every member but lu-l-aif runs its jobs on this machine's Slurm, and the bench also
     /// measures lease confirmed → job running under Slurm.
     pub slurm: bool,
-}
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
 fn ms(v: &Value) -> u64 {
@@ -266,13 +259,13 @@ pub fn run(o: BenchOptions) -> Result<()> {
     let report = json!({
         "nodes": n,
         "cold_start_convergence_s": cold,
-        "advert_seen_by_all_ms": { "p50": pct(&mut worst, 0.5), "p99": pct(&mut worst, 0.99), "rounds": worst.len(), "lost": lost },
-        "advert_each_receiver_ms": { "p50": pct(&mut each, 0.5), "p99": pct(&mut each, 0.99), "samples": each.len() },
-        "referral_offer_to_accept_ms_1_in_flight": { "p50": pct(&mut seq_lat, 0.5), "p99": pct(&mut seq_lat, 0.99), "samples": seq_lat.len() },
-        "referral_offer_to_accept_ms_batch": { "in_flight": o.in_flight, "p50": pct(&mut par_lat, 0.5), "p99": pct(&mut par_lat, 0.99), "per_second": throughput },
-        "overflow_filed_to_lease_ms": { "p50": pct(&mut leases, 0.5), "p99": pct(&mut leases, 0.99), "samples": leases.len() },
-        "lease_confirmed_to_running_under_slurm_ms": { "p50": pct(&mut starts, 0.5), "p99": pct(&mut starts, 0.99), "samples": starts.len() },
-        "idle_rss_mib": { "median": pct(&mut rss, 0.5), "max": pct(&mut rss, 1.0), "peers_each": n - 1 },
+        "advert_seen_by_all_ms": { "p50": quantile_of(&mut worst, 0.5), "p99": quantile_of(&mut worst, 0.99), "rounds": worst.len(), "lost": lost },
+        "advert_each_receiver_ms": { "p50": quantile_of(&mut each, 0.5), "p99": quantile_of(&mut each, 0.99), "samples": each.len() },
+        "referral_offer_to_accept_ms_1_in_flight": { "p50": quantile_of(&mut seq_lat, 0.5), "p99": quantile_of(&mut seq_lat, 0.99), "samples": seq_lat.len() },
+        "referral_offer_to_accept_ms_batch": { "in_flight": o.in_flight, "p50": quantile_of(&mut par_lat, 0.5), "p99": quantile_of(&mut par_lat, 0.99), "per_second": throughput },
+        "overflow_filed_to_lease_ms": { "p50": quantile_of(&mut leases, 0.5), "p99": quantile_of(&mut leases, 0.99), "samples": leases.len() },
+        "lease_confirmed_to_running_under_slurm_ms": { "p50": quantile_of(&mut starts, 0.5), "p99": quantile_of(&mut starts, 0.99), "samples": starts.len() },
+        "idle_rss_mib": { "median": quantile_of(&mut rss, 0.5), "max": quantile_of(&mut rss, 1.0), "peers_each": n - 1 },
     });
     println!("{:<48} {:>10} {:>10}", "figure", "p50", "p99");
     let row = |name: &str, v: &Value| {

@@ -515,14 +515,6 @@ pub fn workload(fed: &Federation, o: &DevnetOptions) -> Result<()> {
     summary(fed)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    Some(sorted[i])
-}
-
 pub fn summary(fed: &Federation) -> Result<()> {
     println!(
         "{:<14} {:>5} {:>5} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} {:>7}",
@@ -619,8 +611,8 @@ pub fn summary(fed: &Federation) -> Result<()> {
     let fmt = |v: Option<f64>| v.map_or("-".to_owned(), |ms| format!("{ms:.0} ms"));
     println!(
         "time to acceptance: median {}, p99 {} over {} accepted referrals",
-        fmt(percentile(&accept_times, 0.5)),
-        fmt(percentile(&accept_times, 0.99)),
+        fmt(aiguillage_core::stats::quantile(&accept_times, 0.5)),
+        fmt(aiguillage_core::stats::quantile(&accept_times, 0.99)),
         accept_times.len()
     );
     println!("overflow jobs placed at a peer: {placed}, completed: {completed}");
@@ -650,7 +642,7 @@ pub async fn run(o: DevnetOptions) -> Result<()> {
         r = work => {
             let mut fed = r.context("the devnet driver panicked")??;
             if opts.keep_running {
-                println!("the federation keeps running; try `aiguillage --node {} status`. Ctrl-C stops it.", fed.members[0]);
+                println!("the federation keeps running; try `aiguillage status --node {}`. Ctrl-C stops it.", fed.members[0]);
                 let _ = tokio::signal::ctrl_c().await;
             }
             fed.stop();
