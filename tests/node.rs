@@ -737,10 +737,19 @@ fn a_newer_roster_spreads_and_cuts_off_the_member_it_removes() {
             "{m} still lists fr-ai2f"
         );
     }
-    // fr-ai2f, still on the old roster, is disconnected by both.
+    // fr-ai2f, still on the old roster, is disconnected by both, and de-jaif, which was
+    // connected to it, no longer counts it.
     d.wait_for(20, "fr-ai2f to lose its peers", || {
         d.json("fr-ai2f", &["status"])["peers_connected"] == 0
     });
+    d.wait_for(10, "de-jaif to count one peer", || {
+        d.json("de-jaif", &["status"])["peers_connected"] == 1
+    });
+    let (_, text) = http(d.admin_addr("de-jaif"), "GET", "/metrics", None);
+    assert!(
+        text.lines().any(|l| l == "aiguillage_peers_connected 1"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -34,6 +34,7 @@ impl Core {
         let advert = self.own_advert();
         if let Some(envelope) = self.seal(now, &advert, self.config.advert_ttl_ms) {
             self.dirty.insert(StateKey::Meta);
+            self.signed_advert = Some(envelope.clone());
             self.out.push(Output::Publish(envelope));
         }
     }
@@ -61,8 +62,8 @@ impl Core {
         }
     }
 
-    /// Every envelope this member holds for the directory, its own advert included: what
-    /// a peer that just connected is sent (anti-entropy).
+    /// Every envelope this member holds for the directory, its own latest advert and the
+    /// roster included: what a peer that just connected is sent (anti-entropy).
     pub fn directory_envelopes(&self) -> Vec<Envelope> {
         let mut v: Vec<Envelope> = self
             .state
@@ -70,6 +71,7 @@ impl Core {
             .fresh(Timestamp(0))
             .map(|l| l.envelope.clone())
             .collect();
+        v.extend(self.signed_advert.clone());
         if let Some((_, roster)) = &self.state.roster {
             v.push(roster.clone());
         }

@@ -28,6 +28,8 @@ pub struct Core {
     pub(crate) advert_stale: bool,
     /// When the advert was last published, and whether a deferred publish is scheduled.
     pub(crate) last_advert_at: Timestamp,
+    /// The advert this member signed last (since it started).
+    pub(crate) signed_advert: Option<Envelope>,
     pub(crate) advert_deferred: bool,
     /// Shared advert verifications, set only by a simulator running many cores (off in a node).
     pub(crate) verify_cache: Option<VerifyCache>,
@@ -64,6 +66,7 @@ impl Core {
             announced_wake: None,
             advert_stale: false,
             last_advert_at: Timestamp(0),
+            signed_advert: None,
             advert_deferred: false,
             verify_cache: None,
         }

@@ -99,11 +99,7 @@ fn offers_outside_consent_or_for_someone_else_or_late_are_declined_with_their_re
             DeclineReason::OutOfConsentScope,
         ),
         (
-            mk(102, "de-jaif", all.clone(), later),
-            DeclineReason::NotAddressedToUs,
-        ),
-        (
-            mk(103, "es-1healthai", all, net.now),
+            mk(103, "es-1healthai", all.clone(), net.now),
             DeclineReason::OfferExpired,
         ),
     ];
@@ -117,6 +113,31 @@ fn offers_outside_consent_or_for_someone_else_or_late_are_declined_with_their_re
             offer.referral
         );
     }
+    // An offer addressed to another member is refused before anything of it is kept or
+    // counted: a rostered member cannot inflate another's figures with it.
+    let received = |net: &Net| {
+        net.core("es-1healthai")
+            .state()
+            .ledger
+            .totals(&Net::id("lu-l-aif"))
+            .referrals_received
+    };
+    let before = received(&net);
+    let misaddressed = mk(102, "de-jaif", all, later);
+    let env = net.seal_as("lu-l-aif", &misaddressed);
+    net.input(&Net::id("es-1healthai"), Input::Received(env));
+    assert!(
+        !net.core("es-1healthai")
+            .state()
+            .incoming
+            .contains_key(&misaddressed.referral)
+    );
+    assert_eq!(received(&net), before);
+    assert!(
+        net.refusals
+            .iter()
+            .any(|(m, r)| m.as_str() == "es-1healthai" && r.reason == "not_the_target")
+    );
 }
 
 #[test]
@@ -335,6 +356,24 @@ fn a_withdrawal_that_overtakes_the_hand_over_is_answered_and_counted_by_neither_
             .referrals_received_accepted,
         0
     );
+}
+
+#[test]
+fn a_new_peer_is_handed_this_members_own_advert_with_the_directory_and_the_roster() {
+    let mut net = two("lu-l-aif", "es-1healthai");
+    net.run_for(1_000);
+    let envelopes = net.core("lu-l-aif").directory_envelopes();
+    let has = |kind: MessageKind, signer: &str| {
+        envelopes
+            .iter()
+            .any(|e| e.kind == kind && e.signer.as_str() == signer)
+    };
+    assert!(has(MessageKind::Advert, "lu-l-aif"), "its own advert");
+    assert!(
+        has(MessageKind::Advert, "es-1healthai"),
+        "the other's advert"
+    );
+    assert!(has(MessageKind::Roster, AUTHORITY_ID), "the roster");
 }
 
 #[test]

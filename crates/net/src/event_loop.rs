@@ -96,6 +96,9 @@ pub struct EventLoop {
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<NetEvent>,
     allowed: HashSet<PeerId>,
+    /// Peers the node was told are connected, so that it is told when each leaves, even
+    /// one a roster change has since removed.
+    announced: HashSet<PeerId>,
     pending_sends: HashMap<OutboundRequestId, oneshot::Sender<Result<(), NetError>>>,
     pending_syncs: HashMap<OutboundRequestId, SyncReply>,
     /// What a sync request is answered with, kept current by the node.
@@ -251,6 +254,7 @@ impl EventLoop {
             commands,
             events,
             allowed: config.allowed,
+            announced: HashSet::new(),
             on_refused: config.on_refused,
             pending_sends: HashMap::new(),
             pending_syncs: HashMap::new(),
@@ -432,6 +436,7 @@ impl EventLoop {
                         .add_address(&peer_id, endpoint.get_remote_address().clone());
                 }
                 if num_established.get() == 1 {
+                    self.announced.insert(peer_id);
                     self.emit(NetEvent::PeerConnected(peer_id));
                     let _ = self.swarm.behaviour_mut().kad.bootstrap();
                 }
@@ -440,7 +445,7 @@ impl EventLoop {
                 peer_id,
                 num_established: 0,
                 ..
-            } if self.allowed.contains(&peer_id) => {
+            } if self.announced.remove(&peer_id) => {
                 self.limiter.forget_refilled(Instant::now());
                 self.emit(NetEvent::PeerDisconnected(peer_id));
             }

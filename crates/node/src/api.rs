@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use aiguillage_core::project_file::ProjectFile;
+use aiguillage_wire::{JobId, ProgressState, ReferralId, Service};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -10,38 +12,64 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+
+use crate::job_file::JobFile;
 use tokio::sync::{mpsc, oneshot};
 
-/// What an operator asks the node.
+/// What an operator asks the node, parsed and checked at the edge: ids are well formed and
+/// bodies have their shape before the node's loop sees them.
 #[derive(Debug)]
 pub enum ApiCall {
     Status,
     Directory,
     Projects,
-    FileProject(Value),
+    FileProject(Box<ProjectFile>),
     Referrals,
-    Referral(String),
+    Referral(ReferralId),
     Decide {
-        referral: String,
+        referral: ReferralId,
         accept: bool,
         detail: String,
     },
     Withdraw {
-        referral: String,
+        referral: ReferralId,
         detail: String,
     },
     Progress {
-        referral: String,
-        body: Value,
+        referral: ReferralId,
+        report: ProgressReport,
     },
     Jobs,
-    Job(String),
-    SubmitJob(Value),
-    CancelJob(String),
+    Job(JobId),
+    SubmitJob(Box<JobFile>),
+    CancelJob(JobId),
     Ledger,
     Kpi,
     Notifications,
     PublishAdvert,
+}
+
+/// The body of `POST /referrals/{id}/progress`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgressReport {
+    pub step: Service,
+    pub state: ProgressState,
+    #[serde(default)]
+    pub note: String,
+}
+
+fn referral_id(s: &str) -> Result<ReferralId, ApiError> {
+    ReferralId::new(s).map_err(|e| ApiError::bad_request(format!("referral id {s:?}: {e}")))
+}
+
+fn job_id(s: &str) -> Result<JobId, ApiError> {
+    JobId::new(s).map_err(|e| ApiError::bad_request(format!("job id {s:?}: {e}")))
+}
+
+/// A JSON body as `T`, or a 400 that names what is wrong (`what: …`).
+fn parse_body<T: serde::de::DeserializeOwned>(what: &str, v: Value) -> Result<T, ApiError> {
+    serde_json::from_value(v).map_err(|e| ApiError::bad_request(format!("{what}: {e}")))
 }
 
 /// An error answer: HTTP status and a message naming the problem.
@@ -55,6 +83,12 @@ impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError {
             status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
             message: message.into(),
         }
     }
@@ -106,8 +140,9 @@ pub fn router(
         .route(
             "/projects",
             get(|s: State<Shared>, h: HeaderMap| call(s, h, ApiCall::Projects)).post(
-                |s: State<Shared>, h: HeaderMap, body: Json<Value>| {
-                    call(s, h, ApiCall::FileProject(body.0))
+                |s: State<Shared>, h: HeaderMap, b: Json<Value>| async move {
+                    let file = parse_body::<ProjectFile>("project", b.0)?;
+                    call(s, h, ApiCall::FileProject(Box::new(file))).await
                 },
             ),
         )
@@ -117,24 +152,31 @@ pub fn router(
         )
         .route(
             "/referrals/{*rest}",
-            get(|s: State<Shared>, h: HeaderMap, Path(rest): Path<String>| {
-                call(s, h, ApiCall::Referral(rest))
-            })
+            get(
+                |s: State<Shared>, h: HeaderMap, Path(rest): Path<String>| async move {
+                    call(s, h, ApiCall::Referral(referral_id(&rest)?)).await
+                },
+            )
             .post(referral_action),
         )
         .route(
             "/jobs",
             get(|s: State<Shared>, h: HeaderMap| call(s, h, ApiCall::Jobs)).post(
-                |s: State<Shared>, h: HeaderMap, body: Json<Value>| {
-                    call(s, h, ApiCall::SubmitJob(body.0))
+                |s: State<Shared>, h: HeaderMap, b: Json<Value>| async move {
+                    let file = parse_body::<JobFile>("job", b.0)?;
+                    file.check()
+                        .map_err(|e| ApiError::bad_request(format!("job: {e}")))?;
+                    call(s, h, ApiCall::SubmitJob(Box::new(file))).await
                 },
             ),
         )
         .route(
             "/jobs/{*rest}",
-            get(|s: State<Shared>, h: HeaderMap, Path(rest): Path<String>| {
-                call(s, h, ApiCall::Job(rest))
-            })
+            get(
+                |s: State<Shared>, h: HeaderMap, Path(rest): Path<String>| async move {
+                    call(s, h, ApiCall::Job(job_id(&rest)?)).await
+                },
+            )
             .post(job_action),
         )
         .route(
@@ -231,7 +273,7 @@ async fn referral_action(
     let (id, action) = rest.rsplit_once('/').ok_or_else(|| {
         ApiError::not_found("POST /referrals/{id}/accept|decline|withdraw|progress")
     })?;
-    let referral = id.to_owned();
+    let referral = referral_id(id)?;
     let c = match action {
         "accept" => ApiCall::Decide {
             referral,
@@ -247,7 +289,10 @@ async fn referral_action(
             referral,
             detail: detail(),
         },
-        "progress" => ApiCall::Progress { referral, body },
+        "progress" => ApiCall::Progress {
+            referral,
+            report: parse_body("progress", body)?,
+        },
         other => {
             return Err(ApiError::not_found(format!(
                 "unknown referral action {other:?}"
@@ -264,7 +309,7 @@ async fn job_action(
     Path(rest): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     match rest.rsplit_once('/') {
-        Some((id, "cancel")) => call(s, h, ApiCall::CancelJob(id.to_owned())).await,
+        Some((id, "cancel")) => call(s, h, ApiCall::CancelJob(job_id(id)?)).await,
         _ => Err(ApiError::not_found("POST /jobs/{id}/cancel")),
     }
 }

@@ -20,7 +20,11 @@ fn main() {
     init_tracing(cli.log_format);
     if let Err(e) = cli.run() {
         eprintln!("error: {e:#}");
-        std::process::exit(1);
+        let code = match e.downcast_ref::<daemon::Stop>() {
+            Some(daemon::Stop::StoreFailed(_)) => daemon::EXIT_STORE_FAILED,
+            _ => 1,
+        };
+        std::process::exit(code);
     }
 }
 

@@ -13,6 +13,15 @@ use crate::{Core, Notification};
 
 impl Core {
     pub(crate) fn on_offer(&mut self, now: Timestamp, from: &MemberId, m: Offer) {
+        if m.target != self.me {
+            self.refuse(
+                Some(from.clone()),
+                Some(aiguillage_wire::MessageKind::Offer),
+                "not_the_target",
+                format!("{} is addressed to {}", m.referral, m.target),
+            );
+            return;
+        }
         if let Some(existing) = self.state.incoming.get(&m.referral) {
             if existing.attempt > m.attempt || existing.origin != *from {
                 return;
@@ -79,9 +88,6 @@ impl Core {
     /// `Some(Ok)` to accept at once, `Some(Err(reason))` to decline at once, `None` to ask
     /// the operator.
     fn auto_answer(&self, now: Timestamp, m: &Offer) -> Option<Result<(), DeclineReason>> {
-        if m.target != self.me {
-            return Some(Err(DeclineReason::NotAddressedToUs));
-        }
         if now >= m.respond_by {
             return Some(Err(DeclineReason::OfferExpired));
         }

@@ -472,11 +472,7 @@ pub fn workload(fed: &Federation, o: &DevnetOptions) -> Result<()> {
         let mut open = 0;
         for c in fed.clients.values() {
             for r in c.get("/referrals")?.as_array().cloned().unwrap_or_default() {
-                let state = r["state"]["state"]
-                    .as_str()
-                    .or(r["state"].as_str())
-                    .unwrap_or("");
-                if r["direction"] == "in" && state == "awaiting_decision" {
+                if r["direction"] == "in" && r["state"] == "awaiting_decision" {
                     let id = r["referral"].as_str().unwrap_or_default();
                     // Operators accept most referrals outside their priorities.
                     let accept = !id.ends_with('3');
@@ -486,18 +482,12 @@ pub fn workload(fed: &Federation, o: &DevnetOptions) -> Result<()> {
                         &json!({ "detail": "devnet operator" }),
                     );
                 }
-                if r["direction"] == "out" && (state == "offered" || state == "accepted") {
+                if r["direction"] == "out" && r["open"] == true {
                     open += 1;
                 }
             }
             for j in c.get("/jobs")?.as_array().cloned().unwrap_or_default() {
-                let phase = j["phase"]["phase"].as_str().unwrap_or("");
-                if j["direction"] == "submitted"
-                    && matches!(
-                        phase,
-                        "bidding" | "reserving" | "leased" | "local" | "queued"
-                    )
-                {
+                if j["direction"] == "submitted" && j["open"] == true {
                     open += 1;
                 }
             }
@@ -543,20 +533,11 @@ pub fn summary(fed: &Federation) -> Result<()> {
             }
         }
         let mut acc_in = 0;
-        for (_, sectors) in kpi["referrals_in"].as_object().cloned().unwrap_or_default() {
-            for (_, outcomes) in sectors.as_object().cloned().unwrap_or_default() {
-                for (o, n) in outcomes.as_object().cloned().unwrap_or_default() {
-                    if matches!(
-                        o.as_str(),
-                        "accepted" | "handed_over" | "in_progress" | "completed"
-                    ) {
-                        acc_in += n.as_u64().unwrap_or(0);
-                    }
-                }
-            }
-        }
         let mut exhausted = 0;
         for r in c.get("/referrals")?.as_array().cloned().unwrap_or_default() {
+            if r["direction"] == "in" && r["was_accepted"] == true {
+                acc_in += 1;
+            }
             if r["direction"] == "out" {
                 if r["state"] == "exhausted" {
                     exhausted += 1;
@@ -590,7 +571,7 @@ pub fn summary(fed: &Federation) -> Result<()> {
             .filter(|j| {
                 j["direction"] == "submitted"
                     && j["epoch"].as_u64().unwrap_or(0) > 0
-                    && j["phase"]["phase"] == "done"
+                    && j["phase"] == "done"
             })
             .count();
         println!(

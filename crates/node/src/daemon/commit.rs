@@ -1,0 +1,266 @@
+//! Every input goes to the core, what changed is persisted with one flush (group commit),
+//! and only then do the outputs leave. A store that refuses a commit stops the node: its
+//! memory already holds changes the store does not, and a restart resumes from the store.
+
+use std::collections::BTreeSet;
+
+use aiguillage_core::{Input, Notification, Output, StateKey};
+use aiguillage_net::{Channel, Topic};
+use aiguillage_wire::{Envelope, MessageKind};
+use tracing::{debug, error, info, warn};
+
+use super::{Node, Stop};
+use crate::clock;
+
+/// What one group commit holds until its flush.
+#[derive(Default)]
+pub(super) struct Batch {
+    inputs: u32,
+    outputs: Vec<Output>,
+    dirty: BTreeSet<StateKey>,
+}
+
+/// Where an envelope sits in the snapshot that answers peers' sync requests: one entry per
+/// advertising member and one for the roster.
+fn sync_key(envelope: &Envelope) -> String {
+    if envelope.kind == MessageKind::Roster {
+        "roster".to_owned()
+    } else {
+        envelope.signer.to_string()
+    }
+}
+
+fn channel_for(kind: MessageKind) -> Channel {
+    match kind {
+        MessageKind::Offer
+        | MessageKind::Accept
+        | MessageKind::Decline
+        | MessageKind::Withdraw
+        | MessageKind::HandOver
+        | MessageKind::Progress => Channel::Referral,
+        _ => Channel::Overflow,
+    }
+}
+
+impl Node {
+    /// Inputs from here to `end_batch` are committed together.
+    pub(super) fn begin_batch(&mut self) {
+        self.batch.get_or_insert_with(Batch::default);
+    }
+
+    /// Persists everything the batch changed with one flush, then acts on its outputs.
+    /// A batch of reads only has nothing to keep.
+    pub(super) fn end_batch(&mut self) {
+        if let Some(b) = self.batch.take()
+            && b.inputs > 0
+        {
+            self.metrics.commit_batch.observe(b.inputs as f64);
+            self.commit_and_act(b.outputs, b.dirty);
+        }
+    }
+
+    /// Feeds one input to the core, persists what changed, then acts on the outputs (or,
+    /// inside a batch, leaves both to `end_batch`; nothing leaves the node before that).
+    /// Returns the input's notifications. After a failed commit it does nothing: the node
+    /// is stopping.
+    pub(super) fn apply(&mut self, input: Input) -> Vec<Notification> {
+        if self.stop.is_some() {
+            return Vec::new();
+        }
+        let outputs = self.core.handle(clock::now(), input);
+        let dirty = self.core.take_dirty();
+        let notes = outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Notify(n) => Some(n.clone()),
+                _ => None,
+            })
+            .collect();
+        if let Some(b) = &mut self.batch {
+            b.inputs += 1;
+            b.outputs.extend(outputs);
+            b.dirty.extend(dirty);
+        } else {
+            self.commit_and_act(outputs, dirty);
+        }
+        notes
+    }
+
+    /// Persists, then acts.
+    fn commit_and_act(&mut self, outputs: Vec<Output>, dirty: BTreeSet<StateKey>) {
+        let audit: Vec<_> = outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Audit(a) => Some(a.clone()),
+                _ => None,
+            })
+            .collect();
+        if let Err(e) = self
+            .store
+            .commit(self.core.state(), &dirty, &audit, &self.key)
+        {
+            error!(
+                "cannot persist state: {e}. Stopping with {} output(s) unsent; restart the \
+                 node once its store is writable",
+                outputs.len()
+            );
+            self.stop = Some(Stop::StoreFailed(e.to_string()));
+            return;
+        }
+        let mut sync_entries: Vec<(String, Option<Vec<u8>>)> = dirty
+            .iter()
+            .filter_map(|k| match k {
+                StateKey::Listing(m) => Some((
+                    m.to_string(),
+                    self.core
+                        .state()
+                        .directory
+                        .get(m)
+                        .map(|l| l.envelope.to_bytes()),
+                )),
+                _ => None,
+            })
+            .collect();
+        for o in outputs {
+            match o {
+                Output::Publish(envelope) => {
+                    let topic = if envelope.kind == MessageKind::Roster {
+                        Topic::Roster
+                    } else {
+                        sync_entries.push((sync_key(&envelope), Some(envelope.to_bytes())));
+                        Topic::Adverts
+                    };
+                    let client = self.client.clone();
+                    let bytes = envelope.to_bytes();
+                    tokio::spawn(async move {
+                        let _ = client.publish(topic, bytes).await;
+                    });
+                }
+                Output::Send { to, envelope } => {
+                    let Some(peer) = self.peers.peer_of(&to) else {
+                        warn!(%to, "no peer id for member");
+                        continue;
+                    };
+                    let client = self.client.clone();
+                    let channel = channel_for(envelope.kind);
+                    let kind = envelope.kind;
+                    let bytes = envelope.to_bytes();
+                    tokio::spawn(async move {
+                        if let Err(e) = client.send(peer, channel, bytes).await {
+                            debug!(%to, %kind, "send failed (the core re-sends what is owed): {e}");
+                        }
+                    });
+                }
+                Output::StartJob { job, epoch, spec } => self.executor.start(job, epoch, spec),
+                Output::CancelJob { job, epoch } => self.executor.cancel(job, epoch),
+                Output::Notify(n) => {
+                    self.count(&n);
+                    self.notices.push(n);
+                }
+                Output::Refused(r) => {
+                    debug!(from = ?r.from, reason = %r.reason, "refused: {}", r.detail);
+                    self.metrics
+                        .refused
+                        .with_label_values(&[r.reason.as_str(), r.kind.as_deref().unwrap_or("-")])
+                        .inc();
+                }
+                Output::Audit(_) | Output::Wake { .. } => {}
+            }
+        }
+        self.update_gauges();
+        if self.follow_roster()
+            && let Some((_, roster)) = &self.core.state().roster
+        {
+            sync_entries.push((sync_key(roster), Some(roster.to_bytes())));
+        }
+        if !sync_entries.is_empty() {
+            let _ = self.sync_updates.send(sync_entries);
+        }
+    }
+
+    /// Hands the network task everything a sync request is answered with; commits keep it
+    /// current from then on.
+    pub(super) fn seed_sync(&self) {
+        let entries = self
+            .core
+            .directory_envelopes()
+            .iter()
+            .map(|e| (sync_key(e), Some(e.to_bytes())))
+            .collect();
+        let _ = self.sync_updates.send(entries);
+    }
+
+    /// After a newer roster was installed: who may connect, and which peer is which member.
+    /// Returns whether the roster changed.
+    fn follow_roster(&mut self) -> bool {
+        let Some(roster) = self.core.roster() else {
+            return false;
+        };
+        if !self.peers.follow(roster) {
+            return false;
+        }
+        info!(
+            serial = roster.serial,
+            members = roster.members.len(),
+            "roster updated"
+        );
+        let allowed = self.peers.allowed();
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            let _ = client.set_allowed(allowed).await;
+        });
+        true
+    }
+
+    fn count(&self, n: &Notification) {
+        let m = &self.metrics;
+        match n {
+            Notification::ReferralAccepted { referral, .. }
+            | Notification::ReferralDeclined { referral, .. } => {
+                if let Some(a) = self
+                    .core
+                    .state()
+                    .outgoing
+                    .get(referral)
+                    .and_then(|r| r.attempts.last())
+                    && let Some(at) = a.answered_at
+                {
+                    m.offer_answer_seconds.observe(
+                        (at.millis().saturating_sub(a.offered_at.millis())) as f64 / 1000.0,
+                    );
+                }
+            }
+            Notification::JobPlaced { .. } => m.overflow.with_label_values(&["placed"]).inc(),
+            Notification::JobReplaced { .. } => m.overflow.with_label_values(&["replaced"]).inc(),
+            Notification::JobQueued { .. } => m.overflow.with_label_values(&["queued"]).inc(),
+            Notification::JobFinished { host: Some(_), .. } => {
+                m.overflow.with_label_values(&["finished"]).inc()
+            }
+            _ => {}
+        }
+    }
+
+    fn update_gauges(&self) {
+        let s = self.core.state();
+        let m = &self.metrics;
+        m.peers.set(self.peers.connected_count() as i64);
+        m.referrals.reset();
+        for r in s.outgoing.values() {
+            m.referrals.with_label_values(&["out", r.state.tag()]).inc();
+        }
+        for r in s.incoming.values() {
+            m.referrals.with_label_values(&["in", r.state.tag()]).inc();
+        }
+        let (mut hosted, mut consumed) = (0u64, 0u64);
+        for (_, t) in s.ledger.peers() {
+            hosted += t.gpu_seconds_hosted;
+            consumed += t.gpu_seconds_consumed;
+        }
+        m.gpu_seconds
+            .with_label_values(&["hosted"])
+            .set(hosted as i64);
+        m.gpu_seconds
+            .with_label_values(&["consumed"])
+            .set(consumed as i64);
+    }
+}

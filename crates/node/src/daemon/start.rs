@@ -1,0 +1,224 @@
+//! Start-up: the config and everything it names are checked before anything listens; then
+//! the store, the core, the network, the admin API and the executor, in that order.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use aiguillage_core::{Core, Input};
+use aiguillage_net::{Multiaddr, NetConfig, NetEvent};
+use aiguillage_store::Store;
+use aiguillage_wire::{Envelope, PublicKey, TrustError};
+use anyhow::{Context, Result, bail};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, info, warn};
+
+use super::peers::Peers;
+use super::views::RunInfo;
+use super::{Node, Notices};
+use crate::api::{self, ApiCall, ApiReply};
+use crate::config::NodeConfig;
+use crate::executor::{Executor, ExecutorConfig, Report, local::Local, slurm::Slurm};
+use crate::metrics::Metrics;
+use crate::{clock, files, profiles};
+
+/// The channels the node's loop listens on.
+pub(super) struct Inbox {
+    pub net: mpsc::Receiver<NetEvent>,
+    pub api: mpsc::Receiver<(ApiCall, oneshot::Sender<ApiReply>)>,
+    pub executor: mpsc::Receiver<Report>,
+    pub sync: mpsc::Receiver<Vec<Vec<u8>>>,
+}
+
+/// The shortest admin token accepted.
+const MIN_TOKEN_CHARS: usize = 16;
+
+/// Opens the store, waiting a little for the lock: after a crash, the old process's
+/// threads may hold it for a moment longer.
+pub fn open_store(data_dir: &Path) -> Result<Store> {
+    Store::open_waiting(&data_dir.join("db"), std::time::Duration::from_secs(10))
+        .with_context(|| format!("opening the store in {}", data_dir.display()))
+}
+
+pub(super) async fn start(config_path: &Path) -> Result<(Node, Inbox)> {
+    let cfg = NodeConfig::load(config_path)?;
+    let profile = profiles::load_one(&cfg.profile)?;
+    if profile.id != cfg.member {
+        bail!(
+            "{}: member {} but the profile is {}",
+            config_path.display(),
+            cfg.member,
+            profile.id
+        );
+    }
+    let key = files::read_secret_key(&cfg.key)?;
+    let roster_bytes = files::read(&cfg.roster)?;
+    let roster_env = Envelope::from_bytes(&roster_bytes)
+        .with_context(|| format!("{} is not a signed roster", cfg.roster.display()))?;
+    let authority = PublicKey::from_hex(&cfg.authority).with_context(|| {
+        format!(
+            "{}: authority must be the federation authority's public key in hex (ask the authority; `aiguillage keys show` prints one)",
+            config_path.display()
+        )
+    })?;
+    let token = files::read_to_string(&cfg.admin.token_file)?
+        .trim()
+        .to_owned();
+    if token.len() < MIN_TOKEN_CHARS {
+        bail!(
+            "{}: the admin token must be at least {MIN_TOKEN_CHARS} characters",
+            cfg.admin.token_file.display()
+        );
+    }
+    let mut listen = Vec::new();
+    for l in &cfg.listen {
+        listen.push(
+            l.parse::<Multiaddr>()
+                .with_context(|| format!("listen address {l:?}"))?,
+        );
+    }
+    let mut bootstrap = Vec::new();
+    for b in &cfg.bootstrap {
+        bootstrap.push(
+            b.parse::<Multiaddr>()
+                .with_context(|| format!("bootstrap address {b:?}"))?,
+        );
+    }
+
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    let store = open_store(&cfg.data_dir)?;
+    let state = store.load().context("loading the stored state")?;
+    let mut core = Core::new(profile, key.clone(), authority, cfg.core.clone(), state);
+    match core.install_roster(roster_env, clock::now()) {
+        Ok(()) => {}
+        // The stored roster is the same or newer: keep it.
+        Err(TrustError::StaleSerial { .. }) => {}
+        Err(e) => bail!("refusing roster {}: {e}", cfg.roster.display()),
+    }
+    let roster = core.roster().context("no roster")?;
+    let me = roster
+        .member(&cfg.member)
+        .with_context(|| format!("{} is not in the roster", cfg.member))?;
+    if me.key != PublicKey::of(&key) {
+        bail!(
+            "{} is not the rostered key of {}",
+            cfg.key.display(),
+            cfg.member
+        );
+    }
+
+    let keypair = aiguillage_net::keypair_of(&key);
+    let peer_id = keypair.public().to_peer_id();
+    let peers = Peers::new(peer_id, core.roster());
+    let mut net = NetConfig::new(keypair);
+    net.limits = cfg.limits.connections();
+    net.peer_rate = cfg.limits.peer_rate();
+    net.allowed = peers.allowed();
+    net.listen = listen;
+    net.bootstrap = bootstrap;
+    let metrics = Arc::new(Metrics::new());
+    let refused = metrics.refused.clone();
+    net.on_refused = aiguillage_net::OnRefused(Arc::new(move |r: aiguillage_net::Refusal| {
+        // A message refused for its rate was not opened: its kind is unknown.
+        let kind = if r.channel == "connection" {
+            "connection"
+        } else {
+            "-"
+        };
+        refused.with_label_values(&[r.reason, kind]).inc();
+    }));
+    let (client, net_events, event_loop) =
+        aiguillage_net::start(net).context("starting the network")?;
+    tokio::spawn(event_loop.run());
+
+    let registry = metrics.registry.clone();
+    let (api_tx, api_rx) = mpsc::channel(64);
+    let listener = tokio::net::TcpListener::bind(cfg.admin.listen)
+        .await
+        .with_context(|| format!("binding the admin API on {}", cfg.admin.listen))?;
+    let admin = listener.local_addr()?;
+    let router = api::router(token, api_tx, Arc::new(move || Metrics::render(&registry)));
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            error!("admin API stopped: {e}");
+        }
+    });
+
+    let (exec_tx, mut exec_rx) = mpsc::channel::<Report>(256);
+    let jobs_dir = cfg.data_dir.join("jobs");
+    let executor = match &cfg.executor {
+        ExecutorConfig::Local => Executor::spawn(Local::new(cfg.gpus), jobs_dir, exec_tx),
+        ExecutorConfig::Slurm(s) => Executor::spawn(Slurm::new(s.clone()), jobs_dir, exec_tx),
+    };
+    // The advert's capacity comes from the executor: wait for its first word on it.
+    let first_capacity =
+        match tokio::time::timeout(std::time::Duration::from_secs(15), exec_rx.recv()).await {
+            Ok(Some(Report::Capacity(gpus))) => Some(gpus),
+            _ => {
+                warn!("the executor did not report its capacity; keeping the stored figure");
+                None
+            }
+        };
+    let (sync_tx, sync_rx) = mpsc::channel(64);
+    let (sync_updates, mut sync_update_rx) = mpsc::unbounded_channel();
+    {
+        let client = client.clone();
+        tokio::spawn(async move {
+            while let Some(entries) = sync_update_rx.recv().await {
+                if client.set_sync_entries(entries).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let mut node = Node {
+        core,
+        authority,
+        store,
+        key,
+        client,
+        peers,
+        metrics,
+        executor,
+        notices: Notices::default(),
+        sync_tx,
+        sync_updates,
+        run_info: RunInfo {
+            member: cfg.member.clone(),
+            peer_id: peer_id.to_string(),
+            admin,
+            listen: Vec::new(),
+            pid: std::process::id(),
+        },
+        run_path: cfg.data_dir.join("run.json"),
+        batch: None,
+        stop: None,
+    };
+    if let Some(total_gpus) = first_capacity {
+        node.apply(Input::Capacity { total_gpus });
+    }
+    // Jobs from before a restart are found again, and how those that ended meanwhile
+    // ended is applied, before the node announces itself: a stale host's first word is
+    // then its late result, which the origin refuses, not a heartbeat.
+    if let Some(recovered) = node.recover_jobs()
+        && tokio::time::timeout(std::time::Duration::from_secs(60), recovered)
+            .await
+            .is_err()
+    {
+        warn!("the executor took over 60 s to find the jobs of before the restart");
+    }
+    while let Ok(report) = exec_rx.try_recv() {
+        node.on_executor(report);
+    }
+    node.apply(Input::Start);
+    node.seed_sync();
+    node.write_run_info();
+    info!(member = %cfg.member, %peer_id, %admin, "node running");
+    let inbox = Inbox {
+        net: net_events,
+        api: api_rx,
+        executor: exec_rx,
+        sync: sync_rx,
+    };
+    Ok((node, inbox))
+}
