@@ -899,3 +899,48 @@ fn a_node_whose_disk_fills_stops_and_resumes_with_everything_it_answered() {
     }
     d.kill9("lu-l-aif");
 }
+
+#[test]
+fn a_finished_referral_leaves_memory_after_its_retention_and_is_still_shown() {
+    let mut d = Devnet::start(&["lu-l-aif", "es-1healthai"]);
+    // Luxembourg keeps finished records in memory for one second.
+    d.kill9("lu-l-aif");
+    let config = d.member_dir("lu-l-aif").join("node.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("retention_ms = "))
+        .unwrap_or_else(|| panic!("no retention in {text}"))
+        .to_owned();
+    std::fs::write(&config, text.replace(&line, "retention_ms = 1000")).unwrap();
+    d.restart("lu-l-aif");
+    let id = file_project(&d, "lu-l-aif", "project-health-lu.toml");
+    d.wait_for(30, "the hand-over", || {
+        referral_state(&d, "lu-l-aif", &id) == "handed_over"
+    });
+    // es-1healthai reports the project completed.
+    let (status, body) = support::http_with(
+        d.admin_addr("es-1healthai"),
+        "POST",
+        &format!("/referrals/{id}/progress"),
+        Some(&d.token("es-1healthai")),
+        r#"{"step": "production", "state": "completed", "note": "in production"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    d.wait_for(30, "the referral to leave Luxembourg's memory", || {
+        d.json("lu-l-aif", &["status"])["referrals_out"] == 0
+    });
+    let shown = |d: &Devnet| {
+        let v = d.json("lu-l-aif", &["referral", "show", &id]);
+        assert_eq!(v["direction"], "out", "{v}");
+        assert_eq!(support::state_of(&v), "completed", "{v}");
+        assert!(v["explanation"]["text"].as_str().is_some(), "{v}");
+        assert!(listed_referrals(d, "lu-l-aif").contains(&id));
+    };
+    shown(&d);
+    // And after a restart, from the store alone.
+    d.kill9("lu-l-aif");
+    d.restart("lu-l-aif");
+    assert_eq!(d.json("lu-l-aif", &["status"])["referrals_out"], 0);
+    shown(&d);
+}

@@ -45,6 +45,9 @@ pub struct CoreConfig {
     pub accelerator: Option<String>,
     /// Countries whose members may send overflow here; empty means any.
     pub overflow_from: Vec<aiguillage_wire::CountryCode>,
+    /// How long a finished project, referral or job stays in memory before only the store
+    /// holds it.
+    pub retention_ms: u64,
 }
 
 impl Default for CoreConfig {
@@ -70,6 +73,7 @@ impl Default for CoreConfig {
             takes_overflow: true,
             accelerator: None,
             overflow_from: Vec::new(),
+            retention_ms: 7 * DAY,
         }
     }
 }

@@ -25,6 +25,7 @@ mod overflow;
 pub mod profile;
 pub mod project_file;
 mod referral;
+mod retention;
 pub mod routing;
 pub mod state;
 pub mod stats;
@@ -40,7 +41,7 @@ pub use profile::{Confidence, Profile};
 pub use routing::{Explanation, RoutingPolicy};
 pub use state::{
     AttemptOutcome, AttemptRecord, FiledProject, HostPhase, HostedJob, InReferral, InState,
-    JobPhase, OriginJob, OutReferral, OutState, Placement, PlacementOutcome, State, StateKey,
-    Transition,
+    JobPhase, OriginJob, OutReferral, OutState, Placement, PlacementOutcome, Record, RecordError,
+    Retired, State, StateKey, Transition, decode_record,
 };
 pub use verify_cache::VerifyCache;

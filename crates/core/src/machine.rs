@@ -30,6 +30,8 @@ pub struct Core {
     pub(crate) last_advert_at: Timestamp,
     /// The advert this member signed last (since it started).
     pub(crate) signed_advert: Option<Envelope>,
+    /// Records that left memory, for the store's archive (see `take_retired`).
+    pub(crate) retired_out: Vec<(StateKey, Vec<u8>)>,
     pub(crate) advert_deferred: bool,
     /// Shared advert verifications, set only by a simulator running many cores (off in a node).
     pub(crate) verify_cache: Option<VerifyCache>,
@@ -67,6 +69,7 @@ impl Core {
             advert_stale: false,
             last_advert_at: Timestamp(0),
             signed_advert: None,
+            retired_out: Vec::new(),
             advert_deferred: false,
             verify_cache: None,
         }
@@ -191,6 +194,7 @@ impl Core {
             now.saturating_add_ms(self.config.advert_ttl_ms),
             Deadline::DirectorySweep,
         );
+        self.schedule_retention(now);
         self.dirty.insert(StateKey::Meta);
     }
 
@@ -236,6 +240,7 @@ impl Core {
                 Deadline::Hold(job) => self.hold_deadline(now, &job),
                 Deadline::Heartbeat(job) => self.heartbeat_deadline(now, &job),
                 Deadline::Receipt(job) => self.receipt_deadline(now, &job),
+                Deadline::Retire => self.retire_deadline(now),
             }
         }
     }

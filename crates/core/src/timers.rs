@@ -41,6 +41,8 @@ pub enum Deadline {
     Heartbeat(JobId),
     /// Host: re-send the usage receipt until it is acknowledged.
     Receipt(JobId),
+    /// Move finished records out of memory.
+    Retire,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

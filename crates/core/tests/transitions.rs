@@ -3,7 +3,7 @@
 mod common;
 
 use aiguillage_core::{
-    AttemptOutcome, HostPhase, InState, Input, JobPhase, Notification, OutState,
+    AttemptOutcome, HostPhase, InState, Input, JobPhase, Notification, OutState, StateKey,
 };
 use aiguillage_wire::*;
 use common::*;
@@ -374,6 +374,104 @@ fn a_new_peer_is_handed_this_members_own_advert_with_the_directory_and_the_roste
         "the other's advert"
     );
     assert!(has(MessageKind::Roster, AUTHORITY_ID), "the roster");
+}
+
+#[test]
+fn a_finished_referral_leaves_memory_after_its_retention_and_a_replayed_offer_cannot_revive_it() {
+    let retention = 60_000;
+    let mut net = Net::new(&["lu-l-aif", "es-1healthai"], &[], |_, c| {
+        c.retention_ms = retention;
+    });
+    let id = refer_health(&mut net);
+    net.run_for(1_000);
+    let offer = Offer {
+        referral: id.clone(),
+        attempt: 1,
+        target: Net::id("es-1healthai"),
+        card: net.core("lu-l-aif").state().outgoing[&id].card.clone(),
+        respond_by: net.now.saturating_add_ms(3_600_000),
+        rationale: String::new(),
+    };
+    net.input(
+        &Net::id("es-1healthai"),
+        Input::ReportProgress {
+            referral: id.clone(),
+            step: Service::PocSandbox,
+            state: ProgressState::Completed,
+            note: "in production".into(),
+        },
+    );
+    net.run_for(1_000);
+    assert_eq!(
+        net.core("lu-l-aif").state().outgoing[&id].state,
+        OutState::Completed
+    );
+    // Kept for the retention, then gone from memory at both ends, each leaving a tombstone
+    // and handing the record over for the archive.
+    net.run_for(retention / 2);
+    assert!(net.core("lu-l-aif").state().outgoing.contains_key(&id));
+    net.run_for(retention);
+    for (m, key) in [
+        ("lu-l-aif", StateKey::Outgoing(id.clone())),
+        ("es-1healthai", StateKey::Incoming(id.clone())),
+    ] {
+        let core = net.core(m);
+        assert!(core.retired(&key).is_some(), "{m} keeps a tombstone");
+    }
+    assert!(!net.core("lu-l-aif").state().outgoing.contains_key(&id));
+    assert!(
+        net.core("lu-l-aif").state().projects.is_empty(),
+        "its project left too"
+    );
+    assert!(!net.core("es-1healthai").state().incoming.contains_key(&id));
+    // The same offer replayed (signed afresh, so not expired) does not bring it back.
+    let env = net.seal_as("lu-l-aif", &offer);
+    net.input(&Net::id("es-1healthai"), Input::Received(env));
+    assert!(!net.core("es-1healthai").state().incoming.contains_key(&id));
+    // The ledger keeps what happened.
+    assert_eq!(
+        net.core("es-1healthai")
+            .state()
+            .ledger
+            .totals(&Net::id("lu-l-aif"))
+            .referrals_received_accepted,
+        1
+    );
+}
+
+#[test]
+fn the_records_that_leave_memory_are_handed_over_with_their_last_bytes() {
+    let mut net = Net::new(&["lu-l-aif", "es-1healthai"], &[], |_, c| {
+        c.retention_ms = 10_000;
+    });
+    let id = refer_health(&mut net);
+    net.run_for(1_000);
+    net.input(
+        &Net::id("lu-l-aif"),
+        Input::Withdraw {
+            referral: id.clone(),
+            detail: "client changed plans".into(),
+        },
+    );
+    net.run_for(2_000);
+    let last = net.core("lu-l-aif").state().outgoing[&id].clone();
+    let lu = Net::id("lu-l-aif");
+    let _ = net.cores.get_mut(&lu).unwrap().take_retired();
+    net.run_for(20_000);
+    let retired = net.cores.get_mut(&lu).unwrap().take_retired();
+    let key = StateKey::Outgoing(id.clone());
+    let (_, bytes) = retired
+        .iter()
+        .find(|(k, _)| *k == key)
+        .expect("the referral's record");
+    match aiguillage_core::decode_record(&key, bytes).unwrap() {
+        aiguillage_core::Record::Outgoing(r) => assert_eq!(r, last),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        net.cores.get_mut(&lu).unwrap().take_retired().is_empty(),
+        "handed over once"
+    );
 }
 
 #[test]

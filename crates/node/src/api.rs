@@ -47,6 +47,8 @@ pub enum ApiCall {
     Kpi,
     Notifications,
     PublishAdvert,
+    /// The Prometheus text, with the gauges brought up to date first.
+    Metrics,
 }
 
 /// The body of `POST /referrals/{id}/progress`.
@@ -86,6 +88,12 @@ impl ApiError {
             message: message.into(),
         }
     }
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: message.into(),
+        }
+    }
     pub fn unavailable(message: impl Into<String>) -> ApiError {
         ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
@@ -113,18 +121,12 @@ pub type ApiSender = mpsc::Sender<(ApiCall, oneshot::Sender<ApiReply>)>;
 struct Shared {
     token: Arc<String>,
     calls: ApiSender,
-    metrics: Arc<dyn Fn() -> String + Send + Sync>,
 }
 
-pub fn router(
-    token: String,
-    calls: ApiSender,
-    metrics: Arc<dyn Fn() -> String + Send + Sync>,
-) -> Router {
+pub fn router(token: String, calls: ApiSender) -> Router {
     let shared = Shared {
         token: Arc::new(token),
         calls,
-        metrics,
     };
     Router::new()
         .route("/health", get(|| async { Json(json!({ "ok": true })) }))
@@ -201,8 +203,11 @@ pub fn router(
         .with_state(shared)
 }
 
-async fn metrics_text(State(s): State<Shared>) -> String {
-    (s.metrics)()
+async fn metrics_text(State(s): State<Shared>) -> Result<String, ApiError> {
+    match ask(&s, ApiCall::Metrics).await? {
+        Value::String(text) => Ok(text),
+        other => Ok(other.to_string()),
+    }
 }
 
 fn authorised(s: &Shared, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -239,16 +244,15 @@ async fn call(
     c: ApiCall,
 ) -> Result<Json<Value>, ApiError> {
     authorised(&s, &headers)?;
+    ask(&s, c).await.map(Json)
+}
+
+/// Hands a call to the node's loop and waits for its answer.
+async fn ask(s: &Shared, c: ApiCall) -> ApiReply {
     let (tx, rx) = oneshot::channel();
-    s.calls.send((c, tx)).await.map_err(|_| ApiError {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        message: "the node is shutting down".into(),
-    })?;
-    let reply = rx.await.map_err(|_| ApiError {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        message: "the node is shutting down".into(),
-    })?;
-    reply.map(Json)
+    let stopping = || ApiError::unavailable("the node is shutting down");
+    s.calls.send((c, tx)).await.map_err(|_| stopping())?;
+    rx.await.map_err(|_| stopping())?
 }
 
 #[derive(Deserialize, Default)]

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use aiguillage_core::{AttemptOutcome, Core, HostPhase, JobPhase};
+use aiguillage_core::{AttemptOutcome, Core, HostPhase, JobPhase, StateKey};
 use aiguillage_wire::{Confirm, Envelope, HandOver, JobId, MemberId, MessageKind, ReferralId};
 
 /// Violations found, in the order they were found (at most `LIMIT` kept in full).
@@ -182,10 +182,16 @@ impl Checker {
                 .origin()
                 .and_then(|o| MemberId::new(o).ok())
                 .and_then(|o| index.get(&o).copied());
+            let retired = origin.is_some_and(|o| {
+                cores[o]
+                    .retired(&StateKey::Outgoing((*id).clone()))
+                    .is_some()
+            });
             let recorded = origin
                 .and_then(|o| cores[o].state().outgoing.get(*id))
                 .and_then(|o| o.accepted_by());
-            if recorded != Some(hs[0]) {
+            // The origin's record of a finished referral may have left its memory first.
+            if recorded != Some(hs[0]) && !retired {
                 self.violate(format!(
                     "{id} held by {} but its origin recorded {recorded:?}",
                     hs[0]

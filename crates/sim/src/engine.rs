@@ -468,6 +468,8 @@ impl<'s> Sim<'s> {
         let outputs = node.core.handle(now, input);
         self.metrics.core_calls += 1;
         self.metrics.state_writes += node.core.take_dirty().len() as u64;
+        // What leaves memory would go to the store's archive; the simulator keeps none.
+        self.metrics.records_retired += node.core.take_retired().len() as u64;
         Some(outputs)
     }
 

@@ -76,6 +76,8 @@ pub struct Metrics {
     pub events: u64,
     pub core_calls: u64,
     pub state_writes: u64,
+    /// Finished records that left the cores' memory (a node's store would archive them).
+    pub records_retired: u64,
     pub messages: BTreeMap<&'static str, u64>,
     pub message_bytes: u64,
     pub adverts_published: u64,

@@ -78,7 +78,7 @@ fn writes(c: &mut Criterion) {
         b.iter(|| {
             let dirty = with_projects(&mut state, &t, next, 1);
             next += 1;
-            store.commit(&state, &dirty, &one_audit, &key).unwrap();
+            store.commit(&state, &dirty, &[], &one_audit, &key).unwrap();
         })
     });
     let many_audit = audit(64);
@@ -87,7 +87,9 @@ fn writes(c: &mut Criterion) {
         b.iter(|| {
             let dirty = with_projects(&mut state, &t, next, 64);
             next += 64;
-            store.commit(&state, &dirty, &many_audit, &key).unwrap();
+            store
+                .commit(&state, &dirty, &[], &many_audit, &key)
+                .unwrap();
         })
     });
     g.finish();
@@ -109,7 +111,7 @@ fn recovery(c: &mut Criterion) {
         let mut state = State::default();
         for chunk in 0..records / 1_000 {
             let dirty = with_projects(&mut state, &t, chunk * 1_000, 1_000);
-            store.commit(&state, &dirty, &audit(10), &key).unwrap();
+            store.commit(&state, &dirty, &[], &audit(10), &key).unwrap();
         }
     }
     let bytes: u64 = walk_size(dir.path());

@@ -1,9 +1,12 @@
 //! Durable state of a member on sled.
 //!
-//! The core's [`State`] is stored one record per [`StateKey`], so a call to `Core::handle`
-//! costs writes proportional to what it changed; [`Store::commit`] writes those records and
-//! the audit entries of the call in one batch and flushes before the caller lets any output
-//! leave the node. On start, [`Store::load`] rebuilds the state from the records.
+//! The core's [`State`] is stored one record per [`StateKey`], under the key and in the
+//! bytes the core gives it, so a call to `Core::handle` costs writes proportional to what it
+//! changed. [`Store::commit`] writes those records, the records that left the core's memory
+//! (moved to the archive) and the audit entries of the call in one transaction, and
+//! flushes before the caller lets any output leave the node: a crash keeps all of a commit
+//! or none of it. On start, [`Store::load`] rebuilds the state from the live records; the
+//! archive stays on disk, read by key when asked for.
 //!
 //! The audit log is append-only; each entry carries the SHA-256 of the previous one and the
 //! member's signature over its own hash, so a removed, reordered or edited entry shows.
@@ -11,12 +14,14 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use aiguillage_core::{AuditEvent, State, StateKey};
+use aiguillage_core::{AuditEvent, RecordError, State, StateKey};
 use aiguillage_wire::codec::{decode_stored, encode};
 use aiguillage_wire::{PublicKey, SigningKey, Timestamp};
 use ed25519_dalek::{Signature, Signer};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -26,6 +31,8 @@ pub enum StoreError {
     Corrupt { key: String, reason: String },
     #[error("audit entry {seq}: {reason}")]
     Audit { seq: u64, reason: String },
+    #[error(transparent)]
+    Record(#[from] RecordError),
 }
 
 impl StoreError {
@@ -34,16 +41,6 @@ impl StoreError {
         // sled 0.34 reports a held lock as an `Other` I/O error with this message.
         matches!(self, StoreError::Db(sled::Error::Io(e)) if e.to_string().starts_with("could not acquire lock"))
     }
-}
-
-/// The small, often-changing part of the state.
-#[derive(Serialize, Deserialize)]
-struct Meta {
-    roster: Option<(aiguillage_wire::Roster, aiguillage_wire::Envelope)>,
-    timers: aiguillage_core::timers::Timers,
-    advert_seq: u64,
-    total_gpus: u32,
-    next_id: u64,
 }
 
 /// One audit log entry as stored.
@@ -79,41 +76,12 @@ pub struct Store {
     db: sled::Db,
     state: sled::Tree,
     audit: sled::Tree,
+    /// Records that left the core's memory, by the same keys.
+    archive: sled::Tree,
     last: Option<(u64, [u8; 32])>,
-}
-
-fn key_of(k: &StateKey) -> Vec<u8> {
-    match k {
-        StateKey::Meta => b"meta".to_vec(),
-        StateKey::Directory => b"directory".to_vec(),
-        StateKey::Listing(m) => format!("listing/{m}").into_bytes(),
-        StateKey::Ledger => b"ledger".to_vec(),
-        StateKey::Project(id) => format!("project/{id}").into_bytes(),
-        StateKey::Outgoing(id) => format!("out/{id}").into_bytes(),
-        StateKey::Incoming(id) => format!("in/{id}").into_bytes(),
-        StateKey::Job(id) => format!("job/{id}").into_bytes(),
-        StateKey::Hosted(id) => format!("hosted/{id}").into_bytes(),
-    }
-}
-
-fn value_of(state: &State, k: &StateKey) -> Option<Vec<u8>> {
-    Some(match k {
-        StateKey::Meta => encode(&Meta {
-            roster: state.roster.clone(),
-            timers: state.timers.clone(),
-            advert_seq: state.advert_seq,
-            total_gpus: state.total_gpus,
-            next_id: state.next_id,
-        }),
-        StateKey::Directory => encode(&state.directory),
-        StateKey::Listing(m) => encode(state.directory.get(m)?),
-        StateKey::Ledger => encode(&state.ledger),
-        StateKey::Project(id) => encode(state.projects.get(id)?),
-        StateKey::Outgoing(id) => encode(state.outgoing.get(id)?),
-        StateKey::Incoming(id) => encode(state.incoming.get(id)?),
-        StateKey::Job(id) => encode(state.jobs.get(id)?),
-        StateKey::Hosted(id) => encode(state.hosted.get(id)?),
-    })
+    /// For a test: the next commit fails after writing its records, before its audit.
+    #[cfg(test)]
+    fail_before_audit: bool,
 }
 
 fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
@@ -158,6 +126,7 @@ impl Store {
             .open()?;
         let state = db.open_tree("state")?;
         let audit = db.open_tree("audit")?;
+        let archive = db.open_tree("archive")?;
         let last = match audit.last()? {
             Some((_, v)) => {
                 let r: AuditRecord = decode(b"audit", &v)?;
@@ -169,87 +138,70 @@ impl Store {
             db,
             state,
             audit,
+            archive,
             last,
+            #[cfg(test)]
+            fail_before_audit: false,
         })
     }
 
-    /// Rebuilds the core state from its records.
+    /// Rebuilds the core state from its live records.
     pub fn load(&self) -> Result<State, StoreError> {
-        let mut s = State::default();
-        let mut listings = Vec::new();
-        for item in self.state.iter() {
-            let (k, v) = item?;
-            let key = k.as_ref();
-            let text = String::from_utf8_lossy(key);
-            match text.split_once('/') {
-                None if key == b"meta" => {
-                    let m: Meta = decode(key, &v)?;
-                    s.roster = m.roster;
-                    s.timers = m.timers;
-                    s.advert_seq = m.advert_seq;
-                    s.total_gpus = m.total_gpus;
-                    s.next_id = m.next_id;
-                }
-                None if key == b"directory" => s.directory = decode(key, &v)?,
-                None if key == b"ledger" => s.ledger = decode(key, &v)?,
-                Some(("listing", _)) => {
-                    listings.push(decode::<aiguillage_core::directory::Listing>(key, &v)?);
-                }
-                Some(("project", _)) => {
-                    let p: aiguillage_core::FiledProject = decode(key, &v)?;
-                    s.projects.insert(p.card.project.clone(), p);
-                }
-                Some(("out", _)) => {
-                    let r: aiguillage_core::OutReferral = decode(key, &v)?;
-                    s.outgoing.insert(r.id.clone(), r);
-                }
-                Some(("in", _)) => {
-                    let r: aiguillage_core::InReferral = decode(key, &v)?;
-                    s.incoming.insert(r.id.clone(), r);
-                }
-                Some(("job", _)) => {
-                    let j: aiguillage_core::OriginJob = decode(key, &v)?;
-                    s.jobs.insert(j.spec.job.clone(), j);
-                }
-                Some(("hosted", _)) => {
-                    let h: aiguillage_core::HostedJob = decode(key, &v)?;
-                    s.hosted.insert(h.spec.job.clone(), h);
-                }
-                _ => {
-                    return Err(StoreError::Corrupt {
-                        key: text.into_owned(),
-                        reason: "unknown record".into(),
-                    });
-                }
-            }
-        }
-        // After the loop: the directory record (behaviour) may come after its listings.
-        for l in listings {
-            s.directory.restore(l);
-        }
-        Ok(s)
+        let records = self
+            .state
+            .iter()
+            .map(|item| {
+                let (k, v) = item?;
+                Ok((String::from_utf8_lossy(&k).into_owned(), v.to_vec()))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(State::from_records(records)?)
     }
 
-    /// Writes the records named by `dirty` and the audit events, then flushes to disk.
+    /// The archived record under `key`: one that left the core's memory.
+    pub fn archived(&self, key: &StateKey) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.archive.get(key.path())?.map(|v| v.to_vec()))
+    }
+
+    /// Every archived record whose key starts with `prefix` (`out/`, `job/`, …), in key
+    /// order.
+    pub fn archived_under(&self, prefix: &str) -> Result<Vec<(StateKey, Vec<u8>)>, StoreError> {
+        self.archive
+            .scan_prefix(prefix)
+            .filter_map(|item| match item {
+                Ok((k, v)) => StateKey::from_path(&String::from_utf8_lossy(&k))
+                    .map(|key| Ok((key, v.to_vec()))),
+                Err(e) => Some(Err(e.into())),
+            })
+            .collect()
+    }
+
+    /// Writes the records named by `dirty`, moves the `retired` records to the archive, and
+    /// appends the audit events, all in one transaction; then flushes to disk.
     pub fn commit(
         &mut self,
         state: &State,
         dirty: &BTreeSet<StateKey>,
+        retired: &[(StateKey, Vec<u8>)],
         audit: &[AuditEvent],
         key: &SigningKey,
     ) -> Result<(), StoreError> {
-        if dirty.is_empty() && audit.is_empty() {
+        if dirty.is_empty() && retired.is_empty() && audit.is_empty() {
             return Ok(());
         }
-        let mut batch = sled::Batch::default();
+        let mut records = sled::Batch::default();
         for k in dirty {
-            match value_of(state, k) {
-                Some(v) => batch.insert(key_of(k), v),
-                None => batch.remove(key_of(k)),
+            match state.record_bytes(k) {
+                Some(v) => records.insert(k.path().as_bytes(), v),
+                None => records.remove(k.path().as_bytes()),
             }
         }
-        self.state.apply_batch(batch)?;
-        let mut audit_batch = sled::Batch::default();
+        let mut archive = sled::Batch::default();
+        for (k, v) in retired {
+            records.remove(k.path().as_bytes());
+            archive.insert(k.path().as_bytes(), v.as_slice());
+        }
+        let mut entries = sled::Batch::default();
         let mut last = self.last;
         for e in audit {
             let (seq, prev) = match last {
@@ -267,10 +219,29 @@ impl Store {
             };
             let h = r.hash();
             r.signature = key.sign(&h).to_bytes();
-            audit_batch.insert(&seq.to_be_bytes(), encode(&r));
+            entries.insert(&seq.to_be_bytes(), encode(&r));
             last = Some((seq, h));
         }
-        self.audit.apply_batch(audit_batch)?;
+        #[cfg(test)]
+        let fail_before_audit = std::mem::take(&mut self.fail_before_audit);
+        #[cfg(not(test))]
+        let fail_before_audit = false;
+        (&self.state, &self.archive, &self.audit)
+            .transaction(|(st, ar, au)| {
+                st.apply_batch(&records)?;
+                ar.apply_batch(&archive)?;
+                if fail_before_audit {
+                    return Err(ConflictableTransactionError::Abort(()));
+                }
+                au.apply_batch(&entries)?;
+                Ok(())
+            })
+            .map_err(|e| match e {
+                TransactionError::Storage(e) => StoreError::Db(e),
+                TransactionError::Abort(()) => StoreError::Db(sled::Error::Unsupported(
+                    "the commit was aborted before its audit entries".into(),
+                )),
+            })?;
         self.db.flush()?;
         self.last = last;
         Ok(())
@@ -331,5 +302,51 @@ impl Store {
             self.audit.insert(seq.to_be_bytes(), encode(&r))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_commit_cut_short_before_its_audit_keeps_neither_its_records_nor_its_audit() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let state = State {
+            next_id: 7,
+            ..State::default()
+        };
+        let dirty = BTreeSet::from([StateKey::Meta]);
+        let event = AuditEvent {
+            at: Timestamp(1),
+            event: "project_filed".into(),
+            subject: "lu-l-aif/p7".into(),
+            detail: String::new(),
+        };
+        {
+            let mut store = Store::open(dir.path()).unwrap();
+            store.fail_before_audit = true;
+            assert!(
+                store
+                    .commit(&state, &dirty, &[], std::slice::from_ref(&event), &key)
+                    .is_err()
+            );
+        }
+        {
+            let store = Store::open(dir.path()).unwrap();
+            assert_eq!(store.load().unwrap().next_id, 0, "no record of it was kept");
+            assert!(store.audit_entries().unwrap().is_empty());
+        }
+        // The same commit, not cut short, keeps both.
+        {
+            let mut store = Store::open(dir.path()).unwrap();
+            store
+                .commit(&state, &dirty, &[], std::slice::from_ref(&event), &key)
+                .unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.load().unwrap().next_id, 7);
+        assert_eq!(store.audit_entries().unwrap().len(), 1);
     }
 }

@@ -66,7 +66,7 @@ fn state_written_by_keys_reloads_equal() {
     assert!(dirty.iter().any(|k| matches!(k, StateKey::Job(_))));
     {
         let mut store = Store::open(dir.path()).unwrap();
-        store.commit(c.state(), &dirty, &[], &key).unwrap();
+        store.commit(c.state(), &dirty, &[], &[], &key).unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
     let loaded = store.load().unwrap();
@@ -99,6 +99,7 @@ fn the_audit_chain_verifies_and_shows_tampering() {
             .commit(
                 &State::default(),
                 &BTreeSet::new(),
+                &[],
                 &[event(1), event(2)],
                 &key,
             )
@@ -107,7 +108,7 @@ fn the_audit_chain_verifies_and_shows_tampering() {
     // The chain continues across a reopen.
     let mut store = Store::open(dir.path()).unwrap();
     store
-        .commit(&State::default(), &BTreeSet::new(), &[event(3)], &key)
+        .commit(&State::default(), &BTreeSet::new(), &[], &[event(3)], &key)
         .unwrap();
     assert_eq!(store.audit_verify(&PublicKey::of(&key)).unwrap(), 3);
     let other = SigningKey::from_bytes(&[4; 32]);
@@ -198,7 +199,7 @@ fn each_advert_is_its_own_record_and_an_expired_one_is_removed() {
     let key = SigningKey::from_bytes(&[3; 32]);
     {
         let mut store = Store::open(dir.path()).unwrap();
-        store.commit(lu.state(), &dirty, &[], &key).unwrap();
+        store.commit(lu.state(), &dirty, &[], &[], &key).unwrap();
         let loaded = store.load().unwrap();
         let listing = loaded.directory.get(&de).expect("the listing reloads");
         assert_eq!(listing.advert.member, de);
@@ -207,7 +208,7 @@ fn each_advert_is_its_own_record_and_an_expired_one_is_removed() {
         lu.handle(later, Input::Tick);
         let dirty = lu.take_dirty();
         assert!(dirty.contains(&StateKey::Listing(de.clone())), "{dirty:?}");
-        store.commit(lu.state(), &dirty, &[], &key).unwrap();
+        store.commit(lu.state(), &dirty, &[], &[], &key).unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
     assert!(store.load().unwrap().directory.get(&de).is_none());

@@ -113,6 +113,14 @@ impl Core {
 
     pub(crate) fn on_reserve(&mut self, now: Timestamp, from: &MemberId, m: Reserve) {
         let job = m.spec.job.clone();
+        if let Some(r) = self.retired(&StateKey::Hosted(job.clone()))
+            && r.placement
+                .as_ref()
+                .is_some_and(|(origin, epoch)| origin == from && *epoch >= m.epoch)
+        {
+            // A replayed reservation of a placement that has finished here.
+            return;
+        }
         if let Some(h) = self.state.hosted.get(&job) {
             if h.epoch > m.epoch || &h.origin != from {
                 return;

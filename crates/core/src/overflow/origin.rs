@@ -685,6 +685,9 @@ impl Core {
             );
             return;
         }
+        if self.ack_retired_receipt(now, from, &m.job, m.epoch) {
+            return;
+        }
         let Some(j) = self.state.jobs.get(&m.job) else {
             self.refuse(
                 Some(from.clone()),

@@ -375,7 +375,7 @@ impl Core {
             OutState::HandedOver => self.hand_over(now, id),
             // Withdrawn after the dossier went out: the target may hold it and have counted
             // it, so the withdrawal is re-sent until the target answers.
-            OutState::Withdrawn if self.withdrawn_after_hand_over(r) => {
+            OutState::Withdrawn if r.withdrawn_after_hand_over() => {
                 if let Some(a) = r.current() {
                     let (target, attempt) = (a.target.clone(), a.attempt);
                     self.send_withdraw_after_hand_over(now, id, target, attempt);
@@ -383,13 +383,6 @@ impl Core {
             }
             _ => {}
         }
-    }
-
-    /// Whether a withdrawn referral had been handed over to its current target.
-    fn withdrawn_after_hand_over(&self, r: &OutReferral) -> bool {
-        r.current()
-            .is_some_and(|a| a.outcome == Some(AttemptOutcome::Accepted))
-            && r.history.iter().any(|t| t.state == "handed_over")
     }
 
     fn send_withdraw(
@@ -558,10 +551,11 @@ impl Core {
             return;
         }
         let current = r.current().cloned();
-        let after_hand_over = self.withdrawn_after_hand_over(r) && !r.hand_over_acked;
+        let mut after_hand_over = false;
         if let Some(r) = self.state.outgoing.get_mut(id) {
             r.state = OutState::Withdrawn;
             record(&mut r.history, now, "withdrawn", detail.clone());
+            after_hand_over = r.withdrawn_after_hand_over() && !r.hand_over_acked;
         }
         self.dirty.insert(StateKey::Outgoing(id.clone()));
         let Some(a) = current else {

@@ -22,6 +22,13 @@ impl Core {
             );
             return;
         }
+        if self
+            .retired(&StateKey::Incoming(m.referral.clone()))
+            .is_some()
+        {
+            // A late or replayed offer for a referral that has finished here.
+            return;
+        }
         if let Some(existing) = self.state.incoming.get(&m.referral) {
             if existing.attempt > m.attempt || existing.origin != *from {
                 return;

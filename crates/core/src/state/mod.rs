@@ -2,6 +2,7 @@
 //! under which a store keeps each record.
 
 mod job;
+mod records;
 mod referral;
 
 use std::collections::BTreeMap;
@@ -18,6 +19,7 @@ use crate::routing::Explanation;
 use crate::timers::Timers;
 
 pub use job::{HostPhase, HostedJob, JobPhase, OriginJob, Placement, PlacementOutcome};
+pub use records::{Record, RecordError, decode_record};
 pub use referral::{AttemptOutcome, AttemptRecord, InReferral, InState, OutReferral, OutState};
 
 /// A piece of state that changed and must be persisted before outputs leave.
@@ -30,6 +32,8 @@ pub enum StateKey {
     /// One member's advert as held in the directory.
     Listing(MemberId),
     Ledger,
+    /// The ids of finished records that left memory, until no message about them is valid.
+    Retired,
     Project(ProjectId),
     Outgoing(ReferralId),
     Incoming(ReferralId),
@@ -61,6 +65,20 @@ pub struct State {
     pub incoming: BTreeMap<ReferralId, InReferral>,
     pub jobs: BTreeMap<JobId, OriginJob>,
     pub hosted: BTreeMap<JobId, HostedJob>,
+    /// Finished records that left memory, by their [`StateKey::path`]; the records
+    /// themselves stay in the store's archive.
+    pub retired: BTreeMap<String, Retired>,
+}
+
+/// A finished record that has left memory, remembered by its id until no message about it
+/// can still be valid, so that a late or replayed message cannot bring it back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retired {
+    pub at: Timestamp,
+    /// For a job: the member at the other end (the host, or the origin) and the epoch of
+    /// its last placement. A host's re-sent receipt is acknowledged again; an origin's
+    /// replayed reservation of that epoch or an older one changes nothing.
+    pub placement: Option<(MemberId, u64)>,
 }
 
 /// A state change, for the lifecycle history shown to operators.

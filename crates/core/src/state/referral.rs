@@ -109,6 +109,16 @@ impl OutReferral {
     pub fn current(&self) -> Option<&AttemptRecord> {
         self.attempts.last()
     }
+
+    /// Whether the referral was handed over to its current target, then withdrawn: the
+    /// target may hold the dossier, so the withdrawal is re-sent until it answers.
+    pub fn withdrawn_after_hand_over(&self) -> bool {
+        self.state == OutState::Withdrawn
+            && self
+                .current()
+                .is_some_and(|a| a.outcome == Some(AttemptOutcome::Accepted))
+            && self.history.iter().any(|t| t.state == "handed_over")
+    }
     /// The member that accepted, if any did.
     pub fn accepted_by(&self) -> Option<&MemberId> {
         self.attempts

@@ -1,6 +1,9 @@
 //! The admin API's calls, answered from the core's state or applied to it.
 
-use aiguillage_core::{InState, Input, Notification};
+use aiguillage_core::{
+    FiledProject, HostedJob, InReferral, InState, Input, Notification, OriginJob, OutReferral,
+    Record, StateKey, decode_record,
+};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -9,11 +12,57 @@ use super::views::{self, JobDetail, JobRow, LedgerRow, ReferralDetail, ReferralR
 use crate::api::{ApiCall, ApiError, ApiReply};
 use crate::clock;
 
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(format!("reading the store's archive: {e}"))
+}
+
 fn to_json(v: &impl Serialize) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
+/// Archived records (those that left the core's memory) of one kind.
+#[derive(Default)]
+struct Archived {
+    projects: Vec<FiledProject>,
+    outgoing: Vec<OutReferral>,
+    incoming: Vec<InReferral>,
+    jobs: Vec<OriginJob>,
+    hosted: Vec<HostedJob>,
+}
+
+impl Archived {
+    fn add(&mut self, record: Record) {
+        match record {
+            Record::Project(p) => self.projects.push(p),
+            Record::Outgoing(r) => self.outgoing.push(r),
+            Record::Incoming(r) => self.incoming.push(r),
+            Record::Job(j) => self.jobs.push(j),
+            Record::Hosted(h) => self.hosted.push(h),
+            Record::Other => {}
+        }
+    }
+}
+
 impl Node {
+    /// The archived record under `key`, if the store holds one.
+    fn archived(&self, key: &StateKey) -> Result<Option<Record>, ApiError> {
+        match self.store.archived(key).map_err(internal)? {
+            Some(bytes) => Ok(Some(decode_record(key, &bytes).map_err(internal)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every archived record under these key prefixes (`out/`, `job/`, …).
+    fn archived_under(&self, prefixes: &[&str]) -> Result<Archived, ApiError> {
+        let mut a = Archived::default();
+        for prefix in prefixes {
+            for (key, bytes) in self.store.archived_under(prefix).map_err(internal)? {
+                a.add(decode_record(&key, &bytes).map_err(internal)?);
+            }
+        }
+        Ok(a)
+    }
+
     pub(super) fn on_api(&mut self, call: ApiCall) -> ApiReply {
         let s = self.core.state();
         match call {
@@ -37,7 +86,12 @@ impl Node {
                 }))
             }
             ApiCall::Directory => Ok(to_json(&views::directory(&self.core, clock::now()))),
-            ApiCall::Projects => Ok(to_json(&s.projects.values().collect::<Vec<_>>())),
+            ApiCall::Projects => {
+                let archived = self.archived_under(&["project/"])?;
+                let rows: Vec<&FiledProject> =
+                    s.projects.values().chain(&archived.projects).collect();
+                Ok(to_json(&rows))
+            }
             ApiCall::FileProject(file) => {
                 let dossier = file.dossier.clone().ok_or_else(|| {
                     ApiError::bad_request("project: a dossier is needed to file a project")
@@ -55,11 +109,18 @@ impl Node {
                     })
             }
             ApiCall::Referrals => {
+                let archived = self.archived_under(&["out/", "in/"])?;
                 let rows: Vec<ReferralRow> = s
                     .outgoing
                     .values()
+                    .chain(&archived.outgoing)
                     .map(ReferralRow::out)
-                    .chain(s.incoming.values().map(ReferralRow::incoming))
+                    .chain(
+                        s.incoming
+                            .values()
+                            .chain(&archived.incoming)
+                            .map(ReferralRow::incoming),
+                    )
                     .collect();
                 Ok(to_json(&rows))
             }
@@ -73,6 +134,22 @@ impl Node {
                 }
                 if let Some(r) = s.incoming.get(&id) {
                     return Ok(to_json(&ReferralDetail::In { referral: r }));
+                }
+                if let Some(Record::Outgoing(r)) = self.archived(&StateKey::Outgoing(id.clone()))? {
+                    let project = match s.projects.get(&r.card.project) {
+                        Some(p) => Some(p.clone()),
+                        None => match self.archived(&StateKey::Project(r.card.project.clone()))? {
+                            Some(Record::Project(p)) => Some(p),
+                            _ => None,
+                        },
+                    };
+                    return Ok(to_json(&ReferralDetail::Out {
+                        referral: &r,
+                        explanation: project.as_ref().map(|p| &p.explanation),
+                    }));
+                }
+                if let Some(Record::Incoming(r)) = self.archived(&StateKey::Incoming(id.clone()))? {
+                    return Ok(to_json(&ReferralDetail::In { referral: &r }));
                 }
                 Err(ApiError::not_found(format!("no referral {id}")))
             }
@@ -132,11 +209,18 @@ impl Node {
                 Ok(to_json(&self.core.state().incoming[&referral].state))
             }
             ApiCall::Jobs => {
+                let archived = self.archived_under(&["job/", "hosted/"])?;
                 let rows: Vec<JobRow> = s
                     .jobs
-                    .iter()
-                    .map(|(id, j)| JobRow::submitted(id, j))
-                    .chain(s.hosted.iter().map(|(id, h)| JobRow::hosted(id, h)))
+                    .values()
+                    .chain(&archived.jobs)
+                    .map(JobRow::submitted)
+                    .chain(
+                        s.hosted
+                            .values()
+                            .chain(&archived.hosted)
+                            .map(JobRow::hosted),
+                    )
                     .collect();
                 Ok(to_json(&rows))
             }
@@ -149,6 +233,15 @@ impl Node {
                 }
                 if let Some(h) = s.hosted.get(&id) {
                     return Ok(to_json(&JobDetail::Hosted { job: h }));
+                }
+                if let Some(Record::Job(j)) = self.archived(&StateKey::Job(id.clone()))? {
+                    return Ok(to_json(&JobDetail::Submitted {
+                        job: &j,
+                        host: j.host(),
+                    }));
+                }
+                if let Some(Record::Hosted(h)) = self.archived(&StateKey::Hosted(id.clone()))? {
+                    return Ok(to_json(&JobDetail::Hosted { job: &h }));
                 }
                 Err(ApiError::not_found(format!("no job {id}")))
             }
@@ -194,8 +287,22 @@ impl Node {
                 self.apply(Input::PublishAdvert);
                 Ok(json!({ "seq": self.core.state().advert_seq }))
             }
-            ApiCall::Kpi => Ok(to_json(&aiguillage_core::kpi::Kpis::of(s))),
+            ApiCall::Kpi => {
+                let mut kpis = aiguillage_core::kpi::Kpis::of(s);
+                for prefix in ["project/", "out/", "in/", "job/"] {
+                    for (key, bytes) in self.store.archived_under(prefix).map_err(internal)? {
+                        kpis.add_record(&decode_record(&key, &bytes).map_err(internal)?);
+                    }
+                }
+                Ok(to_json(&kpis))
+            }
             ApiCall::Notifications => Ok(to_json(&self.notices.list())),
+            ApiCall::Metrics => {
+                self.update_gauges();
+                Ok(Value::String(crate::metrics::Metrics::render(
+                    &self.metrics.registry,
+                )))
+            }
         }
     }
 }

@@ -18,6 +18,7 @@ pub(super) struct Batch {
     inputs: u32,
     outputs: Vec<Output>,
     dirty: BTreeSet<StateKey>,
+    retired: Vec<(StateKey, Vec<u8>)>,
 }
 
 /// Where an envelope sits in the snapshot that answers peers' sync requests: one entry per
@@ -55,7 +56,7 @@ impl Node {
             && b.inputs > 0
         {
             self.metrics.commit_batch.observe(b.inputs as f64);
-            self.commit_and_act(b.outputs, b.dirty);
+            self.commit_and_act(b.outputs, b.dirty, b.retired);
         }
     }
 
@@ -69,6 +70,7 @@ impl Node {
         }
         let outputs = self.core.handle(clock::now(), input);
         let dirty = self.core.take_dirty();
+        let retired = self.core.take_retired();
         let notes = outputs
             .iter()
             .filter_map(|o| match o {
@@ -80,14 +82,20 @@ impl Node {
             b.inputs += 1;
             b.outputs.extend(outputs);
             b.dirty.extend(dirty);
+            b.retired.extend(retired);
         } else {
-            self.commit_and_act(outputs, dirty);
+            self.commit_and_act(outputs, dirty, retired);
         }
         notes
     }
 
     /// Persists, then acts.
-    fn commit_and_act(&mut self, outputs: Vec<Output>, dirty: BTreeSet<StateKey>) {
+    fn commit_and_act(
+        &mut self,
+        outputs: Vec<Output>,
+        dirty: BTreeSet<StateKey>,
+        retired: Vec<(StateKey, Vec<u8>)>,
+    ) {
         let audit: Vec<_> = outputs
             .iter()
             .filter_map(|o| match o {
@@ -97,7 +105,7 @@ impl Node {
             .collect();
         if let Err(e) = self
             .store
-            .commit(self.core.state(), &dirty, &audit, &self.key)
+            .commit(self.core.state(), &dirty, &retired, &audit, &self.key)
         {
             error!(
                 "cannot persist state: {e}. Stopping with {} output(s) unsent; restart the \
@@ -167,7 +175,6 @@ impl Node {
                 Output::Audit(_) | Output::Wake { .. } => {}
             }
         }
-        self.update_gauges();
         if self.follow_roster()
             && let Some((_, roster)) = &self.core.state().roster
         {
@@ -240,7 +247,9 @@ impl Node {
         }
     }
 
-    fn update_gauges(&self) {
+    /// Brings the gauges that summarise the state up to date; done when they are read,
+    /// not at every commit.
+    pub(super) fn update_gauges(&self) {
         let s = self.core.state();
         let m = &self.metrics;
         m.peers.set(self.peers.connected_count() as i64);

@@ -131,13 +131,12 @@ pub(super) async fn start(config_path: &Path) -> Result<(Node, Inbox)> {
         aiguillage_net::start(net).context("starting the network")?;
     tokio::spawn(event_loop.run());
 
-    let registry = metrics.registry.clone();
     let (api_tx, api_rx) = mpsc::channel(64);
     let listener = tokio::net::TcpListener::bind(cfg.admin.listen)
         .await
         .with_context(|| format!("binding the admin API on {}", cfg.admin.listen))?;
     let admin = listener.local_addr()?;
-    let router = api::router(token, api_tx, Arc::new(move || Metrics::render(&registry)));
+    let router = api::router(token, api_tx);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
             error!("admin API stopped: {e}");

@@ -181,9 +181,9 @@ pub struct JobRow<'a> {
 }
 
 impl<'a> JobRow<'a> {
-    pub fn submitted(id: &'a JobId, j: &'a OriginJob) -> JobRow<'a> {
+    pub fn submitted(j: &'a OriginJob) -> JobRow<'a> {
         JobRow {
-            job: id,
+            job: &j.spec.job,
             direction: "submitted",
             phase: j.phase.tag(),
             epoch: j.epoch,
@@ -194,9 +194,9 @@ impl<'a> JobRow<'a> {
         }
     }
 
-    pub fn hosted(id: &'a JobId, h: &'a HostedJob) -> JobRow<'a> {
+    pub fn hosted(h: &'a HostedJob) -> JobRow<'a> {
         JobRow {
-            job: id,
+            job: &h.spec.job,
             direction: "hosted",
             phase: h.phase.tag(),
             epoch: h.epoch,
