@@ -4,7 +4,67 @@ mod support;
 
 use std::os::unix::fs::PermissionsExt;
 
-use support::{new_key, repo_root, run_in};
+use std::path::Path;
+
+use support::{Run, new_key, repo_root, run_in};
+
+/// `roster new --federation eurohpc --out roster.toml` in `d`.
+fn roster_new(d: &Path) {
+    run_in(
+        d,
+        &[
+            "roster",
+            "new",
+            "--federation",
+            "eurohpc",
+            "--out",
+            "roster.toml",
+        ],
+    )
+    .ok();
+}
+
+/// `roster add roster.toml --id ID --key-file KEY --role ROLE --country CC EXTRA…` in `d`.
+fn roster_add(
+    d: &Path,
+    id: &str,
+    key_file: &str,
+    role: &str,
+    country: &str,
+    extra: &[&str],
+) -> Run {
+    let mut args = vec![
+        "roster",
+        "add",
+        "roster.toml",
+        "--id",
+        id,
+        "--key-file",
+        key_file,
+        "--role",
+        role,
+        "--country",
+        country,
+    ];
+    args.extend_from_slice(extra);
+    run_in(d, &args)
+}
+
+/// `roster sign roster.toml --authority-key KEY --out OUT` in `d`.
+fn roster_sign(d: &Path, authority_key: &str, out: &str) -> Run {
+    run_in(
+        d,
+        &[
+            "roster",
+            "sign",
+            "roster.toml",
+            "--authority-key",
+            authority_key,
+            "--out",
+            out,
+        ],
+    )
+}
 
 #[test]
 fn keys_are_private_and_never_overwritten() {
@@ -34,109 +94,28 @@ fn a_roster_signed_by_the_authority_verifies_and_one_signed_by_another_key_is_re
     let impostor = new_key(d, "impostor.pem");
     new_key(d, "lu.pem");
     new_key(d, "be.pem");
-    run_in(
+    roster_new(d);
+    roster_add(d, "lu-l-aif", "lu.pem", "factory", "LU", &[]).ok();
+    roster_add(
         d,
-        &[
-            "roster",
-            "new",
-            "--federation",
-            "eurohpc",
-            "--out",
-            "roster.toml",
-        ],
-    )
-    .ok();
-    run_in(
-        d,
-        &[
-            "roster",
-            "add",
-            "roster.toml",
-            "--id",
-            "lu-l-aif",
-            "--key-file",
-            "lu.pem",
-            "--role",
-            "factory",
-            "--country",
-            "LU",
-        ],
-    )
-    .ok();
-    run_in(
-        d,
-        &[
-            "roster",
-            "add",
-            "roster.toml",
-            "--id",
-            "be-be-aifa",
-            "--key-file",
-            "be.pem",
-            "--role",
-            "antenna",
-            "--country",
-            "BE",
-            "--linked",
-            "lu-l-aif",
-        ],
+        "be-be-aifa",
+        "be.pem",
+        "antenna",
+        "BE",
+        &["--linked", "lu-l-aif"],
     )
     .ok();
     // The same key twice, and a bad role, are refused with their reason.
-    let dup = run_in(
-        d,
-        &[
-            "roster",
-            "add",
-            "roster.toml",
-            "--id",
-            "xx-dup",
-            "--key-file",
-            "lu.pem",
-            "--role",
-            "factory",
-            "--country",
-            "LU",
-        ],
-    )
-    .fails();
+    let dup = roster_add(d, "xx-dup", "lu.pem", "factory", "LU", &[]).fails();
     assert!(
         dup.stderr.contains("already belongs to lu-l-aif"),
         "{}",
         dup.stderr
     );
-    let role = run_in(
-        d,
-        &[
-            "roster",
-            "add",
-            "roster.toml",
-            "--id",
-            "xx-role",
-            "--key-file",
-            "be.pem",
-            "--role",
-            "ministry",
-            "--country",
-            "LU",
-        ],
-    )
-    .fails();
+    let role = roster_add(d, "xx-role", "be.pem", "ministry", "LU", &[]).fails();
     assert!(role.stderr.contains("ministry"), "{}", role.stderr);
 
-    run_in(
-        d,
-        &[
-            "roster",
-            "sign",
-            "roster.toml",
-            "--authority-key",
-            "authority.pem",
-            "--out",
-            "roster.cbor",
-        ],
-    )
-    .ok();
+    roster_sign(d, "authority.pem", "roster.cbor").ok();
     let verified = run_in(
         d,
         &[
@@ -175,19 +154,7 @@ fn a_roster_signed_by_the_authority_verifies_and_one_signed_by_another_key_is_re
     assert_eq!(ids, ["lu-l-aif", "be-be-aifa"]);
     assert_eq!(shown["members"][1]["linked_factories"][0], "lu-l-aif");
 
-    run_in(
-        d,
-        &[
-            "roster",
-            "sign",
-            "roster.toml",
-            "--authority-key",
-            "impostor.pem",
-            "--out",
-            "forged.cbor",
-        ],
-    )
-    .ok();
+    roster_sign(d, "impostor.pem", "forged.cbor").ok();
     let refused = run_in(
         d,
         &["roster", "verify", "forged.cbor", "--authority", &authority],
@@ -262,48 +229,9 @@ fn an_advert_built_from_a_profile_inspects_and_any_flipped_byte_is_refused() {
     let authority = new_key(d, "authority.pem");
     new_key(d, "lu.pem");
     new_key(d, "outsider.pem");
-    run_in(
-        d,
-        &[
-            "roster",
-            "new",
-            "--federation",
-            "eurohpc",
-            "--out",
-            "roster.toml",
-        ],
-    )
-    .ok();
-    run_in(
-        d,
-        &[
-            "roster",
-            "add",
-            "roster.toml",
-            "--id",
-            "lu-l-aif",
-            "--key-file",
-            "lu.pem",
-            "--role",
-            "factory",
-            "--country",
-            "LU",
-        ],
-    )
-    .ok();
-    run_in(
-        d,
-        &[
-            "roster",
-            "sign",
-            "roster.toml",
-            "--authority-key",
-            "authority.pem",
-            "--out",
-            "roster.cbor",
-        ],
-    )
-    .ok();
+    roster_new(d);
+    roster_add(d, "lu-l-aif", "lu.pem", "factory", "LU", &[]).ok();
+    roster_sign(d, "authority.pem", "roster.cbor").ok();
     let profile = repo_root().join("config/factories/lu-l-aif.toml");
     let profile = profile.to_str().unwrap();
     run_in(

@@ -38,6 +38,18 @@ fn refer_then_withdraw(net: &mut Net, target_state: InState) -> ReferralId {
     id
 }
 
+/// An offer of attempt 1 of `referral` to `target`.
+fn offer(referral: &str, target: &str, card: ProjectCard, respond_by: Timestamp) -> Offer {
+    Offer {
+        referral: ReferralId::new(referral).unwrap(),
+        attempt: 1,
+        target: Net::id(target),
+        card,
+        respond_by,
+        rationale: String::new(),
+    }
+}
+
 fn incoming_decline_reason(net: &Net, at: &str, id: &ReferralId) -> Option<DeclineReason> {
     match &net.core(at).state().incoming.get(id)?.state {
         InState::Declined { reason, .. } => Some(*reason),
@@ -51,14 +63,12 @@ fn an_offer_in_a_sector_the_target_excludes_is_declined_with_sector_excluded() {
     let mut net = two("es-1healthai", "lu-l-aif");
     let mut c = card(Sector::Health, "ES");
     c.services_needed = vec![Service::Training];
-    let offer = Offer {
-        referral: ReferralId::new("es-1healthai/9").unwrap(),
-        attempt: 1,
-        target: Net::id("lu-l-aif"),
-        card: c,
-        respond_by: net.now.saturating_add_ms(60_000),
-        rationale: String::new(),
-    };
+    let offer = offer(
+        "es-1healthai/9",
+        "lu-l-aif",
+        c,
+        net.now.saturating_add_ms(60_000),
+    );
     let env = net.seal_as("es-1healthai", &offer);
     net.input(&Net::id("lu-l-aif"), Input::Received(env));
     assert_eq!(
@@ -73,14 +83,7 @@ fn offers_outside_consent_or_for_someone_else_or_late_are_declined_with_their_re
     let mk = |n: u32, target: &str, consent: ConsentScope, respond_by: Timestamp| {
         let mut c = card(Sector::Health, "LU");
         c.consent = consent;
-        Offer {
-            referral: ReferralId::new(format!("lu-l-aif/{n}")).unwrap(),
-            attempt: 1,
-            target: Net::id(target),
-            card: c,
-            respond_by,
-            rationale: String::new(),
-        }
+        offer(&format!("lu-l-aif/{n}"), target, c, respond_by)
     };
     let later = net.now.saturating_add_ms(60_000);
     let all = ConsentScope {
@@ -174,14 +177,12 @@ fn a_full_intake_declines_with_no_capacity() {
                 && i.rule == aiguillage_core::routing::Ineligible::NoIntake)
     );
     // An offer that arrives anyway (sent on an older advert) is declined for capacity.
-    let offer = Offer {
-        referral: ReferralId::new("lu-l-aif/500").unwrap(),
-        attempt: 1,
-        target: Net::id("es-1healthai"),
-        card: card(Sector::Health, "LU"),
-        respond_by: net.now.saturating_add_ms(60_000),
-        rationale: String::new(),
-    };
+    let offer = offer(
+        "lu-l-aif/500",
+        "es-1healthai",
+        card(Sector::Health, "LU"),
+        net.now.saturating_add_ms(60_000),
+    );
     let env = net.seal_as("lu-l-aif", &offer);
     net.input(&Net::id("es-1healthai"), Input::Received(env));
     assert_eq!(
@@ -219,14 +220,12 @@ fn a_duplicate_offer_gets_the_same_answer() {
     let id = refer_health(&mut net);
     net.run_for(2_000);
     let before = net.core("es-1healthai").state().incoming[&id].clone();
-    let offer = Offer {
-        referral: id.clone(),
-        attempt: 1,
-        target: Net::id("es-1healthai"),
-        card: before.card.clone(),
-        respond_by: before.respond_by,
-        rationale: String::new(),
-    };
+    let offer = offer(
+        id.as_str(),
+        "es-1healthai",
+        before.card.clone(),
+        before.respond_by,
+    );
     let env = net.seal_as("lu-l-aif", &offer);
     net.input(&Net::id("es-1healthai"), Input::Received(env));
     net.run_for(2_000);
@@ -384,14 +383,12 @@ fn a_finished_referral_leaves_memory_after_its_retention_and_a_replayed_offer_ca
     });
     let id = refer_health(&mut net);
     net.run_for(1_000);
-    let offer = Offer {
-        referral: id.clone(),
-        attempt: 1,
-        target: Net::id("es-1healthai"),
-        card: net.core("lu-l-aif").state().outgoing[&id].card.clone(),
-        respond_by: net.now.saturating_add_ms(3_600_000),
-        rationale: String::new(),
-    };
+    let offer = offer(
+        id.as_str(),
+        "es-1healthai",
+        net.core("lu-l-aif").state().outgoing[&id].card.clone(),
+        net.now.saturating_add_ms(3_600_000),
+    );
     net.input(
         &Net::id("es-1healthai"),
         Input::ReportProgress {
