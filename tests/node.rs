@@ -273,8 +273,19 @@ fn hostile_input_is_refused_and_counted_while_the_node_keeps_serving() {
             now.saturating_add_ms(60_000),
         )
         .unwrap();
-        client
+        // On the referral protocol an advert is the wrong kind, whoever signed it.
+        match client
             .send(peer, aiguillage_net::Channel::Referral, env.to_bytes())
+            .await
+        {
+            Err(aiguillage_net::NetError::Refused { reason, .. }) => {
+                assert_eq!(reason, "wrong_kind")
+            }
+            other => panic!("an advert on the referral protocol answered {other:?}"),
+        }
+        // On the adverts topic, it is refused for its key.
+        client
+            .publish(aiguillage_net::Topic::Adverts, env.to_bytes())
             .await
             .unwrap();
         // A malformed frame gets an error answer naming the problem.
@@ -396,7 +407,7 @@ fn a_rostered_member_cannot_replay_adverts_decide_for_others_or_claim_receipts()
     let seq = listing_before["seq"].as_u64().unwrap();
     let mut replayed = profile.advert(seq, GpuCapacity::default(), None);
     replayed.name = "replayed with the same seq".into();
-    let messages = vec![
+    let messages = [
         signed(&replayed, &rogue_id, &key, now),
         signed(
             &Accept {
@@ -445,13 +456,28 @@ fn a_rostered_member_cannot_replay_adverts_decide_for_others_or_claim_receipts()
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        for m in &messages {
+        // The advert goes out on gossip; the decisions and the receipt are refused, and the
+        // answer says why.
+        client
+            .publish(aiguillage_net::Topic::Adverts, messages[0].to_bytes())
+            .await
+            .unwrap();
+        for (m, expected) in
+            messages[1..]
+                .iter()
+                .zip(["not_the_target", "not_the_target", "unknown_job"])
+        {
             let channel = if m.kind == MessageKind::UsageReceipt {
                 aiguillage_net::Channel::Overflow
             } else {
                 aiguillage_net::Channel::Referral
             };
-            client.send(peer, channel, m.to_bytes()).await.unwrap();
+            match client.send(peer, channel, m.to_bytes()).await {
+                Err(aiguillage_net::NetError::Refused { reason, .. }) => {
+                    assert_eq!(reason, expected, "{}", m.kind)
+                }
+                other => panic!("{} answered {other:?}", m.kind),
+            }
         }
     });
     d.wait_for(10, "the refusals on /metrics", || {
@@ -543,7 +569,9 @@ fn a_flooding_member_is_rate_limited_while_the_node_keeps_serving_the_others() {
             for answer in futures::future::join_all(sends).await {
                 match answer {
                     Ok(()) => admitted += 1,
-                    Err(aiguillage_net::NetError::Refused(r)) if r == "rate_limited" => {
+                    Err(aiguillage_net::NetError::Refused { reason, .. })
+                        if reason == "rate_limited" =>
+                    {
                         refused += 1
                     }
                     Err(e) => other.push(e.to_string()),
@@ -943,4 +971,217 @@ fn a_finished_referral_leaves_memory_after_its_retention_and_is_still_shown() {
     d.restart("lu-l-aif");
     assert_eq!(d.json("lu-l-aif", &["status"])["referrals_out"], 0);
     shown(&d);
+}
+
+/// The value of the first line of `/metrics` at `node` that starts with `name` and holds
+/// `needle` (0 when there is none).
+fn metric_line(d: &Devnet, node: &str, name: &str, needle: &str) -> u64 {
+    let (_, text) = http(d.admin_addr(node), "GET", "/metrics", None);
+    text.lines()
+        .find(|l| l.starts_with(name) && l.contains(needle))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// fr-ai2f's key, with fr-ai2f stopped: a rostered member that misbehaves.
+fn stop_and_take_fr(d: &Devnet) -> SigningKey {
+    d.kill9("fr-ai2f");
+    keys::secret_key_from_pem(
+        &std::fs::read_to_string(d.member_dir("fr-ai2f").join("key.pem")).unwrap(),
+    )
+    .unwrap()
+}
+
+async fn connected_rogue(
+    d: &Devnet,
+    key: &SigningKey,
+    target: &str,
+) -> (aiguillage_net::Client, aiguillage_net::PeerId) {
+    let (client, peer) = rogue_client(d, key, target).await;
+    for _ in 0..100 {
+        if client.connected().await.unwrap().contains(&peer) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    (client, peer)
+}
+
+#[test]
+fn an_offer_published_on_the_adverts_topic_reaches_no_one_and_creates_no_referral() {
+    let d = Devnet::start(&["lu-l-aif", "es-1healthai", "fr-ai2f"]);
+    let key = stop_and_take_fr(&d);
+    let fr = MemberId::new("fr-ai2f").unwrap();
+    let now = now_ms();
+    let card = aiguillage_core::project_file::ProjectFile::from_toml(
+        &std::fs::read_to_string(repo_root().join("config/examples/project-health-lu.toml"))
+            .unwrap(),
+        "health",
+    )
+    .unwrap();
+    let offer = Offer {
+        referral: ReferralId::new("fr-ai2f/1").unwrap(),
+        attempt: 1,
+        target: MemberId::new("es-1healthai").unwrap(),
+        card: card.card(),
+        respond_by: now.saturating_add_ms(3_600_000),
+        rationale: String::new(),
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // The client lives to the end of the test: its network task must go on sending.
+    let _client = rt.block_on(async {
+        let (client, _) = connected_rogue(&d, &key, "lu-l-aif").await;
+        client
+            .publish(
+                aiguillage_net::Topic::Adverts,
+                signed(&offer, &fr, &key, now).to_bytes(),
+            )
+            .await
+            .unwrap();
+        client
+    });
+    d.wait_for(
+        20,
+        "Luxembourg to refuse the offer on the adverts topic",
+        || {
+            metric(
+                &d,
+                "lu-l-aif",
+                "channel=\"adverts\",kind=\"offer\",reason=\"wrong_kind\"",
+            ) == 1
+        },
+    );
+    // Refused, it was not forwarded: es-1healthai, connected to Luxembourg, never saw it,
+    // and no member holds a referral from it.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(metric(&d, "es-1healthai", "kind=\"offer\""), 0);
+    for m in ["lu-l-aif", "es-1healthai"] {
+        assert!(
+            !listed_referrals(&d, m).contains(&"fr-ai2f/1".to_owned()),
+            "{m} holds the referral"
+        );
+        assert_eq!(d.json(m, &["status"])["referrals_in"], 0, "{m}");
+    }
+}
+
+#[test]
+fn a_request_with_a_bad_signature_is_answered_bad_signature() {
+    let d = Devnet::start(&["lu-l-aif", "es-1healthai", "fr-ai2f"]);
+    let key = stop_and_take_fr(&d);
+    let fr = MemberId::new("fr-ai2f").unwrap();
+    let mut env = signed(
+        &Accept {
+            referral: ReferralId::new("lu-l-aif/1").unwrap(),
+            attempt: 1,
+        },
+        &fr,
+        &key,
+        now_ms(),
+    );
+    env.signature[10] ^= 0x40;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let answer = rt.block_on(async {
+        let (client, peer) = connected_rogue(&d, &key, "lu-l-aif").await;
+        client
+            .send(peer, aiguillage_net::Channel::Referral, env.to_bytes())
+            .await
+    });
+    match answer {
+        Err(aiguillage_net::NetError::Refused { reason, .. }) => {
+            assert_eq!(reason, "bad_signature")
+        }
+        other => panic!("answered {other:?}"),
+    }
+    assert_eq!(
+        metric(
+            &d,
+            "lu-l-aif",
+            "channel=\"referral\",kind=\"accept\",reason=\"bad_signature\""
+        ),
+        1
+    );
+}
+
+#[test]
+fn a_member_that_sent_a_few_invalid_adverts_gets_its_next_valid_advert_through() {
+    const INVALID: u64 = 10;
+    let d = Devnet::start(&["lu-l-aif", "es-1healthai", "fr-ai2f"]);
+    let key = stop_and_take_fr(&d);
+    let fr = MemberId::new("fr-ai2f").unwrap();
+    let profile = aiguillage_core::Profile::from_toml(
+        &std::fs::read_to_string(repo_root().join("config/factories/fr-ai2f.toml")).unwrap(),
+        "fr-ai2f",
+    )
+    .unwrap();
+    let seq_before = d
+        .json("lu-l-aif", &["directory"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["member"] == "fr-ai2f")
+        .and_then(|a| a["seq"].as_u64())
+        .unwrap();
+    let now = now_ms();
+    let advert = |seq: u64| {
+        signed(
+            &profile.advert(seq, GpuCapacity::default(), Some(3)),
+            &fr,
+            &key,
+            now,
+        )
+    };
+    let refused = |d: &Devnet| {
+        metric_line(
+            d,
+            "lu-l-aif",
+            "aiguillage_peer_refused_total",
+            "member=\"fr-ai2f\",reason=\"bad_signature\"",
+        )
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // The client lives to the end of the test: its network task must go on sending.
+    let _client = rt.block_on(async {
+        let (client, _) = connected_rogue(&d, &key, "lu-l-aif").await;
+        // A few adverts whose signature does not verify, each refused before the next goes.
+        for n in 1..=INVALID {
+            let mut bad = advert(seq_before + n);
+            bad.signature[0] ^= 1;
+            client
+                .publish(aiguillage_net::Topic::Adverts, bad.to_bytes())
+                .await
+                .unwrap();
+            for _ in 0..200 {
+                if refused(&d) >= n {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            assert_eq!(refused(&d), n, "invalid advert {n}");
+        }
+        // Then a valid one.
+        client
+            .publish(
+                aiguillage_net::Topic::Adverts,
+                advert(seq_before + 100).to_bytes(),
+            )
+            .await
+            .unwrap();
+        client
+    });
+    d.wait_for(20, "the valid advert in Luxembourg's directory", || {
+        d.json("lu-l-aif", &["directory"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["member"] == "fr-ai2f" && a["seq"].as_u64() == Some(seq_before + 100))
+    });
+    assert_eq!(
+        metric(
+            &d,
+            "lu-l-aif",
+            "channel=\"adverts\",kind=\"advert\",reason=\"bad_signature\""
+        ),
+        INVALID
+    );
 }

@@ -397,7 +397,9 @@ fuzz_target!(|data: &[u8]| {
     core.handle(Timestamp(now), Input::Capacity { total_gpus: 2 });
     core.handle(Timestamp(now), Input::Start);
     for a in &f.adverts {
-        core.handle(Timestamp(now), Input::Received(a.clone()));
+        if let Ok(admitted) = core.admit(Timestamp(now), Channel::Adverts, a.clone()) {
+            core.handle(Timestamp(now), Input::Received(admitted));
+        }
     }
     let mut steps = 0;
     while !c.0.is_empty() && steps < 64 {
@@ -445,7 +447,18 @@ fuzz_target!(|data: &[u8]| {
             },
             5 => Input::CancelJob { job: c.job() },
             _ => match message(&mut c, now) {
-                Some(envelope) => Input::Received(envelope),
+                // Mostly on the channel the kind travels on, sometimes on another one.
+                Some(envelope) => {
+                    let channel = if c.below(8) == 0 {
+                        c.pick(&Channel::ALL)
+                    } else {
+                        envelope.kind.channel()
+                    };
+                    match core.admit(Timestamp(now), channel, envelope) {
+                        Ok(admitted) => Input::Received(admitted),
+                        Err(_) => continue,
+                    }
+                }
                 None => continue,
             },
         };

@@ -1,7 +1,7 @@
 //! This member's advert (built from its profile, capacity and intake, republished before it
 //! expires and when either changes) and the adverts of others, held in the directory.
 
-use aiguillage_wire::{Advert, Envelope, GpuCapacity, MessageKind, Timestamp};
+use aiguillage_wire::{Advert, Envelope, GpuCapacity, Timestamp};
 
 use crate::directory;
 use crate::state::StateKey;
@@ -39,23 +39,9 @@ impl Core {
         }
     }
 
+    /// An admitted advert (its role and country agree with the roster) enters the
+    /// directory unless it holds a newer one.
     pub(crate) fn on_advert(&mut self, now: Timestamp, advert: Advert, envelope: Envelope) {
-        let entry = self.roster().and_then(|r| r.member(&advert.member));
-        if let Some(e) = entry
-            && (e.role != advert.role || e.country != advert.country)
-        {
-            let detail = format!(
-                "advert says {} in {}, the roster says {} in {}",
-                advert.role, advert.country, e.role, e.country
-            );
-            self.refuse(
-                Some(advert.member.clone()),
-                Some(MessageKind::Advert),
-                "roster_mismatch",
-                detail,
-            );
-            return;
-        }
         let member = advert.member.clone();
         if self.state.directory.offer(advert, envelope, now) == directory::AdvertOutcome::Stored {
             self.dirty.insert(StateKey::Listing(member));

@@ -15,8 +15,14 @@ use crate::routing;
 pub enum Input {
     /// The node started (or restarted from its state): publish the advert, arm timers.
     Start,
-    /// A signed message from the network, gossip or direct.
-    Received(Envelope),
+    /// A message from the network that passed admission ([`crate::Core::admit`]).
+    Received(crate::Admitted),
+    /// A peer answered a message this member sent it with a refusal (its §3 reason).
+    Refused {
+        to: MemberId,
+        envelope: Envelope,
+        reason: String,
+    },
     /// The local operator files a client project.
     FileProject { card: ProjectCard, dossier: Dossier },
     /// The local operator decides on an incoming referral that awaits a decision.

@@ -10,6 +10,7 @@
 //! [`Core::take_dirty`] names what changed since the last call, so a store can write exactly
 //! that before it lets the outputs of the same call leave the node.
 
+mod admission;
 mod adverts;
 mod config;
 pub mod devnet;
@@ -25,6 +26,7 @@ mod overflow;
 pub mod profile;
 pub mod project_file;
 mod referral;
+mod refusals;
 mod retention;
 pub mod routing;
 pub mod state;
@@ -32,12 +34,14 @@ pub mod stats;
 pub mod timers;
 pub mod verify_cache;
 
+pub use admission::{Admitted, Body, Refused};
 pub use config::CoreConfig;
 pub use devnet::{DevnetAssumptions, DevnetCapacity};
 pub use file::FileError;
 pub use io::{AuditEvent, ExecutorEvent, Input, Notification, Output, Refusal};
 pub use machine::{Core, CoreError};
 pub use profile::{Confidence, Profile};
+pub use refusals::refusal_is_permanent;
 pub use routing::{Explanation, RoutingPolicy};
 pub use state::{
     AttemptOutcome, AttemptRecord, FiledProject, HostPhase, HostedJob, InReferral, InState,

@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 
 use aiguillage_wire::{
     Envelope, MemberId, Message, MessageKind, PublicKey, Roster, SigningKey, Timestamp, TrustError,
-    WireError,
 };
 
+use crate::admission::{Admitted, Body, Verifications};
 use crate::config::{CoreConfig, SECOND};
 use crate::state::{JobPhase, State, StateKey};
 use crate::timers::Deadline;
@@ -35,6 +35,7 @@ pub struct Core {
     pub(crate) advert_deferred: bool,
     /// Shared advert verifications, set only by a simulator running many cores (off in a node).
     pub(crate) verify_cache: Option<VerifyCache>,
+    pub(crate) verifications: Verifications,
 }
 
 /// The core could not be built.
@@ -72,6 +73,7 @@ impl Core {
             retired_out: Vec::new(),
             advert_deferred: false,
             verify_cache: None,
+            verifications: Verifications::default(),
         }
     }
 
@@ -112,18 +114,23 @@ impl Core {
     /// Installs a roster the node loaded from its configuration, checked like one received.
     pub fn install_roster(&mut self, envelope: Envelope, now: Timestamp) -> Result<(), TrustError> {
         let verified = Roster::verify_signed(envelope, &self.authority, now)?;
+        self.install_verified_roster(verified.message, verified.envelope)
+    }
+
+    /// Installs a roster whose signature was checked: it must succeed the current one.
+    fn install_verified_roster(
+        &mut self,
+        mut roster: Roster,
+        envelope: Envelope,
+    ) -> Result<(), TrustError> {
         if let Some((current, _)) = &self.state.roster {
-            current.check_successor(&verified.message)?;
+            current.check_successor(&roster)?;
         }
-        let mut roster = verified.message;
         roster.sort_members();
-        self.state.roster = Some((roster, verified.envelope));
-        let roster = &self.state.roster.as_ref().map(|(r, _)| r.clone());
-        if let Some(r) = roster {
-            for gone in self.state.directory.retain(|m| r.member(m).is_some()) {
-                self.dirty.insert(StateKey::Listing(gone));
-            }
+        for gone in self.state.directory.retain(|m| roster.member(m).is_some()) {
+            self.dirty.insert(StateKey::Listing(gone));
         }
+        self.state.roster = Some((roster, envelope));
         self.dirty.insert(StateKey::Meta);
         Ok(())
     }
@@ -132,7 +139,12 @@ impl Core {
     pub fn handle(&mut self, now: Timestamp, input: Input) -> Vec<Output> {
         match input {
             Input::Start => self.on_start(now),
-            Input::Received(envelope) => self.on_envelope(now, envelope),
+            Input::Received(admitted) => self.on_admitted(now, admitted),
+            Input::Refused {
+                to,
+                envelope,
+                reason,
+            } => self.on_refused(now, &to, &envelope, &reason),
             Input::FileProject { card, dossier } => self.file_project(now, card, dossier),
             Input::Decide {
                 referral,
@@ -247,101 +259,44 @@ impl Core {
 
     // ----- received messages -----
 
-    fn on_envelope(&mut self, now: Timestamp, envelope: Envelope) {
-        let kind = envelope.kind;
+    /// Acts on an admitted message: its signature, trust and body were checked once, at
+    /// admission.
+    fn on_admitted(&mut self, now: Timestamp, admitted: Admitted) {
+        let Admitted { envelope, body } = admitted;
         let signer = envelope.signer.clone();
-        if kind == MessageKind::Roster {
-            if let Err(e) = self.install_roster(envelope, now) {
+        let kind = envelope.kind;
+        if let Body::Roster(roster) = body {
+            match self.install_verified_roster(roster, envelope) {
+                Ok(()) => self.audit(now, "roster_installed", "roster", String::new()),
                 // A roster we already hold is ordinary gossip, not an offence.
-                if !matches!(e, TrustError::StaleSerial { current, offered } if current == offered)
-                {
-                    self.refuse(Some(signer), Some(kind), e.reason_label(), e.to_string());
-                }
-            } else {
-                self.audit(now, "roster_installed", "roster", String::new());
+                Err(TrustError::StaleSerial { current, offered }) if current == offered => {}
+                Err(e) => self.refuse(Some(signer), Some(kind), e.reason_label(), e.to_string()),
             }
-            return;
-        }
-        let verified = match &self.verify_cache {
-            Some(cache) => cache.verify(&envelope, now),
-            None => envelope.verify(now),
-        };
-        if let Err(e) = verified {
-            self.refuse(Some(signer), Some(kind), e.reason_label(), e.to_string());
-            return;
-        }
-        let authorised = match &self.state.roster {
-            None => Err(TrustError::NotRostered(signer.clone())),
-            Some((roster, _)) => roster.authorise(&envelope, now).map(|_| ()),
-        };
-        if let Err(e) = authorised {
-            self.refuse(Some(signer), Some(kind), e.reason_label(), e.to_string());
             return;
         }
         if signer == self.me {
             return;
         }
-        let result = match kind {
-            MessageKind::Advert => self
-                .decode(&envelope)
-                .map(|a| self.on_advert(now, a, envelope)),
-            MessageKind::Offer => self
-                .decode(&envelope)
-                .map(|m| self.on_offer(now, &signer, m)),
-            MessageKind::Accept => self
-                .decode(&envelope)
-                .map(|m| self.on_accept(now, &signer, m)),
-            MessageKind::Decline => self
-                .decode(&envelope)
-                .map(|m| self.on_decline(now, &signer, m)),
-            MessageKind::Withdraw => self
-                .decode(&envelope)
-                .map(|m| self.on_withdraw(now, &signer, m)),
-            MessageKind::HandOver => self
-                .decode(&envelope)
-                .map(|m| self.on_hand_over(now, &signer, m)),
-            MessageKind::Progress => self
-                .decode(&envelope)
-                .map(|m| self.on_progress(now, &signer, m)),
-            MessageKind::CallForBids => self
-                .decode(&envelope)
-                .map(|m| self.on_call_for_bids(now, &signer, m)),
-            MessageKind::Bid => self.decode(&envelope).map(|m| self.on_bid(now, &signer, m)),
-            MessageKind::Reserve => self
-                .decode(&envelope)
-                .map(|m| self.on_reserve(now, &signer, m)),
-            MessageKind::Reserved => self
-                .decode(&envelope)
-                .map(|m| self.on_reserved(now, &signer, m)),
-            MessageKind::Confirm => self
-                .decode(&envelope)
-                .map(|m| self.on_confirm(now, &signer, m)),
-            MessageKind::Release => self
-                .decode(&envelope)
-                .map(|m| self.on_release(now, &signer, m)),
-            MessageKind::Heartbeat => self
-                .decode(&envelope)
-                .map(|m| self.on_heartbeat(now, &signer, m)),
-            MessageKind::JobStatus => self
-                .decode(&envelope)
-                .map(|m| self.on_job_status(now, &signer, m)),
-            MessageKind::UsageReceipt => {
-                let env = envelope.clone();
-                self.decode(&envelope)
-                    .map(|m| self.on_receipt(now, &signer, m, env))
-            }
-            MessageKind::ReceiptAck => self
-                .decode(&envelope)
-                .map(|m| self.on_receipt_ack(now, &signer, m)),
-            MessageKind::Roster => Ok(()),
-        };
-        if let Err(e) = result {
-            self.refuse(Some(signer), Some(kind), e.reason_label(), e.to_string());
+        match body {
+            Body::Roster(_) => {}
+            Body::Advert(a) => self.on_advert(now, a, envelope),
+            Body::Offer(m) => self.on_offer(now, &signer, m),
+            Body::Accept(m) => self.on_accept(now, &signer, m),
+            Body::Decline(m) => self.on_decline(now, &signer, m),
+            Body::Withdraw(m) => self.on_withdraw(now, &signer, m),
+            Body::HandOver(m) => self.on_hand_over(now, &signer, m),
+            Body::Progress(m) => self.on_progress(now, &signer, m),
+            Body::CallForBids(m) => self.on_call_for_bids(now, &signer, m),
+            Body::Bid(m) => self.on_bid(now, &signer, m),
+            Body::Reserve(m) => self.on_reserve(now, &signer, *m),
+            Body::Reserved(m) => self.on_reserved(now, &signer, m),
+            Body::Confirm(m) => self.on_confirm(now, &signer, m),
+            Body::Release(m) => self.on_release(now, &signer, m),
+            Body::Heartbeat(m) => self.on_heartbeat(now, &signer, m),
+            Body::JobStatus(m) => self.on_job_status(now, &signer, m),
+            Body::UsageReceipt(m) => self.on_receipt(now, &signer, m, envelope),
+            Body::ReceiptAck(m) => self.on_receipt_ack(now, &signer, m),
         }
-    }
-
-    fn decode<M: Message>(&self, envelope: &Envelope) -> Result<M, WireError> {
-        envelope.decode_payload::<M>()
     }
 
     pub fn roster(&self) -> Option<&Roster> {
@@ -411,6 +366,11 @@ impl Core {
     }
 
     pub(crate) fn send<M: Message>(&mut self, now: Timestamp, to: &MemberId, message: &M) {
+        if let Some(subject) = message.subject()
+            && self.send_blocked(to, M::KIND, subject)
+        {
+            return;
+        }
         if let Some(envelope) = self.seal(now, message, self.config.message_ttl_ms) {
             self.out.push(Output::Send {
                 to: to.clone(),

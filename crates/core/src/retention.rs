@@ -99,6 +99,21 @@ impl Core {
                 ));
             }
         }
+        let subjects: std::collections::BTreeSet<String> = leaving
+            .iter()
+            .filter_map(|(k, _)| match k {
+                StateKey::Outgoing(id) | StateKey::Incoming(id) => Some(id.to_string()),
+                StateKey::Job(id) | StateKey::Hosted(id) => Some(id.to_string()),
+                _ => None,
+            })
+            .collect();
+        if !subjects.is_empty() {
+            let before = self.state.blocked.len();
+            self.state.blocked.retain(|(_, _, s)| !subjects.contains(s));
+            if self.state.blocked.len() != before {
+                self.dirty.insert(StateKey::Meta);
+            }
+        }
         for (key, placement) in leaving {
             if let Some(bytes) = self.state.record_bytes(&key) {
                 self.retired_out.push((key.clone(), bytes));

@@ -4,16 +4,16 @@
 //! A simulator that drives many cores delivers every gossiped advert to every one of them;
 //! with 1,000 members each advert would be verified 999 times, which costs the simulator
 //! (one thread playing every node) about 40 ms per advert. A real node never sets the cache:
-//! it verifies every envelope it receives. With the cache set, an advert whose exact
-//! envelope (signer, key, times, payload and signature, compared byte for byte) already
-//! verified skips only the signature arithmetic; its lifetime window is still checked
-//! against the receiver's clock, and roster authorisation and decoding happen as usual.
-//! Every other kind of message is verified in full, cache or not.
+//! it verifies every envelope it receives. With the cache set, admission skips only the
+//! signature arithmetic of an advert whose exact envelope (signer, key, times, payload and
+//! signature, compared byte for byte) already verified; its lifetime window is still
+//! checked against the receiver's clock, and decoding and roster authorisation happen as
+//! usual. Every other kind of message is verified in full, cache or not.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use aiguillage_wire::{Envelope, MessageKind, Timestamp, WireError};
+use aiguillage_wire::{Envelope, MessageKind, Timestamp};
 
 /// A verification cache shared by the cores of one process (clones share it).
 #[derive(Clone, Debug)]
@@ -32,19 +32,20 @@ impl VerifyCache {
         }
     }
 
-    /// Checks `envelope` at `now` exactly as [`Envelope::verify`] does, skipping the
-    /// signature check for an advert whose identical envelope verified before.
-    pub fn verify(&self, envelope: &Envelope, now: Timestamp) -> Result<(), WireError> {
-        if envelope.kind != MessageKind::Advert {
-            return envelope.verify(now);
-        }
+    /// Whether this exact advert envelope verified before (at another core).
+    pub fn holds(&self, envelope: &Envelope) -> bool {
         // A poisoned lock only means another core panicked mid-insert; the map is still a
         // set of verified envelopes, so keep using it.
-        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if map.get(&envelope.signature) == Some(envelope) {
-            return envelope.check_window(now);
+        let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&envelope.signature) == Some(envelope)
+    }
+
+    /// Remembers an advert envelope whose signature just verified.
+    pub fn remember(&self, envelope: &Envelope, now: Timestamp) {
+        if envelope.kind != MessageKind::Advert {
+            return;
         }
-        envelope.verify(now)?;
+        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= self.capacity {
             map.retain(|_, e| e.expires_at > now);
             if map.len() >= self.capacity {
@@ -52,7 +53,6 @@ impl VerifyCache {
             }
         }
         map.insert(envelope.signature, envelope.clone());
-        Ok(())
     }
 
     /// Adverts held.
@@ -99,41 +99,33 @@ mod tests {
     }
 
     #[test]
-    fn the_cache_gives_the_same_verdicts_as_a_full_verification() {
+    fn only_the_exact_envelope_that_verified_is_held() {
         let cache = VerifyCache::new(16);
         let e = advert_envelope(1, 1_000_000);
-        for now in [1_000_000, 1_030_000, 1_059_999, 1_060_000, 900_000, 969_999] {
-            let now = Timestamp(now);
-            assert_eq!(
-                cache.verify(&e, now).map_err(|x| x.to_string()),
-                e.verify(now).map_err(|x| x.to_string()),
-                "at {now}"
-            );
-        }
+        assert!(!cache.holds(&e));
+        e.verify(Timestamp(1_000_000)).unwrap();
+        cache.remember(&e, Timestamp(1_000_000));
+        assert!(cache.holds(&e));
         assert_eq!(cache.len(), 1);
-        // Same signature, one flipped payload byte: not a hit, and refused.
+        // Same signature, one flipped payload byte: not held.
         let mut forged = e.clone();
         forged.payload[5] ^= 1;
-        assert!(cache.verify(&forged, Timestamp(1_000_000)).is_err());
-        // A flipped signature byte is refused too.
+        assert!(!cache.holds(&forged));
+        // A flipped signature byte is another envelope.
         let mut bad_sig = e.clone();
         bad_sig.signature[0] ^= 1;
-        assert!(cache.verify(&bad_sig, Timestamp(1_000_000)).is_err());
+        assert!(!cache.holds(&bad_sig));
     }
 
     #[test]
     fn a_full_cache_drops_expired_adverts_first() {
         let cache = VerifyCache::new(2);
-        cache
-            .verify(&advert_envelope(1, 1_000_000), Timestamp(1_000_000))
-            .unwrap();
-        cache
-            .verify(&advert_envelope(2, 1_050_000), Timestamp(1_050_000))
-            .unwrap();
+        cache.remember(&advert_envelope(1, 1_000_000), Timestamp(1_000_000));
+        cache.remember(&advert_envelope(2, 1_050_000), Timestamp(1_050_000));
         // At 1_065_000 the first has expired: it makes room for the third.
-        cache
-            .verify(&advert_envelope(3, 1_065_000), Timestamp(1_065_000))
-            .unwrap();
+        cache.remember(&advert_envelope(3, 1_065_000), Timestamp(1_065_000));
         assert_eq!(cache.len(), 2);
+        assert!(!cache.holds(&advert_envelope(1, 1_000_000)));
+        assert!(cache.holds(&advert_envelope(3, 1_065_000)));
     }
 }

@@ -421,7 +421,7 @@ fn a_forged_advert_from_outside_the_roster_is_refused_and_counted() {
         .unwrap()
         .advert
         .seq;
-    net.input(&Net::id("de-jaif"), Input::Received(env));
+    net.receive(&Net::id("de-jaif"), env);
     assert_eq!(
         net.core("de-jaif")
             .state()
@@ -459,7 +459,7 @@ fn an_antenna_advertising_itself_as_a_factory_is_refused() {
     // Re-sign through the antenna's own core: publish happens on capacity change, so feed
     // the forged advert to a peer directly, sealed with the antenna's key from the harness.
     let env = net.seal_as("be-be-aifa", &key);
-    net.input(&Net::id("lu-l-aif"), Input::Received(env));
+    net.receive(&Net::id("lu-l-aif"), env);
     assert!(
         net.refusals[before..]
             .iter()

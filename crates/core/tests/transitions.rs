@@ -70,7 +70,7 @@ fn an_offer_in_a_sector_the_target_excludes_is_declined_with_sector_excluded() {
         net.now.saturating_add_ms(60_000),
     );
     let env = net.seal_as("es-1healthai", &offer);
-    net.input(&Net::id("lu-l-aif"), Input::Received(env));
+    net.receive(&Net::id("lu-l-aif"), env);
     assert_eq!(
         incoming_decline_reason(&net, "lu-l-aif", &offer.referral),
         Some(DeclineReason::SectorExcluded)
@@ -108,7 +108,7 @@ fn offers_outside_consent_or_for_someone_else_or_late_are_declined_with_their_re
     ];
     for (offer, reason) in cases {
         let env = net.seal_as("lu-l-aif", &offer);
-        net.input(&Net::id("es-1healthai"), Input::Received(env));
+        net.receive(&Net::id("es-1healthai"), env);
         assert_eq!(
             incoming_decline_reason(&net, "es-1healthai", &offer.referral),
             Some(reason),
@@ -128,7 +128,7 @@ fn offers_outside_consent_or_for_someone_else_or_late_are_declined_with_their_re
     let before = received(&net);
     let misaddressed = mk(102, "de-jaif", all, later);
     let env = net.seal_as("lu-l-aif", &misaddressed);
-    net.input(&Net::id("es-1healthai"), Input::Received(env));
+    net.receive(&Net::id("es-1healthai"), env);
     assert!(
         !net.core("es-1healthai")
             .state()
@@ -184,7 +184,7 @@ fn a_full_intake_declines_with_no_capacity() {
         net.now.saturating_add_ms(60_000),
     );
     let env = net.seal_as("lu-l-aif", &offer);
-    net.input(&Net::id("es-1healthai"), Input::Received(env));
+    net.receive(&Net::id("es-1healthai"), env);
     assert_eq!(
         incoming_decline_reason(&net, "es-1healthai", &offer.referral),
         Some(DeclineReason::NoCapacity)
@@ -227,7 +227,7 @@ fn a_duplicate_offer_gets_the_same_answer() {
         before.respond_by,
     );
     let env = net.seal_as("lu-l-aif", &offer);
-    net.input(&Net::id("es-1healthai"), Input::Received(env));
+    net.receive(&Net::id("es-1healthai"), env);
     net.run_for(2_000);
     let after = &net.core("es-1healthai").state().incoming[&id];
     assert_eq!(after.state, before.state);
@@ -423,7 +423,7 @@ fn a_finished_referral_leaves_memory_after_its_retention_and_a_replayed_offer_ca
     assert!(!net.core("es-1healthai").state().incoming.contains_key(&id));
     // The same offer replayed (signed afresh, so not expired) does not bring it back.
     let env = net.seal_as("lu-l-aif", &offer);
-    net.input(&Net::id("es-1healthai"), Input::Received(env));
+    net.receive(&Net::id("es-1healthai"), env);
     assert!(!net.core("es-1healthai").state().incoming.contains_key(&id));
     // The ledger keeps what happened.
     assert_eq!(
@@ -513,7 +513,7 @@ fn an_acceptance_after_the_offer_expired_is_answered_with_a_withdraw() {
         attempt: 1,
     };
     let env = net.seal_as("it-it4lia", &late);
-    net.input(&Net::id("lu-l-aif"), Input::Received(env));
+    net.receive(&Net::id("lu-l-aif"), env);
     net.run_for(1_000);
     assert_eq!(
         net.core("lu-l-aif").state().outgoing[&id].accepted_by(),
@@ -537,7 +537,7 @@ fn an_advert_with_a_newer_seq_replaces_an_older_one_and_expired_adverts_drop_out
     older.seq = seq - 1;
     older.name = "stale".into();
     let env = net.seal_as("de-jaif", &older);
-    net.input(&Net::id("lu-l-aif"), Input::Received(env));
+    net.receive(&Net::id("lu-l-aif"), env);
     assert_ne!(
         net.core("lu-l-aif")
             .state()
@@ -552,7 +552,7 @@ fn an_advert_with_a_newer_seq_replaces_an_older_one_and_expired_adverts_drop_out
     newer.seq = seq + 1;
     newer.name = "fresh".into();
     let env = net.seal_as("de-jaif", &newer);
-    net.input(&Net::id("lu-l-aif"), Input::Received(env));
+    net.receive(&Net::id("lu-l-aif"), env);
     assert_eq!(
         net.core("lu-l-aif")
             .state()
@@ -616,7 +616,7 @@ fn a_reservation_that_is_never_confirmed_lapses_and_frees_the_gpus() {
     };
     let env = net.seal_as("lu-l-aif", &reserve);
     let total = net.core("de-jaif").free_gpus();
-    net.input(&Net::id("de-jaif"), Input::Received(env));
+    net.receive(&Net::id("de-jaif"), env);
     assert_eq!(net.core("de-jaif").free_gpus(), total - 2);
     net.run_for(5_000);
     assert_eq!(
@@ -797,8 +797,8 @@ fn a_decision_from_a_member_never_offered_the_referral_is_refused_and_changes_no
             attempt: 1,
         },
     );
-    net.input(&Net::id("lu-l-aif"), Input::Received(decline));
-    net.input(&Net::id("lu-l-aif"), Input::Received(accept));
+    net.receive(&Net::id("lu-l-aif"), decline);
+    net.receive(&Net::id("lu-l-aif"), accept);
     let reasons: Vec<&str> = net.refusals[refused_before..]
         .iter()
         .map(|(_, r)| r.reason.as_str())
@@ -871,5 +871,201 @@ fn a_deadline_scheduled_by_an_input_is_marked_for_the_store() {
     assert!(
         dirty.contains(&aiguillage_core::StateKey::Meta),
         "{dirty:?}"
+    );
+}
+
+#[test]
+fn a_message_on_a_channel_that_does_not_carry_its_kind_is_refused_and_changes_nothing() {
+    let mut net = two("lu-l-aif", "es-1healthai");
+    net.run_for(1_000);
+    let es = Net::id("es-1healthai");
+    // An offer published on the adverts topic, as a rostered member could try.
+    let o = offer(
+        "lu-l-aif/77",
+        "es-1healthai",
+        card(Sector::Health, "LU"),
+        net.now.saturating_add_ms(60_000),
+    );
+    let env = net.seal_as("lu-l-aif", &o);
+    for channel in [
+        Channel::Adverts,
+        Channel::Roster,
+        Channel::Overflow,
+        Channel::Sync,
+    ] {
+        net.receive_bytes(&es, channel, &env.to_bytes());
+    }
+    assert!(
+        !net.core("es-1healthai")
+            .state()
+            .incoming
+            .contains_key(&o.referral)
+    );
+    // An advert sent on the referral protocol.
+    let advert = net
+        .core("lu-l-aif")
+        .directory_envelopes()
+        .into_iter()
+        .find(|e| e.kind == MessageKind::Advert && e.signer.as_str() == "lu-l-aif")
+        .unwrap();
+    let before = net
+        .core("es-1healthai")
+        .state()
+        .directory
+        .get(&Net::id("lu-l-aif"))
+        .map(|l| l.advert.seq);
+    let mut newer = net.core("lu-l-aif").own_advert();
+    newer.seq += 1_000;
+    let newer = net.seal_as("lu-l-aif", &newer);
+    net.receive_bytes(&es, Channel::Referral, &newer.to_bytes());
+    assert_eq!(
+        net.core("es-1healthai")
+            .state()
+            .directory
+            .get(&Net::id("lu-l-aif"))
+            .map(|l| l.advert.seq),
+        before
+    );
+    let wrong = net
+        .refusals
+        .iter()
+        .filter(|(m, r)| *m == es && r.reason == "wrong_kind")
+        .count();
+    assert_eq!(wrong, 5, "{:?}", net.refusals);
+    // On their own channels both are admitted.
+    net.receive_bytes(&es, Channel::Referral, &env.to_bytes());
+    assert!(
+        net.core("es-1healthai")
+            .state()
+            .incoming
+            .contains_key(&o.referral)
+    );
+    net.receive_bytes(&es, Channel::Sync, &advert.to_bytes());
+    net.receive_bytes(&es, Channel::Adverts, &newer.to_bytes());
+    assert_eq!(
+        net.core("es-1healthai")
+            .state()
+            .directory
+            .get(&Net::id("lu-l-aif"))
+            .map(|l| l.advert.seq),
+        Some(newer.decode_payload::<Advert>().unwrap().seq)
+    );
+}
+
+#[test]
+fn an_admitted_message_is_verified_once_from_its_bytes_to_its_effect() {
+    let mut net = two("lu-l-aif", "es-1healthai");
+    net.run_for(1_000);
+    let es = Net::id("es-1healthai");
+    let o = offer(
+        "lu-l-aif/78",
+        "es-1healthai",
+        card(Sector::Health, "LU"),
+        net.now.saturating_add_ms(60_000),
+    );
+    let env = net.seal_as("lu-l-aif", &o);
+    let before = net.core("es-1healthai").verifications();
+    net.receive_bytes(&es, Channel::Referral, &env.to_bytes());
+    assert!(
+        net.core("es-1healthai")
+            .state()
+            .incoming
+            .contains_key(&o.referral)
+    );
+    assert_eq!(net.core("es-1healthai").verifications() - before, 1);
+    // A refusal before the signature (wrong channel, expired) costs no verification.
+    let before = net.core("es-1healthai").verifications();
+    net.receive_bytes(&es, Channel::Adverts, &env.to_bytes());
+    assert_eq!(net.core("es-1healthai").verifications(), before);
+}
+
+/// The envelopes of `kind` that `from` sent, in order.
+fn sent_of(net: &Net, from: &str, kind: MessageKind) -> Vec<Envelope> {
+    net.sent
+        .iter()
+        .filter(|(m, e)| m.as_str() == from && e.kind == kind)
+        .map(|(_, e)| e.clone())
+        .collect()
+}
+
+#[test]
+fn an_offer_the_target_refuses_for_good_moves_on_to_the_next_candidate() {
+    // Neither has health as a priority, so each would ask its operator.
+    let mut net = Net::new(&["lu-l-aif", "it-it4lia", "cz-czai"], &[], |_, _| {});
+    // The first offer never arrives; its sender is told it was refused.
+    net.drop = Box::new(|_, e| e.kind == MessageKind::Offer);
+    let id = refer_health(&mut net);
+    let first = net.core("lu-l-aif").state().outgoing[&id].attempts[0]
+        .target
+        .clone();
+    let offer = sent_of(&net, "lu-l-aif", MessageKind::Offer)
+        .pop()
+        .expect("the offer");
+    net.drop = Box::new(|_, _| false);
+    net.input(
+        &Net::id("lu-l-aif"),
+        Input::Refused {
+            to: first.clone(),
+            envelope: offer,
+            reason: "wrong_kind".into(),
+        },
+    );
+    let r = &net.core("lu-l-aif").state().outgoing[&id];
+    assert_eq!(
+        r.attempts[0].outcome,
+        Some(AttemptOutcome::Refused {
+            reason: "wrong_kind".into()
+        })
+    );
+    assert_eq!(r.attempts.len(), 2, "the next candidate is offered");
+    assert_ne!(r.attempts[1].target, first);
+    assert!(
+        r.history
+            .iter()
+            .any(|t| t.state == "refused" && t.detail.contains("wrong_kind"))
+    );
+}
+
+#[test]
+fn a_message_refused_for_good_is_not_sent_again_and_one_refused_for_now_is() {
+    let mut net = two("lu-l-aif", "es-1healthai");
+    // es-1healthai accepts at once, but its acceptances never arrive: it re-sends them.
+    net.drop = Box::new(|to, e| to.as_str() == "lu-l-aif" && e.kind == MessageKind::Accept);
+    let id = refer_health(&mut net);
+    net.run_for(100);
+    let accept = sent_of(&net, "es-1healthai", MessageKind::Accept)
+        .pop()
+        .expect("an acceptance");
+    let resent = |net: &Net| sent_of(net, "es-1healthai", MessageKind::Accept).len();
+    // Refused for now (a busy origin): the re-sends go on.
+    net.input(
+        &Net::id("es-1healthai"),
+        Input::Refused {
+            to: Net::id("lu-l-aif"),
+            envelope: accept.clone(),
+            reason: "rate_limited".into(),
+        },
+    );
+    let before = resent(&net);
+    net.run_for(3 * fast_config().resend_ms);
+    assert!(resent(&net) > before, "re-sent after a passing refusal");
+    // Refused for good: no more re-sends, and the history says why.
+    net.input(
+        &Net::id("es-1healthai"),
+        Input::Refused {
+            to: Net::id("lu-l-aif"),
+            envelope: accept,
+            reason: "signer_mismatch".into(),
+        },
+    );
+    let before = resent(&net);
+    net.run_for(5 * fast_config().resend_ms);
+    assert_eq!(resent(&net), before, "not sent again");
+    let history = &net.core("es-1healthai").state().incoming[&id].history;
+    assert!(
+        history
+            .iter()
+            .any(|t| t.state == "refused" && t.detail.contains("signer_mismatch")),
+        "{history:?}"
     );
 }

@@ -8,6 +8,7 @@ use aiguillage_wire::{
     PROTOCOL_SYNC, TOPIC_ADVERTS, TOPIC_ROSTER,
 };
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, ValidationMode};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
@@ -20,13 +21,15 @@ use tracing::{debug, info, warn};
 use crate::admission::{Admission, HandshakeLimit, NotRostered};
 use crate::rate_limit::RateLimiter;
 use crate::{
-    Ack, Channel, Command, Frame, NetConfig, NetError, NetEvent, OnRefused, PeerId, Refusal,
-    SyncAnswer, SyncAsk, Topic,
+    Ack, Channel, Command, Frame, NetConfig, NetError, NetEvent, OnRefused, PeerId, Refusal, Reply,
+    SyncAnswer, SyncAsk, Topic, Verdict,
 };
 
 type Direct = request_response::cbor::Behaviour<Frame, Ack>;
 type Sync = request_response::cbor::Behaviour<SyncAsk, SyncAnswer>;
 type SyncReply = oneshot::Sender<Result<Vec<Vec<u8>>, NetError>>;
+type PendingAnswer =
+    std::pin::Pin<Box<dyn std::future::Future<Output = (ResponseChannel<Ack>, Ack)> + Send>>;
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
@@ -51,12 +54,25 @@ const MAX_PARKED_SYNCS: usize = 1024;
 /// A directory answer: up to 2,048 adverts of at most 16 KiB plus a roster.
 const MAX_SYNC_ANSWER: u64 = 40 * 1024 * 1024;
 
+/// A peer whose gossipsub score falls below this has its gossip ignored until the score
+/// recovers.
+pub const GRAYLIST_THRESHOLD: f64 = -400.0;
+
+/// Weight of the squared count of invalid messages a peer delivered (P4). With the
+/// graylist at -400, a peer is graylisted after 15 invalid messages delivered close
+/// together, not after a few.
+const INVALID_MESSAGE_WEIGHT: f64 = -2.0;
+
+/// Each second the count of invalid messages decays by a tenth: a peer graylisted after
+/// N of them is heard again once N × 0.9^t falls below 15 (about 7 s after 30).
+const INVALID_MESSAGE_DECAY: f64 = 0.9;
+
 /// Peer scoring for a small permissioned federation. Only misbehaviour costs: each invalid
-/// message (one the node rejected) weighs heavily and decays within a minute or so, and
-/// protocol violations count. Delivery-rate and mesh-time terms are off, and so is the
+/// message (one the node rejected) counts, squared, and decays within seconds; protocol
+/// violations count too. Delivery-rate and mesh-time terms are off, and so is the
 /// same-IP penalty: in a federation of 13 to 1,000 members they would punish honest peers
 /// for the network's size or for sharing a host (as in a devnet), and could leave a node
-/// with no peers at all.
+/// with no peers at all. docs/SECURITY.md explains the thresholds.
 fn score_params(
     topics: &[gossipsub::TopicHash],
 ) -> (gossipsub::PeerScoreParams, gossipsub::PeerScoreThresholds) {
@@ -64,6 +80,7 @@ fn score_params(
         ip_colocation_factor_weight: 0.0,
         behaviour_penalty_weight: -1.0,
         behaviour_penalty_decay: 0.9,
+        decay_interval: std::time::Duration::from_secs(1),
         ..Default::default()
     };
     for t in topics {
@@ -75,8 +92,8 @@ fn score_params(
                 first_message_deliveries_weight: 0.0,
                 mesh_message_deliveries_weight: 0.0,
                 mesh_failure_penalty_weight: 0.0,
-                invalid_message_deliveries_weight: -20.0,
-                invalid_message_deliveries_decay: 0.9,
+                invalid_message_deliveries_weight: INVALID_MESSAGE_WEIGHT,
+                invalid_message_deliveries_decay: INVALID_MESSAGE_DECAY,
                 ..Default::default()
             },
         );
@@ -84,12 +101,15 @@ fn score_params(
     let thresholds = gossipsub::PeerScoreThresholds {
         gossip_threshold: -100.0,
         publish_threshold: -200.0,
-        graylist_threshold: -400.0,
+        graylist_threshold: GRAYLIST_THRESHOLD,
         accept_px_threshold: 10.0,
         opportunistic_graft_threshold: 3.0,
     };
     (params, thresholds)
 }
+
+/// How often the peers' scores are reported to the node.
+const SCORE_REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub struct EventLoop {
     swarm: Swarm<Behaviour>,
@@ -99,6 +119,7 @@ pub struct EventLoop {
     /// Peers the node was told are connected, so that it is told when each leaves, even
     /// one a roster change has since removed.
     announced: HashSet<PeerId>,
+    graylisted: HashSet<PeerId>,
     pending_sends: HashMap<OutboundRequestId, oneshot::Sender<Result<(), NetError>>>,
     pending_syncs: HashMap<OutboundRequestId, SyncReply>,
     /// What a sync request is answered with, kept current by the node.
@@ -107,6 +128,8 @@ pub struct EventLoop {
     /// starting), answered once it has; at most `MAX_PARKED_SYNCS`.
     parked_syncs: Option<Vec<ResponseChannel<SyncAnswer>>>,
     limiter: RateLimiter<PeerId>,
+    /// Direct messages waiting for the node's verdict, answered as each arrives.
+    answers: FuturesUnordered<PendingAnswer>,
     /// The latest publish per topic that found no subscribed peer, retried on subscription.
     unpublished: HashMap<Topic, Vec<u8>>,
     topics: [(Topic, IdentTopic); 2],
@@ -255,12 +278,14 @@ impl EventLoop {
             events,
             allowed: config.allowed,
             announced: HashSet::new(),
+            graylisted: HashSet::new(),
             on_refused: config.on_refused,
             pending_sends: HashMap::new(),
             pending_syncs: HashMap::new(),
             sync_entries: BTreeMap::new(),
             parked_syncs: Some(Vec::new()),
             limiter: RateLimiter::new(config.peer_rate.per_s, config.peer_rate.burst),
+            answers: FuturesUnordered::new(),
             unpublished: HashMap::new(),
             topics,
             dropped_events: 0,
@@ -269,16 +294,50 @@ impl EventLoop {
 
     /// Runs until every [`crate::Client`] is dropped.
     pub async fn run(mut self) {
+        let mut scores = tokio::time::interval(SCORE_REPORT_EVERY);
+        scores.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = scores.tick() => self.report_scores(),
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 command = self.commands.recv() => match command {
                     Some(c) => self.on_command(c),
                     None => break,
                 },
+                Some((channel, ack)) = self.answers.next(), if !self.answers.is_empty() => {
+                    // Answering only uses the channel, whichever protocol it came on.
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .referral
+                        .send_response(channel, ack);
+                }
             }
         }
         debug!("network task stopped");
+    }
+
+    /// Tells the node every connected peer's gossipsub score, and logs the peers that fall
+    /// below the graylist threshold or recover.
+    fn report_scores(&mut self) {
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        let mut scores = Vec::with_capacity(peers.len());
+        for p in peers {
+            let Some(score) = self.swarm.behaviour().gossipsub.peer_score(&p) else {
+                continue;
+            };
+            if score < GRAYLIST_THRESHOLD {
+                if self.graylisted.insert(p) {
+                    warn!(peer = %p, score, "peer graylisted: its gossip is ignored until its score recovers");
+                }
+            } else if self.graylisted.remove(&p) {
+                info!(peer = %p, score, "peer no longer graylisted");
+            }
+            scores.push((p, score));
+        }
+        if !scores.is_empty() {
+            self.emit(NetEvent::PeerScores(scores));
+        }
     }
 
     fn emit(&mut self, event: NetEvent) {
@@ -516,8 +575,8 @@ impl EventLoop {
                     self.publish(topic, data);
                 }
             }
-            BehaviourEvent::Referral(e) => self.on_direct("referral", e),
-            BehaviourEvent::Overflow(e) => self.on_direct("overflow", e),
+            BehaviourEvent::Referral(e) => self.on_direct(Channel::Referral, e),
+            BehaviourEvent::Overflow(e) => self.on_direct(Channel::Overflow, e),
             BehaviourEvent::Sync(e) => self.on_sync(e),
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })
                 if self.allowed.contains(&peer_id) =>
@@ -536,53 +595,53 @@ impl EventLoop {
         }
     }
 
-    fn on_direct(
-        &mut self,
-        channel_name: &'static str,
-        event: request_response::Event<Frame, Ack>,
-    ) {
+    fn on_direct(&mut self, channel: Channel, event: request_response::Event<Frame, Ack>) {
         use request_response::{Event, Message};
         match event {
             Event::Message {
                 peer,
                 message:
                     Message::Request {
-                        request, channel, ..
+                        request,
+                        channel: response,
+                        ..
                     },
                 ..
             } => {
-                // Only well-formed envelopes within the peer's rate go to the node; anything
-                // else gets its reason.
-                let ack = if !self.within_rate(peer, channel_name) {
-                    Ack {
-                        accepted: false,
+                // Over its rate, or not an envelope within the size limit: answered here. Anything
+                // else goes to the node, which answers once it has admitted (or refused) it.
+                let now = Instant::now();
+                let refused = if !self.within_rate(peer, channel.name()) {
+                    let wait = self.limiter.retry_after(&peer, now);
+                    Some(Verdict::Refused {
                         reason: "rate_limited".to_owned(),
-                    }
+                        retry_after_ms: Some(wait.as_millis().max(1) as u64),
+                    })
+                } else if let Err(e) = Envelope::from_bytes(&request.0) {
+                    self.refused(e.reason_label(), channel.name());
+                    Some(Verdict::refused(e.reason_label()))
                 } else {
-                    match Envelope::from_bytes(&request.0) {
-                        Ok(_) => Ack {
-                            accepted: true,
-                            reason: String::new(),
-                        },
-                        Err(e) => Ack {
-                            accepted: false,
-                            reason: e.to_string(),
-                        },
-                    }
+                    None
                 };
-                let accepted = ack.accepted;
-                // Answering only uses the channel, whichever protocol it came on.
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .referral
-                    .send_response(channel, ack);
-                if accepted {
-                    self.emit(NetEvent::Direct {
-                        from: peer,
-                        data: request.0,
-                    });
+                if let Some(verdict) = refused {
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .referral
+                        .send_response(response, verdict.into());
+                    return;
                 }
+                let (tx, rx) = oneshot::channel();
+                self.answers.push(Box::pin(async move {
+                    let verdict = rx.await.unwrap_or_else(|_| Verdict::refused("unavailable"));
+                    (response, Ack::from(verdict))
+                }));
+                self.emit(NetEvent::Direct {
+                    from: peer,
+                    channel,
+                    data: request.0,
+                    reply: Reply(tx),
+                });
             }
             Event::Message {
                 message:
@@ -596,7 +655,10 @@ impl EventLoop {
                     let _ = reply.send(if response.accepted {
                         Ok(())
                     } else {
-                        Err(NetError::Refused(response.reason))
+                        Err(NetError::Refused {
+                            reason: response.reason,
+                            retry_after_ms: response.retry_after_ms,
+                        })
                     });
                 }
             }

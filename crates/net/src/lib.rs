@@ -26,7 +26,7 @@ pub use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-pub use event_loop::EventLoop;
+pub use event_loop::{EventLoop, GRAYLIST_THRESHOLD};
 
 /// The libp2p PeerId of a member's ed25519 public key; fails for bytes that are not a
 /// curve point.
@@ -46,6 +46,15 @@ pub fn keypair_of(secret: &aiguillage_wire::SigningKey) -> identity::Keypair {
 pub enum Channel {
     Referral,
     Overflow,
+}
+
+impl Channel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Channel::Referral => "referral",
+            Channel::Overflow => "overflow",
+        }
+    }
 }
 
 /// Gossip topics.
@@ -170,14 +179,49 @@ pub enum NetEvent {
         topic: Topic,
         data: Vec<u8>,
     },
-    /// A direct message (already acknowledged to the sender).
+    /// A direct message; the sender waits for the [`Verdict`] given through `reply`.
     Direct {
         from: PeerId,
+        channel: Channel,
         data: Vec<u8>,
+        reply: Reply,
     },
     PeerConnected(PeerId),
     PeerDisconnected(PeerId),
+    /// Every connected peer's gossipsub score, now and then.
+    PeerScores(Vec<(PeerId, f64)>),
     Listening(Multiaddr),
+}
+
+/// What a receiver answers a direct message with: admitted, or refused with the reason
+/// label of PROTOCOL.md §3 (and, for `rate_limited`, when to try again).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Admitted,
+    Refused {
+        reason: String,
+        retry_after_ms: Option<u64>,
+    },
+}
+
+impl Verdict {
+    pub fn refused(reason: impl Into<String>) -> Verdict {
+        Verdict::Refused {
+            reason: reason.into(),
+            retry_after_ms: None,
+        }
+    }
+}
+
+/// Where the node gives its verdict on a direct message. Dropped without one, the sender
+/// is told `unavailable`.
+#[derive(Debug)]
+pub struct Reply(oneshot::Sender<Verdict>);
+
+impl Reply {
+    pub fn send(self, verdict: Verdict) {
+        let _ = self.0.send(verdict);
+    }
 }
 
 /// Why a network call failed.
@@ -187,8 +231,11 @@ pub enum NetError {
     Stopped,
     #[error("{0}")]
     Send(String),
-    #[error("the peer refused the message: {0}")]
-    Refused(String),
+    #[error("the peer refused the message: {reason}")]
+    Refused {
+        reason: String,
+        retry_after_ms: Option<u64>,
+    },
     #[error("cannot listen on {addr}: {reason}")]
     Listen { addr: Multiaddr, reason: String },
 }
@@ -200,6 +247,28 @@ pub(crate) struct Frame(#[serde(with = "serde_bytes")] pub Vec<u8>);
 pub(crate) struct Ack {
     pub accepted: bool,
     pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+}
+
+impl From<Verdict> for Ack {
+    fn from(v: Verdict) -> Ack {
+        match v {
+            Verdict::Admitted => Ack {
+                accepted: true,
+                reason: String::new(),
+                retry_after_ms: None,
+            },
+            Verdict::Refused {
+                reason,
+                retry_after_ms,
+            } => Ack {
+                accepted: false,
+                reason,
+                retry_after_ms,
+            },
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -38,6 +38,22 @@ impl<P: Eq + Hash + Copy> RateLimiter<P> {
         }
     }
 
+    /// How long until `peer` has a token again (zero if it has one now).
+    pub(crate) fn retry_after(&self, peer: &P, now: Instant) -> std::time::Duration {
+        match self.buckets.get(peer) {
+            Some((tokens, last)) => {
+                let now_tokens =
+                    tokens + now.saturating_duration_since(*last).as_secs_f64() * self.rate;
+                if now_tokens >= 1.0 {
+                    std::time::Duration::ZERO
+                } else {
+                    std::time::Duration::from_secs_f64((1.0 - now_tokens) / self.rate)
+                }
+            }
+            None => std::time::Duration::ZERO,
+        }
+    }
+
     /// Drops the buckets that have refilled, where holding one is the same as none. Called
     /// when peers disconnect: one that reconnects does not come back with a fresh burst.
     pub(crate) fn forget_refilled(&mut self, now: Instant) {
@@ -73,6 +89,8 @@ mod tests {
         assert!(!limiter.allow(1u8, t1), "a reconnect is no fresh burst");
         // Peer 2 took one token at t0 and has refilled by t1: its bucket went.
         assert_eq!(limiter.tracked(), 1);
+        // An empty bucket at 10/s has its next token in a tenth of a second.
+        assert_eq!(limiter.retry_after(&1u8, t1), Duration::from_millis(100));
         // Once refilled, forgetting a bucket changes nothing, so it goes.
         let t2 = t1 + Duration::from_secs(1);
         limiter.forget_refilled(t2);

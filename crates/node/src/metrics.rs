@@ -1,21 +1,48 @@
 //! Prometheus metrics served on `/metrics`.
 
+use aiguillage_wire::{Channel, MessageKind};
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
     pub registry: Registry,
     pub peers: IntGauge,
     pub adverts_received: IntCounter,
-    pub refused: IntCounterVec,
+    /// Messages and connections refused, by reason, kind and channel.
+    pub refused_messages: IntCounterVec,
+    pub received_messages: IntCounterVec,
+    pub received_bytes: IntCounterVec,
+    pub sent_messages: IntCounterVec,
+    pub sent_bytes: IntCounterVec,
+    /// Refusals this node's messages met at their receivers.
+    pub sent_refused: IntCounterVec,
+    pub peer_last_message: GaugeVec,
+    pub peer_score: GaugeVec,
+    pub peer_refused: IntCounterVec,
     pub referrals: IntGaugeVec,
     pub offer_answer_seconds: Histogram,
     pub overflow: IntCounterVec,
     pub gpu_seconds: IntGaugeVec,
     /// Inputs made durable by one flush (group commit of network events).
     pub commit_batch: Histogram,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("metric names are unique");
+    c
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let g = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("metric names are unique");
+    g
 }
 
 impl Metrics {
@@ -28,14 +55,60 @@ impl Metrics {
             "Adverts accepted from gossip or sync",
         )
         .expect("valid metric");
-        let refused = IntCounterVec::new(
-            Opts::new(
-                "aiguillage_refused_total",
-                "Messages and connections refused, by reason and kind",
-            ),
-            &["reason", "kind"],
-        )
-        .expect("valid metric");
+        let refused_messages = counter(
+            &registry,
+            "aiguillage_refused_total",
+            "Messages and connections refused, by PROTOCOL.md reason, kind (- before it was read) and channel",
+            &["reason", "kind", "channel"],
+        );
+        let received_messages = counter(
+            &registry,
+            "aiguillage_messages_received_total",
+            "Messages admitted, by channel and kind",
+            &["channel", "kind"],
+        );
+        let received_bytes = counter(
+            &registry,
+            "aiguillage_message_bytes_received_total",
+            "Bytes of admitted messages, by channel",
+            &["channel"],
+        );
+        let sent_messages = counter(
+            &registry,
+            "aiguillage_messages_sent_total",
+            "Messages sent or published, by channel and kind",
+            &["channel", "kind"],
+        );
+        let sent_bytes = counter(
+            &registry,
+            "aiguillage_message_bytes_sent_total",
+            "Bytes of messages sent or published, by channel",
+            &["channel"],
+        );
+        let sent_refused = counter(
+            &registry,
+            "aiguillage_sent_refused_total",
+            "Messages of this node that their receiver refused, by kind and reason",
+            &["kind", "reason"],
+        );
+        let peer_last_message = gauge(
+            &registry,
+            "aiguillage_peer_last_message_timestamp_seconds",
+            "When an admitted message signed by the member last arrived (Unix time)",
+            &["member"],
+        );
+        let peer_score = gauge(
+            &registry,
+            "aiguillage_peer_score",
+            "The member's gossipsub peer score; below the graylist threshold its gossip is ignored",
+            &["member"],
+        );
+        let peer_refused = counter(
+            &registry,
+            "aiguillage_peer_refused_total",
+            "Messages refused, by the member that sent or relayed them and the reason",
+            &["member", "reason"],
+        );
         let referrals = IntGaugeVec::new(
             Opts::new("aiguillage_referrals", "Referrals by direction and state"),
             &["direction", "state"],
@@ -79,7 +152,6 @@ impl Metrics {
             Box::new(peers.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(commit_batch.clone()),
             Box::new(adverts_received.clone()),
-            Box::new(refused.clone()),
             Box::new(referrals.clone()),
             Box::new(offer_answer_seconds.clone()),
             Box::new(overflow.clone()),
@@ -87,17 +159,66 @@ impl Metrics {
         ] {
             registry.register(c).expect("metric names are unique");
         }
+        // Every channel and the kinds it carries exist from the start, at zero.
+        for channel in Channel::ALL {
+            received_bytes.with_label_values(&[channel.name()]);
+            sent_bytes.with_label_values(&[channel.name()]);
+            for kind in MessageKind::ALL {
+                if channel.allows(*kind) {
+                    received_messages.with_label_values(&[channel.name(), kind.name()]);
+                    sent_messages.with_label_values(&[channel.name(), kind.name()]);
+                }
+            }
+        }
         Metrics {
             registry,
             peers,
             adverts_received,
-            refused,
+            refused_messages,
+            received_messages,
+            received_bytes,
+            sent_messages,
+            sent_bytes,
+            sent_refused,
+            peer_last_message,
+            peer_score,
+            peer_refused,
             referrals,
             offer_answer_seconds,
             overflow,
             gpu_seconds,
             commit_batch,
         }
+    }
+
+    /// An admitted message.
+    pub fn received(&self, channel: Channel, kind: MessageKind, bytes: usize) {
+        self.received_messages
+            .with_label_values(&[channel.name(), kind.name()])
+            .inc();
+        self.received_bytes
+            .with_label_values(&[channel.name()])
+            .inc_by(bytes as u64);
+        if kind == MessageKind::Advert {
+            self.adverts_received.inc();
+        }
+    }
+
+    /// A message (or connection, on channel `connection`) refused.
+    pub fn refused(&self, reason: &str, kind: &str, channel: &str) {
+        self.refused_messages
+            .with_label_values(&[reason, kind, channel])
+            .inc();
+    }
+
+    /// A message sent or published.
+    pub fn sent(&self, channel: Channel, kind: MessageKind, bytes: usize) {
+        self.sent_messages
+            .with_label_values(&[channel.name(), kind.name()])
+            .inc();
+        self.sent_bytes
+            .with_label_values(&[channel.name()])
+            .inc_by(bytes as u64);
     }
 
     pub fn render(registry: &Registry) -> String {

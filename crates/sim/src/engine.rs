@@ -629,7 +629,19 @@ impl<'s> Sim<'s> {
             self.metrics.dropped_partition += 1;
             return;
         }
-        self.feed(to, Input::Received(envelope));
+        // Through the door a node uses: admission on the channel the kind travels on.
+        let now = self.local_time(to);
+        let channel = envelope.kind.channel();
+        match self.nodes[to].core.admit(now, channel, envelope) {
+            Ok(admitted) => self.feed(to, Input::Received(admitted)),
+            Err(r) => {
+                *self
+                    .metrics
+                    .refusals
+                    .entry(r.reason.to_owned())
+                    .or_default() += 1
+            }
+        }
     }
 
     fn reachable(&self, a: usize, b: usize) -> bool {

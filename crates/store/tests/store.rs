@@ -187,7 +187,8 @@ fn each_advert_is_its_own_record_and_an_expired_one_is_removed() {
     let lu = &mut cores[0];
     lu.handle(T0, Input::Start); // arms the directory sweep
     let _ = lu.take_dirty();
-    lu.handle(T0, Input::Received(de_advert));
+    let admitted = lu.admit(T0, Channel::Adverts, de_advert).unwrap();
+    lu.handle(T0, Input::Received(admitted));
     let dirty = lu.take_dirty();
     let de = MemberId::new("de-jaif").unwrap();
     assert!(dirty.contains(&StateKey::Listing(de.clone())), "{dirty:?}");

@@ -32,6 +32,11 @@ pub trait Message: Serialize + DeserializeOwned {
 
     /// Checks that a decoded message makes sense and is consistent with its signer.
     fn validate(&self, signer: &MemberId) -> Result<(), WireError>;
+
+    /// The referral or job the message is about, if it is about one.
+    fn subject(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// A decoded envelope whose payload has not been opened yet.

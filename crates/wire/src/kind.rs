@@ -81,6 +81,90 @@ kinds! {
 /// The largest payload any kind allows.
 pub const MAX_PAYLOAD_BYTES: usize = 512 * KIB;
 
+/// Where peer bytes travel: a gossip topic, a request protocol, or a directory sync
+/// answer. Each carries only its own kinds (PROTOCOL.md §6); any other kind on it is
+/// refused as `wrong_kind`, never acted on and never forwarded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Channel {
+    /// The adverts gossip topic.
+    Adverts,
+    /// The roster gossip topic.
+    Roster,
+    /// The referral request protocol.
+    Referral,
+    /// The overflow request protocol.
+    Overflow,
+    /// A directory sync answer: the adverts and the roster a peer holds.
+    Sync,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 5] = [
+        Channel::Adverts,
+        Channel::Roster,
+        Channel::Referral,
+        Channel::Overflow,
+        Channel::Sync,
+    ];
+
+    /// The channel's name, as in metrics and PROTOCOL.md.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Channel::Adverts => "adverts",
+            Channel::Roster => "roster",
+            Channel::Referral => "referral",
+            Channel::Overflow => "overflow",
+            Channel::Sync => "sync",
+        }
+    }
+
+    /// Whether `kind` may travel on this channel.
+    pub fn allows(self, kind: MessageKind) -> bool {
+        use MessageKind::*;
+        match self {
+            Channel::Adverts => kind == Advert,
+            Channel::Roster => kind == Roster,
+            Channel::Referral => matches!(
+                kind,
+                Offer | Accept | Decline | Withdraw | HandOver | Progress
+            ),
+            Channel::Overflow => matches!(
+                kind,
+                CallForBids
+                    | Bid
+                    | Reserve
+                    | Reserved
+                    | Confirm
+                    | Release
+                    | Heartbeat
+                    | JobStatus
+                    | UsageReceipt
+                    | ReceiptAck
+            ),
+            Channel::Sync => matches!(kind, Advert | Roster),
+        }
+    }
+}
+
+impl MessageKind {
+    /// The channel a sender puts this kind on (a sync answer also carries adverts and the
+    /// roster).
+    pub fn channel(self) -> Channel {
+        match self {
+            MessageKind::Advert => Channel::Adverts,
+            MessageKind::Roster => Channel::Roster,
+            k if Channel::Referral.allows(k) => Channel::Referral,
+            _ => Channel::Overflow,
+        }
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl fmt::Display for MessageKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -100,5 +184,26 @@ mod tests {
             assert!(k.limits().max_bytes <= MAX_PAYLOAD_BYTES);
         }
         assert_eq!(MessageKind::from_code(3), None);
+    }
+
+    #[test]
+    fn every_kind_has_one_channel_to_be_sent_on_and_is_allowed_there() {
+        for k in MessageKind::ALL {
+            let sent_on: Vec<Channel> = [
+                Channel::Adverts,
+                Channel::Roster,
+                Channel::Referral,
+                Channel::Overflow,
+            ]
+            .into_iter()
+            .filter(|c| c.allows(*k))
+            .collect();
+            assert_eq!(sent_on, vec![k.channel()], "{k}");
+        }
+        assert!(Channel::Sync.allows(MessageKind::Advert));
+        assert!(Channel::Sync.allows(MessageKind::Roster));
+        assert!(!Channel::Sync.allows(MessageKind::Offer));
+        assert!(!Channel::Adverts.allows(MessageKind::Offer));
+        assert!(!Channel::Referral.allows(MessageKind::Advert));
     }
 }

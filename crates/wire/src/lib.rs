@@ -28,7 +28,7 @@ pub use envelope::{
 pub use error::WireError;
 pub use ids::{CountryCode, JobId, Language, MemberId, ProjectId, ReferralId, Timestamp};
 pub use keys::{PublicKey, SigningKey};
-pub use kind::{MAX_DEPTH, MAX_PAYLOAD_BYTES, MessageKind};
+pub use kind::{Channel, MAX_DEPTH, MAX_PAYLOAD_BYTES, MessageKind};
 pub use overflow::{
     Bid, CallForBids, Confirm, EnvVar, Heartbeat, JobRequirements, JobSpec, JobStatus, ReceiptAck,
     Release, Reserve, Reserved, UsageReceipt,

@@ -138,6 +138,9 @@ pub struct ReceiptAck {
 
 impl Message for CallForBids {
     const KIND: MessageKind = MessageKind::CallForBids;
+    fn subject(&self) -> Option<&str> {
+        Some(self.job.as_str())
+    }
     fn validate(&self, signer: &MemberId) -> Result<(), WireError> {
         check_origin("job", self.job.as_str(), signer)?;
         check_gpus(self.requirements.gpus)
@@ -146,6 +149,9 @@ impl Message for CallForBids {
 
 impl Message for Bid {
     const KIND: MessageKind = MessageKind::Bid;
+    fn subject(&self) -> Option<&str> {
+        Some(self.job.as_str())
+    }
     fn validate(&self, signer: &MemberId) -> Result<(), WireError> {
         check_not_origin("job", self.job.as_str(), signer)
     }
@@ -153,6 +159,9 @@ impl Message for Bid {
 
 impl Message for Reserve {
     const KIND: MessageKind = MessageKind::Reserve;
+    fn subject(&self) -> Option<&str> {
+        Some(self.spec.job.as_str())
+    }
     fn validate(&self, signer: &MemberId) -> Result<(), WireError> {
         check_origin("job", self.spec.job.as_str(), signer)?;
         check_gpus(self.spec.requirements.gpus)?;
@@ -166,6 +175,9 @@ impl Message for Reserve {
 
 impl Message for Reserved {
     const KIND: MessageKind = MessageKind::Reserved;
+    fn subject(&self) -> Option<&str> {
+        Some(self.job.as_str())
+    }
     fn validate(&self, signer: &MemberId) -> Result<(), WireError> {
         check_not_origin("job", self.job.as_str(), signer)?;
         check_epoch(self.epoch)
@@ -174,6 +186,9 @@ impl Message for Reserved {
 
 impl Message for Confirm {
     const KIND: MessageKind = MessageKind::Confirm;
+    fn subject(&self) -> Option<&str> {
+        Some(self.job.as_str())
+    }
     fn validate(&self, signer: &MemberId) -> Result<(), WireError> {
         check_origin("job", self.job.as_str(), signer)?;
         check_epoch(self.epoch)
@@ -182,6 +197,9 @@ impl Message for Confirm {
 
 impl Message for Release {
     const KIND: MessageKind = MessageKind::Release;
+    fn subject(&self) -> Option<&str> {
+        Some(self.job.as_str())
+    }
     fn validate(&self, signer: &MemberId) -> Result<(), WireError> {
         check_origin("job", self.job.as_str(), signer)?;
         check_epoch(self.epoch)
@@ -190,6 +208,9 @@ impl Message for Release {
 
 impl Message for Heartbeat {
     const KIND: MessageKind = MessageKind::Heartbeat;
+    fn subject(&self) -> Option<&str> {
+        Some(self.job.as_str())
+    }
     fn validate(&self, signer: &MemberId) -> Result<(), WireError> {
         check_not_origin("job", self.job.as_str(), signer)?;
         check_epoch(self.epoch)
@@ -198,6 +219,9 @@ impl Message for Heartbeat {
 
 impl Message for JobStatus {
     const KIND: MessageKind = MessageKind::JobStatus;
+    fn subject(&self) -> Option<&str> {
+        Some(self.job.as_str())
+    }
     fn validate(&self, signer: &MemberId) -> Result<(), WireError> {
         check_not_origin("job", self.job.as_str(), signer)?;
         check_epoch(self.epoch)
@@ -206,6 +230,9 @@ impl Message for JobStatus {
 
 impl Message for UsageReceipt {
     const KIND: MessageKind = MessageKind::UsageReceipt;
+    fn subject(&self) -> Option<&str> {
+        Some(self.job.as_str())
+    }
     fn validate(&self, signer: &MemberId) -> Result<(), WireError> {
         check_epoch(self.epoch)?;
         if &self.host != signer {
@@ -254,6 +281,9 @@ impl Message for UsageReceipt {
 
 impl Message for ReceiptAck {
     const KIND: MessageKind = MessageKind::ReceiptAck;
+    fn subject(&self) -> Option<&str> {
+        Some(self.job.as_str())
+    }
     fn validate(&self, signer: &MemberId) -> Result<(), WireError> {
         check_origin("job", self.job.as_str(), signer)?;
         check_epoch(self.epoch)

@@ -164,6 +164,9 @@ impl JobId {
 
 impl Message for Offer {
     const KIND: MessageKind = MessageKind::Offer;
+    fn subject(&self) -> Option<&str> {
+        Some(self.referral.as_str())
+    }
     fn validate(&self, signer: &MemberId) -> Result<(), WireError> {
         check_origin("referral", self.referral.as_str(), signer)?;
         check_attempt(self.attempt)?;
@@ -179,6 +182,9 @@ impl Message for Offer {
 
 impl Message for Accept {
     const KIND: MessageKind = MessageKind::Accept;
+    fn subject(&self) -> Option<&str> {
+        Some(self.referral.as_str())
+    }
     fn validate(&self, signer: &MemberId) -> Result<(), WireError> {
         check_not_origin("referral", self.referral.as_str(), signer)?;
         check_attempt(self.attempt)
@@ -187,6 +193,9 @@ impl Message for Accept {
 
 impl Message for Decline {
     const KIND: MessageKind = MessageKind::Decline;
+    fn subject(&self) -> Option<&str> {
+        Some(self.referral.as_str())
+    }
     fn validate(&self, signer: &MemberId) -> Result<(), WireError> {
         check_not_origin("referral", self.referral.as_str(), signer)?;
         check_attempt(self.attempt)
@@ -195,6 +204,9 @@ impl Message for Decline {
 
 impl Message for Withdraw {
     const KIND: MessageKind = MessageKind::Withdraw;
+    fn subject(&self) -> Option<&str> {
+        Some(self.referral.as_str())
+    }
     fn validate(&self, signer: &MemberId) -> Result<(), WireError> {
         check_origin("referral", self.referral.as_str(), signer)?;
         check_attempt(self.attempt)
@@ -203,6 +215,9 @@ impl Message for Withdraw {
 
 impl Message for HandOver {
     const KIND: MessageKind = MessageKind::HandOver;
+    fn subject(&self) -> Option<&str> {
+        Some(self.referral.as_str())
+    }
     fn validate(&self, signer: &MemberId) -> Result<(), WireError> {
         check_origin("referral", self.referral.as_str(), signer)?;
         check_attempt(self.attempt)
@@ -211,6 +226,9 @@ impl Message for HandOver {
 
 impl Message for Progress {
     const KIND: MessageKind = MessageKind::Progress;
+    fn subject(&self) -> Option<&str> {
+        Some(self.referral.as_str())
+    }
     fn validate(&self, signer: &MemberId) -> Result<(), WireError> {
         check_not_origin("referral", self.referral.as_str(), signer)?;
         check_attempt(self.attempt)

@@ -570,4 +570,34 @@ impl Core {
         }
         self.send_withdraw(now, &a.target, id.clone(), a.attempt, detail);
     }
+
+    /// The current target refused the offer for good: the next candidate is tried.
+    pub(crate) fn offer_refused(
+        &mut self,
+        now: Timestamp,
+        to: &MemberId,
+        offer: &Offer,
+        reason: &str,
+    ) {
+        if self.current_target_is(&offer.referral, offer.attempt, to) != Some(true) {
+            return;
+        }
+        let pending = self
+            .state
+            .outgoing
+            .get(&offer.referral)
+            .and_then(|r| r.current())
+            .is_some_and(|a| a.outcome.is_none());
+        if !pending {
+            return;
+        }
+        self.close_attempt(
+            now,
+            &offer.referral,
+            AttemptOutcome::Refused {
+                reason: reason.to_owned(),
+            },
+        );
+        self.offer_next(now, &offer.referral);
+    }
 }

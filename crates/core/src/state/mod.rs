@@ -5,7 +5,7 @@ mod job;
 mod records;
 mod referral;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -68,6 +68,8 @@ pub struct State {
     /// Finished records that left memory, by their [`StateKey::path`]; the records
     /// themselves stay in the store's archive.
     pub retired: BTreeMap<String, Retired>,
+    /// Messages a peer refused for good, by (peer, kind, referral or job): not sent again.
+    pub blocked: BTreeSet<(MemberId, String, String)>,
 }
 
 /// A finished record that has left memory, remembered by its id until no message about it
@@ -200,6 +202,9 @@ mod tests {
             },
             AttemptOutcome::Expired,
             AttemptOutcome::Withdrawn,
+            AttemptOutcome::Refused {
+                reason: "not_the_target".into(),
+            },
         ] {
             assert_eq!(serde_name(&o, "outcome"), o.tag());
         }

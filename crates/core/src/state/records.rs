@@ -1,7 +1,7 @@
 //! The state as records: the key each record is stored under, its bytes, and the way back.
 //! A store keeps bytes by key and needs to know nothing else of the schema.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +23,8 @@ struct Meta {
     advert_seq: u64,
     total_gpus: u32,
     next_id: u64,
+    #[serde(default)]
+    blocked: BTreeSet<(MemberId, String, String)>,
 }
 
 /// A record could not be read back.
@@ -113,6 +115,7 @@ impl State {
                 advert_seq: self.advert_seq,
                 total_gpus: self.total_gpus,
                 next_id: self.next_id,
+                blocked: self.blocked.clone(),
             }),
             StateKey::Directory => encode(&self.directory),
             StateKey::Listing(m) => encode(self.directory.get(m)?),
@@ -142,6 +145,7 @@ impl State {
                     s.advert_seq = m.advert_seq;
                     s.total_gpus = m.total_gpus;
                     s.next_id = m.next_id;
+                    s.blocked = m.blocked;
                 }
                 StateKey::Directory => s.directory = decode::<Directory>(&key, &bytes)?,
                 StateKey::Ledger => s.ledger = decode::<Ledger>(&key, &bytes)?,

@@ -66,6 +66,10 @@ pub enum AttemptOutcome {
     },
     Expired,
     Withdrawn,
+    /// The target refused the offer itself (a PROTOCOL.md §3 reason).
+    Refused {
+        reason: String,
+    },
 }
 
 impl AttemptOutcome {
@@ -76,6 +80,7 @@ impl AttemptOutcome {
             AttemptOutcome::Declined { .. } => "declined",
             AttemptOutcome::Expired => "expired",
             AttemptOutcome::Withdrawn => "withdrawn",
+            AttemptOutcome::Refused { .. } => "refused",
         }
     }
 }

@@ -101,8 +101,8 @@ struct Running {
 pub struct Net {
     pub now: Timestamp,
     pub cores: BTreeMap<MemberId, Core>,
-    /// (deliver at, sequence, to, envelope)
-    queue: BTreeSet<(Timestamp, u64, MemberId, Vec<u8>)>,
+    /// (deliver at, sequence, to, channel, envelope bytes)
+    queue: BTreeSet<(Timestamp, u64, MemberId, Channel, Vec<u8>)>,
     seq: u64,
     pub latency_ms: u64,
     pub down: BTreeSet<MemberId>,
@@ -118,6 +118,8 @@ pub struct Net {
     pub jobs_survive_crash: bool,
     pub cancelled_jobs: Vec<(MemberId, JobId, u64)>,
     pub chaos: Option<Chaos>,
+    /// Every message a member sent (before any drop), in order.
+    pub sent: Vec<(MemberId, Envelope)>,
 }
 
 impl Net {
@@ -201,6 +203,7 @@ impl Net {
             jobs_survive_crash: false,
             cancelled_jobs: Vec::new(),
             chaos: None,
+            sent: Vec::new(),
         };
         let ids: Vec<MemberId> = net.cores.keys().cloned().collect();
         for id in ids {
@@ -231,6 +234,28 @@ impl Net {
         self.route(member, outputs);
     }
 
+    /// Delivers peer bytes to a member as a node would: through admission on `channel`,
+    /// then to the core, or counted as refused.
+    pub fn receive_bytes(&mut self, to: &MemberId, channel: Channel, bytes: &[u8]) {
+        if self.down.contains(to) {
+            return;
+        }
+        let now = self.now;
+        let admitted = match self.cores.get(to) {
+            Some(c) => c.admit_bytes(now, channel, bytes),
+            None => return,
+        };
+        match admitted {
+            Ok(a) => self.input(to, Input::Received(a)),
+            Err(r) => self.refusals.push((to.clone(), r.into())),
+        }
+    }
+
+    /// Delivers an envelope on the channel its kind travels on.
+    pub fn receive(&mut self, to: &MemberId, envelope: Envelope) {
+        self.receive_bytes(to, envelope.kind.channel(), &envelope.to_bytes());
+    }
+
     fn enqueue(&mut self, to: &MemberId, envelope: &Envelope) {
         if (self.drop)(to, envelope) {
             return;
@@ -254,6 +279,7 @@ impl Net {
                 self.now.saturating_add_ms(*delay),
                 self.seq,
                 to.clone(),
+                envelope.kind.channel(),
                 envelope.to_bytes(),
             ));
         }
@@ -269,7 +295,10 @@ impl Net {
                         self.enqueue(&m, &e);
                     }
                 }
-                Output::Send { to, envelope } => self.enqueue(&to, &envelope),
+                Output::Send { to, envelope } => {
+                    self.sent.push((from.clone(), envelope.clone()));
+                    self.enqueue(&to, &envelope)
+                }
                 Output::StartJob { job, epoch, spec } => {
                     self.started_jobs.push((from.clone(), job.clone(), epoch));
                     let secs: u64 = spec
@@ -367,12 +396,11 @@ impl Net {
                 break;
             }
             self.queue.pop_first();
-            let (_, _, to, bytes) = first;
+            let (_, _, to, channel, bytes) = first;
             if self.down.contains(&to) {
                 continue;
             }
-            let envelope = Envelope::from_bytes(&bytes).unwrap();
-            self.input(&to, Input::Received(envelope));
+            self.receive_bytes(&to, channel, &bytes);
         }
         let finished: Vec<usize> = self
             .running

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use aiguillage_core::{Input, Notification, Output, StateKey};
-use aiguillage_net::{Channel, Topic};
+use aiguillage_net::{Channel, NetError, Reply, Topic, Verdict};
 use aiguillage_wire::{Envelope, MessageKind};
 use tracing::{debug, error, info, warn};
 
@@ -19,6 +19,8 @@ pub(super) struct Batch {
     outputs: Vec<Output>,
     dirty: BTreeSet<StateKey>,
     retired: Vec<(StateKey, Vec<u8>)>,
+    /// Verdicts on direct messages, given once the batch is durable.
+    replies: Vec<(Reply, Verdict)>,
 }
 
 /// Where an envelope sits in the snapshot that answers peers' sync requests: one entry per
@@ -52,11 +54,27 @@ impl Node {
     /// Persists everything the batch changed with one flush, then acts on its outputs.
     /// A batch of reads only has nothing to keep.
     pub(super) fn end_batch(&mut self) {
-        if let Some(b) = self.batch.take()
-            && b.inputs > 0
-        {
+        let Some(b) = self.batch.take() else {
+            return;
+        };
+        if b.inputs > 0 {
             self.metrics.commit_batch.observe(b.inputs as f64);
             self.commit_and_act(b.outputs, b.dirty, b.retired);
+        }
+        for (reply, verdict) in b.replies {
+            reply.send(match &self.stop {
+                Some(_) => Verdict::refused("unavailable"),
+                None => verdict,
+            });
+        }
+    }
+
+    /// Gives a verdict on a direct message once what it changed is durable: at the end of
+    /// the open batch, or now.
+    pub(super) fn reply_after_commit(&mut self, reply: Reply, verdict: Verdict) {
+        match &mut self.batch {
+            Some(b) => b.replies.push((reply, verdict)),
+            None => reply.send(verdict),
         }
     }
 
@@ -65,10 +83,22 @@ impl Node {
     /// Returns the input's notifications. After a failed commit it does nothing: the node
     /// is stopping.
     pub(super) fn apply(&mut self, input: Input) -> Vec<Notification> {
+        self.apply_with_refusal(input).0
+    }
+
+    /// [`Node::apply`], also returning the refusal the input caused, if any.
+    pub(super) fn apply_with_refusal(
+        &mut self,
+        input: Input,
+    ) -> (Vec<Notification>, Option<aiguillage_core::Refusal>) {
         if self.stop.is_some() {
-            return Vec::new();
+            return (Vec::new(), None);
         }
         let outputs = self.core.handle(clock::now(), input);
+        let refused = outputs.iter().find_map(|o| match o {
+            Output::Refused(r) => Some(r.clone()),
+            _ => None,
+        });
         let dirty = self.core.take_dirty();
         let retired = self.core.take_retired();
         let notes = outputs
@@ -86,7 +116,7 @@ impl Node {
         } else {
             self.commit_and_act(outputs, dirty, retired);
         }
-        notes
+        (notes, refused)
     }
 
     /// Persists, then acts.
@@ -140,6 +170,8 @@ impl Node {
                     };
                     let client = self.client.clone();
                     let bytes = envelope.to_bytes();
+                    self.metrics
+                        .sent(envelope.kind.channel(), envelope.kind, bytes.len());
                     tokio::spawn(async move {
                         let _ = client.publish(topic, bytes).await;
                     });
@@ -153,9 +185,17 @@ impl Node {
                     let channel = channel_for(envelope.kind);
                     let kind = envelope.kind;
                     let bytes = envelope.to_bytes();
+                    self.metrics.sent(kind.channel(), kind, bytes.len());
+                    let refusals = self.refusals.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = client.send(peer, channel, bytes).await {
-                            debug!(%to, %kind, "send failed (the core re-sends what is owed): {e}");
+                        match client.send(peer, channel, bytes).await {
+                            Ok(()) => {}
+                            Err(NetError::Refused { reason, .. }) => {
+                                let _ = refusals.send((to, envelope, reason)).await;
+                            }
+                            Err(e) => debug!(
+                                %to, %kind, "send failed (the core re-sends what is owed): {e}"
+                            ),
                         }
                     });
                 }
@@ -165,14 +205,8 @@ impl Node {
                     self.count(&n);
                     self.notices.push(n);
                 }
-                Output::Refused(r) => {
-                    debug!(from = ?r.from, reason = %r.reason, "refused: {}", r.detail);
-                    self.metrics
-                        .refused
-                        .with_label_values(&[r.reason.as_str(), r.kind.as_deref().unwrap_or("-")])
-                        .inc();
-                }
-                Output::Audit(_) | Output::Wake { .. } => {}
+                // Counted where the refused message was received.
+                Output::Refused(_) | Output::Audit(_) | Output::Wake { .. } => {}
             }
         }
         if self.follow_roster()

@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use aiguillage_core::{Core, Input, Notification};
-use aiguillage_net::{Client, MessageAcceptance, NetEvent};
+use aiguillage_net::{Client, MessageAcceptance, NetEvent, Topic, Verdict};
 use aiguillage_store::Store;
-use aiguillage_wire::{Envelope, MessageKind, PublicKey, SigningKey};
+use aiguillage_wire::{Channel, MemberId, SigningKey, Timestamp};
 use anyhow::Result;
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -55,7 +55,6 @@ pub enum Stop {
 
 pub(crate) struct Node {
     core: Core,
-    authority: PublicKey,
     store: Store,
     key: SigningKey,
     client: Client,
@@ -63,7 +62,9 @@ pub(crate) struct Node {
     metrics: Arc<Metrics>,
     executor: Executor,
     notices: Notices,
-    sync_tx: mpsc::Sender<Vec<Vec<u8>>>,
+    sync_tx: mpsc::Sender<(aiguillage_net::PeerId, Vec<Vec<u8>>)>,
+    /// Refusals that this node's messages met, back from the tasks that sent them.
+    refusals: mpsc::Sender<(MemberId, aiguillage_wire::Envelope, String)>,
     /// Changes to the sync snapshot, handed to the network task in the order they were made.
     sync_updates: mpsc::UnboundedSender<Vec<(String, Option<Vec<u8>>)>>,
     run_info: RunInfo,
@@ -171,10 +172,18 @@ pub async fn run(config_path: &Path) -> Result<()> {
                 Some(report) => node.on_executor(report),
                 None => node.stop = Some(Stop::TaskGone("executor")),
             },
-            Some(envelopes) = inbox.sync.recv() => {
+            Some((to, envelope, reason)) = inbox.refusals.recv() => {
+                node.metrics
+                    .sent_refused
+                    .with_label_values(&[envelope.kind.name(), reason.as_str()])
+                    .inc();
+                debug!(%to, kind = %envelope.kind, %reason, "a message was refused");
+                node.apply(Input::Refused { to, envelope, reason });
+            }
+            Some((peer, envelopes)) = inbox.sync.recv() => {
                 node.begin_batch();
                 for bytes in envelopes {
-                    node.receive(&bytes);
+                    node.receive(peer, Channel::Sync, &bytes);
                 }
                 node.end_batch();
             }
@@ -191,6 +200,23 @@ pub async fn run(config_path: &Path) -> Result<()> {
             Ok(())
         }
         other => Err(other.into()),
+    }
+}
+
+/// What gossipsub is told of a message: forward what was admitted; do not hold against the
+/// relay what may be this node's own clock or an old copy; reject the rest.
+fn gossip_verdict(v: &Verdict) -> MessageAcceptance {
+    match v {
+        Verdict::Admitted => MessageAcceptance::Accept,
+        Verdict::Refused { reason, .. }
+            if matches!(
+                reason.as_str(),
+                "expired" | "not_yet_valid" | "stale_serial" | "unavailable"
+            ) =>
+        {
+            MessageAcceptance::Ignore
+        }
+        Verdict::Refused { .. } => MessageAcceptance::Reject,
     }
 }
 
@@ -240,66 +266,77 @@ impl Node {
         }
     }
 
-    /// Checks peer bytes up to roster membership; returns the envelope if it may go on.
-    fn check(&self, bytes: &[u8]) -> Result<Envelope, (String, String)> {
-        let envelope = Envelope::from_bytes(bytes)
-            .map_err(|e| (e.reason_label().to_owned(), "-".to_owned()))?;
-        let kind = envelope.kind.name().to_owned();
-        envelope
-            .verify(clock::now())
-            .map_err(|e| (e.reason_label().to_owned(), kind.clone()))?;
-        if envelope.kind == MessageKind::Roster {
-            aiguillage_wire::Roster::verify_signed(envelope.clone(), &self.authority, clock::now())
-                .map_err(|e| (e.reason_label().to_owned(), kind.clone()))?;
-        } else {
-            let roster = self
-                .core
-                .roster()
-                .ok_or(("not_rostered".to_owned(), kind.clone()))?;
-            roster
-                .authorise(&envelope, clock::now())
-                .map_err(|e| (e.reason_label().to_owned(), kind.clone()))?;
+    /// Admits peer bytes that came on `channel` and hands them to the core; the verdict
+    /// says whether they were admitted and acted on, or why not.
+    fn receive(&mut self, peer: aiguillage_net::PeerId, channel: Channel, bytes: &[u8]) -> Verdict {
+        let now = clock::now();
+        let refusal = match self.core.admit_bytes(now, channel, bytes) {
+            Ok(admitted) => {
+                let kind = admitted.envelope.kind;
+                let signer = admitted.envelope.signer.clone();
+                self.metrics.received(channel, kind, bytes.len());
+                self.peer_heard(&signer, now);
+                self.apply_with_refusal(Input::Received(admitted)).1
+            }
+            Err(r) => Some(r.into()),
+        };
+        match refusal {
+            None => Verdict::Admitted,
+            Some(r) => {
+                debug!(from = ?r.from, reason = %r.reason, %channel, "refused: {}", r.detail);
+                self.metrics
+                    .refused(&r.reason, r.kind.as_deref().unwrap_or("-"), channel.name());
+                let member = self
+                    .peers
+                    .member_of(&peer)
+                    .map_or_else(|| peer.to_string(), |m| m.to_string());
+                self.metrics
+                    .peer_refused
+                    .with_label_values(&[member.as_str(), r.reason.as_str()])
+                    .inc();
+                Verdict::refused(r.reason)
+            }
         }
-        Ok(envelope)
     }
 
-    /// Hands checked peer bytes to the core; returns whether they were acceptable.
-    fn receive(&mut self, bytes: &[u8]) -> bool {
-        match self.check(bytes) {
-            Ok(envelope) => {
-                if envelope.kind == MessageKind::Advert {
-                    self.metrics.adverts_received.inc();
-                }
-                self.apply(Input::Received(envelope));
-                true
-            }
-            Err((reason, kind)) => {
-                self.metrics
-                    .refused
-                    .with_label_values(&[reason.as_str(), kind.as_str()])
-                    .inc();
-                false
-            }
-        }
+    /// When a member last sent something that was admitted.
+    fn peer_heard(&self, member: &MemberId, now: Timestamp) {
+        self.metrics
+            .peer_last_message
+            .with_label_values(&[member.as_str()])
+            .set(now.millis() as f64 / 1000.0);
     }
 
     fn on_net(&mut self, event: NetEvent) {
         match event {
             NetEvent::Gossip {
-                source, id, data, ..
+                source,
+                id,
+                topic,
+                data,
             } => {
-                let acceptance = if self.receive(&data) {
-                    MessageAcceptance::Accept
-                } else {
-                    MessageAcceptance::Reject
+                let channel = match topic {
+                    Topic::Adverts => Channel::Adverts,
+                    Topic::Roster => Channel::Roster,
                 };
+                let acceptance = gossip_verdict(&self.receive(source, channel, &data));
                 let client = self.client.clone();
                 tokio::spawn(async move {
                     let _ = client.report(id, source, acceptance).await;
                 });
             }
-            NetEvent::Direct { data, .. } => {
-                self.receive(&data);
+            NetEvent::Direct {
+                from,
+                channel,
+                data,
+                reply,
+            } => {
+                let channel = match channel {
+                    aiguillage_net::Channel::Referral => Channel::Referral,
+                    aiguillage_net::Channel::Overflow => Channel::Overflow,
+                };
+                let verdict = self.receive(from, channel, &data);
+                self.reply_after_commit(reply, verdict);
             }
             NetEvent::PeerConnected(peer) => {
                 self.peers.connected(peer);
@@ -310,11 +347,21 @@ impl Node {
                 tokio::spawn(async move {
                     match client.sync(peer).await {
                         Ok(envelopes) => {
-                            let _ = tx.send(envelopes).await;
+                            let _ = tx.send((peer, envelopes)).await;
                         }
                         Err(e) => debug!(%peer, "directory sync failed: {e}"),
                     }
                 });
+            }
+            NetEvent::PeerScores(scores) => {
+                for (peer, score) in scores {
+                    if let Some(member) = self.peers.member_of(&peer) {
+                        self.metrics
+                            .peer_score
+                            .with_label_values(&[member.as_str()])
+                            .set(score);
+                    }
+                }
             }
             NetEvent::PeerDisconnected(peer) => {
                 self.peers.disconnected(&peer);

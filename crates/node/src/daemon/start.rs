@@ -26,7 +26,8 @@ pub(super) struct Inbox {
     pub net: mpsc::Receiver<NetEvent>,
     pub api: mpsc::Receiver<(ApiCall, oneshot::Sender<ApiReply>)>,
     pub executor: mpsc::Receiver<Report>,
-    pub sync: mpsc::Receiver<Vec<Vec<u8>>>,
+    pub sync: mpsc::Receiver<(aiguillage_net::PeerId, Vec<Vec<u8>>)>,
+    pub refusals: mpsc::Receiver<(aiguillage_wire::MemberId, Envelope, String)>,
 }
 
 /// The shortest admin token accepted.
@@ -117,15 +118,10 @@ pub(super) async fn start(config_path: &Path) -> Result<(Node, Inbox)> {
     net.listen = listen;
     net.bootstrap = bootstrap;
     let metrics = Arc::new(Metrics::new());
-    let refused = metrics.refused.clone();
+    let counted = metrics.clone();
     net.on_refused = aiguillage_net::OnRefused(Arc::new(move |r: aiguillage_net::Refusal| {
-        // A message refused for its rate was not opened: its kind is unknown.
-        let kind = if r.channel == "connection" {
-            "connection"
-        } else {
-            "-"
-        };
-        refused.with_label_values(&[r.reason, kind]).inc();
+        // Refused in the network task, before the kind was read.
+        counted.refused(r.reason, "-", r.channel);
     }));
     let (client, net_events, event_loop) =
         aiguillage_net::start(net).context("starting the network")?;
@@ -159,6 +155,7 @@ pub(super) async fn start(config_path: &Path) -> Result<(Node, Inbox)> {
             }
         };
     let (sync_tx, sync_rx) = mpsc::channel(64);
+    let (refusals, refusals_rx) = mpsc::channel(256);
     let (sync_updates, mut sync_update_rx) = mpsc::unbounded_channel();
     {
         let client = client.clone();
@@ -172,7 +169,6 @@ pub(super) async fn start(config_path: &Path) -> Result<(Node, Inbox)> {
     }
     let mut node = Node {
         core,
-        authority,
         store,
         key,
         client,
@@ -181,6 +177,7 @@ pub(super) async fn start(config_path: &Path) -> Result<(Node, Inbox)> {
         executor,
         notices: Notices::default(),
         sync_tx,
+        refusals,
         sync_updates,
         run_info: RunInfo {
             member: cfg.member.clone(),
@@ -218,6 +215,7 @@ pub(super) async fn start(config_path: &Path) -> Result<(Node, Inbox)> {
         api: api_rx,
         executor: exec_rx,
         sync: sync_rx,
+        refusals: refusals_rx,
     };
     Ok((node, inbox))
 }

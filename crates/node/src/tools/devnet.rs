@@ -91,6 +91,9 @@ fn devnet_core(cap: &aiguillage_core::DevnetCapacity) -> CoreConfig {
         lease_ttl_ms: 10_000,
         heartbeat_ms: 3_000,
         replace_retry_ms: 5_000,
+        // Finished records leave memory after ten minutes, so that a long devnet run (the
+        // soak) shows memory flat rather than growing with every project filed.
+        retention_ms: 600_000,
         takes_overflow: cap.takes_overflow,
         accelerator: cap.accelerator.clone(),
         referral_intake: cap.referral_intake,
