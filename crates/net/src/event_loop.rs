@@ -19,14 +19,15 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::admission::{Admission, HandshakeLimit, NotRostered};
+use crate::framing;
 use crate::rate_limit::RateLimiter;
 use crate::{
     Ack, Channel, Command, Frame, NetConfig, NetError, NetEvent, OnRefused, PeerId, Refusal, Reply,
     SyncAnswer, SyncAsk, Topic, Verdict,
 };
 
-type Direct = request_response::cbor::Behaviour<Frame, Ack>;
-type Sync = request_response::cbor::Behaviour<SyncAsk, SyncAnswer>;
+type Direct = request_response::Behaviour<framing::DirectCodec>;
+type Sync = request_response::Behaviour<framing::SyncCodec>;
 type SyncReply = oneshot::Sender<Result<Vec<Vec<u8>>, NetError>>;
 type PendingAnswer =
     std::pin::Pin<Box<dyn std::future::Future<Output = (ResponseChannel<Ack>, Ack)> + Send>>;
@@ -46,13 +47,8 @@ struct Behaviour {
     kad: kad::Behaviour<kad::store::MemoryStore>,
 }
 
-/// The most a frame on a request-response protocol may carry: one envelope and its CBOR
-/// byte-string header.
-const MAX_FRAME: u64 = MAX_ENVELOPE_BYTES as u64 + 16;
 /// Sync requests held while the node starts: one per member of a large federation.
 const MAX_PARKED_SYNCS: usize = 1024;
-/// A directory answer: up to 2,048 adverts of at most 16 KiB plus a roster.
-const MAX_SYNC_ANSWER: u64 = 40 * 1024 * 1024;
 
 /// A peer whose gossipsub score falls below this has its gossip ignored until the score
 /// recovers.
@@ -154,11 +150,8 @@ fn refusal_reason(cause: &libp2p::swarm::ConnectionDenied) -> &'static str {
 }
 
 fn direct(protocol: &'static str) -> Direct {
-    let codec = request_response::cbor::codec::Codec::default()
-        .set_request_size_maximum(MAX_FRAME)
-        .set_response_size_maximum(4096);
     request_response::Behaviour::with_codec(
-        codec,
+        framing::direct_codec(),
         [(StreamProtocol::new(protocol), ProtocolSupport::Full)],
         request_response::Config::default()
             .with_request_timeout(std::time::Duration::from_secs(10))
@@ -207,11 +200,8 @@ impl EventLoop {
                     IdentTopic::new(TOPIC_ROSTER).hash(),
                 ]);
                 gossipsub.with_peer_score(params, thresholds)?;
-                let sync_codec = request_response::cbor::codec::Codec::default()
-                    .set_request_size_maximum(64)
-                    .set_response_size_maximum(MAX_SYNC_ANSWER);
                 let sync = request_response::Behaviour::with_codec(
-                    sync_codec,
+                    framing::sync_codec(),
                     [(StreamProtocol::new(PROTOCOL_SYNC), ProtocolSupport::Full)],
                     request_response::Config::default(),
                 );

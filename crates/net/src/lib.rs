@@ -14,6 +14,7 @@
 
 mod admission;
 mod event_loop;
+pub mod framing;
 mod rate_limit;
 
 use std::collections::HashSet;

@@ -80,3 +80,21 @@ fn the_documented_kinds_and_limits_match_the_implementation() {
         );
     }
 }
+
+/// One message of every kind is in the document, and opens as its kind.
+#[test]
+fn a_documented_envelope_of_every_kind_opens() {
+    let now = vector_messages::ISSUED_AT;
+    let mut seen = std::collections::BTreeSet::new();
+    for name in ["accept-envelope", "advert-envelope"]
+        .into_iter()
+        .chain(vector_messages::every_kind().into_iter().map(|(n, _)| n))
+    {
+        let envelope = Envelope::from_bytes(&doc_vector(name)).unwrap();
+        envelope
+            .verify(now)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        seen.insert(envelope.kind);
+    }
+    assert_eq!(seen.len(), MessageKind::ALL.len(), "{seen:?}");
+}
