@@ -827,6 +827,15 @@ fn the_network_benchmark_harness_measures_every_figure() {
             > 0.0
     );
     assert!(v["idle_rss_mib"]["median"].as_f64().unwrap() > 1.0);
+    // Each floor is measured in the same run, and the ceiling follows from them.
+    let floor = &v["floor"];
+    for k in ["sign_us", "verify_us", "request_rtt_us", "flush_us"] {
+        assert!(floor[k].as_f64().unwrap() > 0.0, "{k}: {floor}");
+    }
+    let ceiling = floor["cores"].as_f64().unwrap() * 1e6
+        / (4.0 * (floor["sign_us"].as_f64().unwrap() + floor["verify_us"].as_f64().unwrap()));
+    assert!((floor["referrals_per_s_ceiling"].as_f64().unwrap() - ceiling).abs() < 1e-6);
+    assert!(run.stdout.contains("of the ceiling"), "{}", run.stdout);
 }
 
 /// A tmpfs of `size` mounted at `at` for as long as it lives (root only, as in CI).

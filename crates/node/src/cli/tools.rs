@@ -7,7 +7,7 @@ use aiguillage_wire::MemberId;
 use anyhow::Result;
 
 use crate::clock;
-use crate::tools::{bench, devnet};
+use crate::tools::{bench, devnet, floor};
 
 /// `aiguillage devnet`.
 #[derive(clap::Args)]
@@ -108,6 +108,14 @@ pub enum BenchCommand {
         #[arg(long)]
         slurm: bool,
     },
+    /// A bare peer that answers every request at once: the far end of the round-trip
+    /// floor `bench net` measures.
+    #[command(hide = true)]
+    Echo {
+        /// The PeerId allowed to connect.
+        #[arg(long)]
+        allow: String,
+    },
 }
 
 impl BenchCommand {
@@ -134,6 +142,7 @@ impl BenchCommand {
                 jobs,
                 json,
             }),
+            BenchCommand::Echo { allow } => super::runtime()?.block_on(floor::echo(&allow)),
         }
     }
 }

@@ -123,6 +123,8 @@ fn file(c: &crate::admin_client::AdminClient, n: usize) -> Result<String> {
 }
 
 pub fn run(o: BenchOptions) -> Result<()> {
+    // The floors first, on a quiet machine, before any node starts.
+    let floor = super::floor::measure(&o.dir)?;
     let all = profiles::load_dir(&o.config_dir)?;
     let pair = ["lu-l-aif", "es-1healthai"];
     let mut members: Vec<String> = pair.iter().map(|s| s.to_string()).collect();
@@ -258,6 +260,7 @@ pub fn run(o: BenchOptions) -> Result<()> {
     let n = fed.members.len();
     let report = json!({
         "nodes": n,
+        "floor": floor,
         "cold_start_convergence_s": cold,
         "advert_seen_by_all_ms": { "p50": quantile_of(&mut worst, 0.5), "p99": quantile_of(&mut worst, 0.99), "rounds": worst.len(), "lost": lost },
         "advert_each_receiver_ms": { "p50": quantile_of(&mut each, 0.5), "p99": quantile_of(&mut each, 0.99), "samples": each.len() },
@@ -267,12 +270,28 @@ pub fn run(o: BenchOptions) -> Result<()> {
         "lease_confirmed_to_running_under_slurm_ms": { "p50": quantile_of(&mut starts, 0.5), "p99": quantile_of(&mut starts, 0.99), "samples": starts.len() },
         "idle_rss_mib": { "median": quantile_of(&mut rss, 0.5), "max": quantile_of(&mut rss, 1.0), "peers_each": n - 1 },
     });
-    println!("{:<48} {:>10} {:>10}", "figure", "p50", "p99");
+    println!(
+        "floor on this machine ({} cores): sign {:.1} µs, verify {:.1} µs, request round trip {:.0} µs, sled flush {:.0} µs; referral ceiling {:.0}/s",
+        floor.cores,
+        floor.sign_us,
+        floor.verify_us,
+        floor.request_rtt_us,
+        floor.flush_us,
+        floor.referrals_per_s_ceiling
+    );
+    // Latencies against the bare round trip; the ratio says how many floors a figure costs.
+    let rtt_ms = floor.request_rtt_us / 1000.0;
+    println!(
+        "{:<48} {:>10} {:>10} {:>12}",
+        "figure", "p50", "p99", "p99 / rtt"
+    );
     let row = |name: &str, v: &Value| {
+        let p99 = v["p99"].as_f64().unwrap_or(f64::NAN);
         println!(
-            "{name:<48} {:>10.2} {:>10.2}",
+            "{name:<48} {:>10.2} {:>10.2} {:>12.1}",
             v["p50"].as_f64().unwrap_or(f64::NAN),
-            v["p99"].as_f64().unwrap_or(f64::NAN)
+            p99,
+            p99 / rtt_ms
         )
     };
     row(
@@ -305,8 +324,10 @@ pub fn run(o: BenchOptions) -> Result<()> {
         );
     }
     println!(
-        "referrals/s with {} in flight: {:.0}",
-        o.in_flight, throughput
+        "referrals/s with {} in flight: {:.0} ({:.2} of the ceiling)",
+        o.in_flight,
+        throughput,
+        throughput / floor.referrals_per_s_ceiling
     );
     println!(
         "idle RSS per node with {} peers: median {:.1} MiB, max {:.1} MiB",

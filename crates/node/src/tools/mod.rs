@@ -1,5 +1,6 @@
 //! The whole federation on one machine (`devnet`), the network benchmark that runs on it,
-//! and the statistics both report.
+//! and the floor each benchmark figure is compared with.
 
 pub mod bench;
 pub mod devnet;
+pub mod floor;
