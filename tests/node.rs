@@ -750,9 +750,17 @@ fn a_newer_roster_spreads_and_cuts_off_the_member_it_removes() {
     // lu-l-aif picks the new roster up on restart and spreads it; de-jaif never reads the file.
     d.kill9("lu-l-aif");
     d.restart("lu-l-aif");
-    d.wait_for(20, "de-jaif to hold roster serial 2", || {
-        d.json("de-jaif", &["status"])["roster_serial"] == new.serial
-    });
+    let statuses = || {
+        ["lu-l-aif", "de-jaif", "fr-ai2f"]
+            .map(|m| format!("{m}: {}", d.json(m, &["status"])))
+            .join("; ")
+    };
+    d.wait_for_showing(
+        20,
+        "de-jaif to hold roster serial 2",
+        || d.json("de-jaif", &["status"])["roster_serial"] == new.serial,
+        statuses,
+    );
     for m in ["lu-l-aif", "de-jaif"] {
         let status = d.json(m, &["status"]);
         assert_eq!(status["roster_members"], 2, "{m}");
@@ -767,12 +775,18 @@ fn a_newer_roster_spreads_and_cuts_off_the_member_it_removes() {
     }
     // fr-ai2f, still on the old roster, is disconnected by both, and de-jaif, which was
     // connected to it, no longer counts it.
-    d.wait_for(20, "fr-ai2f to lose its peers", || {
-        d.json("fr-ai2f", &["status"])["peers_connected"] == 0
-    });
-    d.wait_for(10, "de-jaif to count one peer", || {
-        d.json("de-jaif", &["status"])["peers_connected"] == 1
-    });
+    d.wait_for_showing(
+        20,
+        "fr-ai2f to lose its peers",
+        || d.json("fr-ai2f", &["status"])["peers_connected"] == 0,
+        statuses,
+    );
+    d.wait_for_showing(
+        10,
+        "de-jaif to count one peer",
+        || d.json("de-jaif", &["status"])["peers_connected"] == 1,
+        statuses,
+    );
     let (_, text) = http(d.admin_addr("de-jaif"), "GET", "/metrics", None);
     assert!(
         text.lines().any(|l| l == "aiguillage_peers_connected 1"),
@@ -952,8 +966,8 @@ fn a_finished_referral_leaves_memory_after_its_retention_and_is_still_shown() {
     std::fs::write(&config, text.replace(&line, "retention_ms = 1000")).unwrap();
     d.restart("lu-l-aif");
     let id = file_project(&d, "lu-l-aif", "project-health-lu.toml");
-    d.wait_for(30, "the hand-over", || {
-        referral_state(&d, "lu-l-aif", &id) == "handed_over"
+    d.wait_for(30, "the dossier at es-1healthai", || {
+        referral_state(&d, "es-1healthai", &id) == "handed_over"
     });
     // es-1healthai reports the project completed.
     let (status, body) = support::http_with(

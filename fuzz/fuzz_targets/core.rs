@@ -416,6 +416,8 @@ fuzz_target!(|data: &[u8]| {
                     card
                 },
                 dossier: f.health.dossier.clone().unwrap(),
+                choice: aiguillage_core::FilingChoice::Route,
+                by: "adviser".into(),
             },
             2 => Input::SubmitJob {
                 requirements: c.requirements(now),
@@ -426,6 +428,7 @@ fuzz_target!(|data: &[u8]| {
                 referral: c.referral(),
                 accept: c.bool(),
                 detail: c.text(),
+                by: "operator".into(),
             },
             4 => Input::Executor {
                 job: c.job(),

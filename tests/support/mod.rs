@@ -235,7 +235,18 @@ impl Devnet {
     }
 
     /// Polls `f` every 100 ms for up to `secs` seconds.
-    pub fn wait_for(&self, secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    pub fn wait_for(&self, secs: u64, what: &str, f: impl FnMut() -> bool) {
+        self.wait_for_showing(secs, what, f, String::new);
+    }
+
+    /// [`Devnet::wait_for`], saying what `show` finds when it times out.
+    pub fn wait_for_showing(
+        &self,
+        secs: u64,
+        what: &str,
+        mut f: impl FnMut() -> bool,
+        show: impl Fn() -> String,
+    ) {
         let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
         while std::time::Instant::now() < end {
             if f() {
@@ -243,7 +254,7 @@ impl Devnet {
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        panic!("timed out after {secs} s waiting for {what}");
+        panic!("timed out after {secs} s waiting for {what}; {}", show());
     }
 }
 

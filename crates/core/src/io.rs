@@ -23,18 +23,25 @@ pub enum Input {
         envelope: Envelope,
         reason: String,
     },
-    /// The local operator files a client project.
-    FileProject { card: ProjectCard, dossier: Dossier },
+    /// The local operator files a client project. `by` names who (for the audit log).
+    FileProject {
+        card: ProjectCard,
+        dossier: Dossier,
+        choice: FilingChoice,
+        by: String,
+    },
     /// The local operator decides on an incoming referral that awaits a decision.
     Decide {
         referral: ReferralId,
         accept: bool,
         detail: String,
+        by: String,
     },
     /// The local operator withdraws an outgoing referral.
     Withdraw {
         referral: ReferralId,
         detail: String,
+        by: String,
     },
     /// The local operator reports progress on a referral this member took in.
     ReportProgress {
@@ -42,6 +49,21 @@ pub enum Input {
         step: Service,
         state: ProgressState,
         note: String,
+        by: String,
+    },
+    /// The local adviser moves a project served here along its journey.
+    ProjectProgress {
+        project: ProjectId,
+        step: Service,
+        state: ProgressState,
+        note: String,
+        by: String,
+    },
+    /// The local adviser tells the company the project is not worth doing.
+    AdviseAgainst {
+        project: ProjectId,
+        reason: String,
+        by: String,
     },
     /// The local operator submits a GPU job.
     SubmitJob {
@@ -63,6 +85,19 @@ pub enum Input {
     PublishAdvert,
     /// A deadline may have passed.
     Tick,
+}
+
+/// What the adviser decided when filing a project.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "choice")]
+pub enum FilingChoice {
+    /// Routing decides.
+    #[default]
+    Route,
+    /// The client (or adviser) chose to stay here, for this reason.
+    Stay { reason: String },
+    /// Not worth doing: recorded, and told to the company, for this reason.
+    AdviseAgainst { reason: String },
 }
 
 /// What the local executor says about a job.
@@ -161,6 +196,13 @@ pub enum Output {
     Notify(Notification),
     /// A message was refused; count it by reason.
     Refused(Refusal),
+    /// A message could not be sealed (a bug: inputs are checked when taken); it is not
+    /// sent, now or later.
+    SealFailed {
+        kind: aiguillage_wire::MessageKind,
+        subject: String,
+        error: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -217,6 +259,12 @@ pub enum Notification {
     },
     ReferralWithdrawn {
         referral: ReferralId,
+    },
+    /// A project served here moved along its journey, or ended.
+    ProjectProgress {
+        project: ProjectId,
+        step: Service,
+        state: String,
     },
     /// A job was submitted here under this id.
     JobSubmitted {

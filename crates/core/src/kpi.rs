@@ -4,8 +4,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use aiguillage_wire::{Service, Timestamp};
+
 use crate::{
-    FiledProject, InReferral, InState, JobPhase, OriginJob, OutReferral, OutState, Record, State,
+    FiledProject, InReferral, InState, JobPhase, JourneyState, OriginJob, OutReferral, OutState,
+    Record, State,
 };
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -19,11 +22,31 @@ pub struct Kpis {
     /// Incoming referrals: per origin member, per sector, per outcome.
     pub referrals_in: BTreeMap<String, BTreeMap<String, BTreeMap<String, u64>>>,
     pub projects_completed: u64,
+    /// Companies this member serves (its projects served here and the referrals it took
+    /// in), by the journey step they are at now.
+    pub companies_by_step: BTreeMap<String, u64>,
+    /// Companies whose journey here reached its end at the production step.
+    pub companies_in_production: u64,
+    /// Projects the one-stop shop advised against, and why.
+    pub advised_against: u64,
+    pub advised_against_reasons: BTreeMap<String, u64>,
+    /// Projects that stayed here because the client chose to, and why.
+    pub stayed_by_choice: u64,
+    pub stayed_by_choice_reasons: BTreeMap<String, u64>,
+    /// Projects that had to leave and no member took.
+    pub unplaced: u64,
+    /// Median days a company spent at each step here, over the steps it moved on from.
+    pub median_days_per_step: BTreeMap<String, f64>,
     pub gpu_hours_hosted: f64,
     pub gpu_hours_consumed: f64,
     pub jobs_local: u64,
     pub jobs_federated: u64,
+    /// Time at each step, in days, before the medians are taken.
+    #[serde(skip)]
+    days_at_step: BTreeMap<String, Vec<f64>>,
 }
+
+const DAY_MS: f64 = 86_400_000.0;
 
 fn bump(
     m: &mut BTreeMap<String, BTreeMap<String, BTreeMap<String, u64>>>,
@@ -40,9 +63,13 @@ fn bump(
 }
 
 impl Kpis {
-    /// The figures of what a state holds in memory.
-    pub fn of(state: &State) -> Kpis {
+    /// The figures of what a state holds in memory and of the records that left it (the
+    /// store's archive).
+    pub fn of<'a>(state: &State, archived: impl IntoIterator<Item = &'a Record>) -> Kpis {
         let mut k = Kpis::default();
+        for r in archived {
+            k.add_record(r);
+        }
         for p in state.projects.values() {
             k.add_project(p);
         }
@@ -59,11 +86,55 @@ impl Kpis {
             k.gpu_hours_hosted += t.gpu_seconds_hosted as f64 / 3600.0;
             k.gpu_hours_consumed += t.gpu_seconds_consumed as f64 / 3600.0;
         }
-        k
+        k.finish()
     }
 
-    /// Adds a record that is no longer in memory (the store's archive keeps it).
-    pub fn add_record(&mut self, record: &Record) {
+    /// Takes the medians once every record was added.
+    fn finish(mut self) -> Kpis {
+        self.median_days_per_step = std::mem::take(&mut self.days_at_step)
+            .into_iter()
+            .filter_map(|(step, mut days)| {
+                crate::stats::quantile_of(&mut days, 0.5)
+                    .map(|d| (step, (d * 100.0).round() / 100.0))
+            })
+            .collect();
+        self
+    }
+
+    /// A company at `step` now, whose journey here is `finished` (ended at that step).
+    fn company(&mut self, step: &str, completed: bool) {
+        *self.companies_by_step.entry(step.to_owned()).or_default() += 1;
+        if completed && step == "production" {
+            self.companies_in_production += 1;
+        }
+    }
+
+    /// Time spent at each step of a history whose entries name their step first
+    /// (`<step>: …`), from entering it to entering the next.
+    fn steps(&mut self, entered: Timestamp, first: &str, history: &[crate::Transition]) {
+        let (mut at, mut step) = (entered, first.to_owned());
+        for t in history {
+            let Some(next) = t
+                .detail
+                .split(':')
+                .next()
+                .filter(|s| s.parse::<Service>().is_ok())
+            else {
+                continue;
+            };
+            if next != step {
+                let days = t.at.millis().saturating_sub(at.millis()) as f64 / DAY_MS;
+                self.days_at_step
+                    .entry(step.clone())
+                    .or_default()
+                    .push(days);
+                step = next.to_owned();
+                at = t.at;
+            }
+        }
+    }
+
+    fn add_record(&mut self, record: &Record) {
         match record {
             Record::Project(p) => self.add_project(p),
             Record::Outgoing(r) => self.add_outgoing(r),
@@ -82,6 +153,31 @@ impl Kpis {
             self.projects_referred += 1;
         } else {
             self.projects_kept += 1;
+        }
+        if p.explanation.rule == crate::routing::Rule::ClientChoseToStay {
+            self.stayed_by_choice += 1;
+            let reason = p.explanation.stay_reason.clone().unwrap_or_default();
+            *self.stayed_by_choice_reasons.entry(reason).or_default() += 1;
+        }
+        let step = p.journey.step.unwrap_or(p.card.stage);
+        match &p.journey.state {
+            JourneyState::Referred => {}
+            JourneyState::Unplaced => self.unplaced += 1,
+            JourneyState::AdvisedAgainst { reason } => {
+                self.advised_against += 1;
+                *self
+                    .advised_against_reasons
+                    .entry(reason.clone())
+                    .or_default() += 1;
+            }
+            JourneyState::Active | JourneyState::Abandoned => self.company(step.tag(), false),
+            JourneyState::Completed => {
+                self.projects_completed += 1;
+                self.company(step.tag(), true);
+            }
+        }
+        if !matches!(p.journey.state, JourneyState::Referred) {
+            self.steps(p.filed_at, p.card.stage.tag(), &p.journey.history);
         }
     }
 
@@ -115,6 +211,11 @@ impl Kpis {
         );
         if r.state == InState::Completed {
             self.projects_completed += 1;
+        }
+        if r.state.was_accepted() {
+            let step = r.last_progress.as_ref().map_or(r.card.stage, |p| p.0);
+            self.company(step.tag(), r.state == InState::Completed);
+            self.steps(r.received_at, r.card.stage.tag(), &r.history);
         }
     }
 

@@ -17,8 +17,10 @@ pub mod devnet;
 pub mod directory;
 pub mod file;
 mod geo;
+mod input_check;
 pub mod invariants;
 mod io;
+mod journey;
 pub mod kpi;
 pub mod ledger;
 mod machine;
@@ -38,14 +40,15 @@ pub use admission::{Admitted, Body, Refused};
 pub use config::CoreConfig;
 pub use devnet::{DevnetAssumptions, DevnetCapacity};
 pub use file::FileError;
-pub use io::{AuditEvent, ExecutorEvent, Input, Notification, Output, Refusal};
+pub use input_check::{InputError, check_email};
+pub use io::{AuditEvent, ExecutorEvent, FilingChoice, Input, Notification, Output, Refusal};
 pub use machine::{Core, CoreError};
 pub use profile::{Confidence, Profile};
 pub use refusals::refusal_is_permanent;
 pub use routing::{Explanation, RoutingPolicy};
 pub use state::{
     AttemptOutcome, AttemptRecord, FiledProject, HostPhase, HostedJob, InReferral, InState,
-    JobPhase, OriginJob, OutReferral, OutState, Placement, PlacementOutcome, Record, RecordError,
-    Retired, State, StateKey, Transition, decode_record,
+    JobPhase, Journey, JourneyState, OriginJob, OutReferral, OutState, Placement, PlacementOutcome,
+    Record, RecordError, Retired, State, StateKey, Transition, decode_record,
 };
 pub use verify_cache::VerifyCache;

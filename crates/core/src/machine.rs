@@ -145,19 +145,42 @@ impl Core {
                 envelope,
                 reason,
             } => self.on_refused(now, &to, &envelope, &reason),
-            Input::FileProject { card, dossier } => self.file_project(now, card, dossier),
+            Input::FileProject {
+                card,
+                dossier,
+                choice,
+                by,
+            } => self.file_project(now, card, dossier, choice, &by),
             Input::Decide {
                 referral,
                 accept,
                 detail,
-            } => self.operator_decides(now, &referral, accept, detail),
-            Input::Withdraw { referral, detail } => self.operator_withdraws(now, &referral, detail),
+                by,
+            } => self.operator_decides(now, &referral, accept, detail, &by),
+            Input::Withdraw {
+                referral,
+                detail,
+                by,
+            } => self.operator_withdraws(now, &referral, detail, &by),
             Input::ReportProgress {
                 referral,
                 step,
                 state,
                 note,
-            } => self.operator_reports(now, &referral, step, state, note),
+                by,
+            } => self.operator_reports(now, &referral, step, state, note, &by),
+            Input::ProjectProgress {
+                project,
+                step,
+                state,
+                note,
+                by,
+            } => self.project_progress(now, &project, step, state, note, &by),
+            Input::AdviseAgainst {
+                project,
+                reason,
+                by,
+            } => self.advise_against(now, &project, reason, &by),
             Input::SubmitJob {
                 requirements,
                 command,
@@ -359,7 +382,17 @@ impl Core {
         ) {
             Ok(e) => Some(e),
             Err(e) => {
-                self.audit(now, "seal_failed", M::KIND.name(), e.to_string());
+                // Every input is checked against its messages when it is taken, so this
+                // is a bug: said loudly, and the message is not tried again.
+                let subject = message.subject().unwrap_or(M::KIND.name()).to_owned();
+                self.audit(now, "seal_failed", &subject, format!("{}: {e}", M::KIND));
+                self.out.push(Output::SealFailed {
+                    kind: M::KIND,
+                    subject: subject.clone(),
+                    error: e.to_string(),
+                });
+                let detail = format!("{} could not be sealed: {e}", M::KIND);
+                self.note_failure(now, M::KIND, &subject, "failed", &detail);
                 None
             }
         }
@@ -371,11 +404,21 @@ impl Core {
         {
             return;
         }
-        if let Some(envelope) = self.seal(now, message, self.config.message_ttl_ms) {
-            self.out.push(Output::Send {
+        match self.seal(now, message, self.config.message_ttl_ms) {
+            Some(envelope) => self.out.push(Output::Send {
                 to: to.clone(),
                 envelope,
-            });
+            }),
+            None => {
+                if let Some(subject) = message.subject() {
+                    self.state.blocked.insert((
+                        to.clone(),
+                        M::KIND.name().to_owned(),
+                        subject.to_owned(),
+                    ));
+                    self.dirty.insert(StateKey::Meta);
+                }
+            }
         }
     }
 

@@ -1,5 +1,5 @@
 //! Member profiles: the researched facts about each AI Factory and antenna, one TOML file
-//! per member under `config/`, generated from `shared/data/ai_factories.json`.
+//! per member under `config/`, generated from `data/ai_factories.json`.
 //!
 //! A profile keeps what is unknown unknown: a GPU count the sources do not give is `None`,
 //! and every profile carries its `confidence` and `sources`.

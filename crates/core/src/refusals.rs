@@ -47,7 +47,7 @@ impl Core {
             "{kind} refused by {to}: {reason}{}",
             if permanent { "" } else { " (will retry)" }
         );
-        self.note_refusal(now, kind, &subject, &detail);
+        self.note_failure(now, kind, &subject, "refused", &detail);
         self.audit(now, "message_refused", &subject, detail);
         if !permanent {
             return;
@@ -72,7 +72,16 @@ impl Core {
             ))
     }
 
-    fn note_refusal(&mut self, now: Timestamp, kind: MessageKind, subject: &str, detail: &str) {
+    /// Records in the history of the referral or job a message was about that it failed
+    /// (`refused` by its receiver, or `failed` to be sealed).
+    pub(crate) fn note_failure(
+        &mut self,
+        now: Timestamp,
+        kind: MessageKind,
+        subject: &str,
+        state: &str,
+        detail: &str,
+    ) {
         use MessageKind as K;
         let key = match kind {
             K::Offer | K::Withdraw | K::HandOver => {
@@ -101,7 +110,7 @@ impl Core {
             _ => None,
         };
         if let Some(history) = history {
-            record(history, now, "refused", detail);
+            record(history, now, state, detail);
             self.dirty.insert(key);
         }
     }

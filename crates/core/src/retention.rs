@@ -8,7 +8,7 @@ use aiguillage_wire::{JobId, ReceiptAck, Timestamp};
 
 use crate::Core;
 use crate::config::{DAY, HOUR, SECOND};
-use crate::state::{HostPhase, InState, JobPhase, OutReferral, Retired, StateKey};
+use crate::state::{HostPhase, InState, JobPhase, JourneyState, OutReferral, Retired, StateKey};
 use crate::timers::Deadline;
 
 /// How long a tombstone stays: past the longest lifetime a referral or job message may
@@ -56,12 +56,18 @@ impl Core {
         let referrals_leaving: std::collections::BTreeSet<StateKey> =
             leaving.iter().map(|(k, _)| k.clone()).collect();
         for (id, p) in &s.projects {
-            // A referred project leaves with its referral; a kept one after the retention.
-            let finished = match &p.referral {
-                Some(r) if s.outgoing.contains_key(r) => {
+            // A referred project leaves with its referral; one served here once its journey
+            // ended and the retention passed.
+            let finished = match (&p.referral, &p.journey.state) {
+                (Some(r), JourneyState::Referred) if s.outgoing.contains_key(r) => {
                     referrals_leaving.contains(&StateKey::Outgoing(r.clone()))
                 }
-                _ => due(Some(p.filed_at)),
+                (_, JourneyState::Active | JourneyState::Unplaced) => false,
+                _ => due(p
+                    .journey
+                    .history
+                    .last()
+                    .map_or(Some(p.filed_at), |t| Some(t.at))),
             };
             if finished {
                 leaving.push((StateKey::Project(id.clone()), None));

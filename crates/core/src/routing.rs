@@ -109,14 +109,31 @@ pub enum Strategy {
     Nearest,
 }
 
+/// When a project in a sector this member only accepts (not a priority, not excluded) is
+/// referred.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReferralRule {
+    /// Referred when a better-suited member exists: the sector is a priority there, it
+    /// offers every service needed, the client's consent covers it, and it has intake and
+    /// GPU capacity; it is offered to those members only. The programme's rule.
+    #[default]
+    BetterSuited,
+    /// Referred only when the best candidate's score beats the local score by more than
+    /// `accept_margin`.
+    Margin,
+}
+
 /// A member's routing policy, from its configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RoutingPolicy {
     pub strategy: Strategy,
+    /// When a project in an accepted sector leaves.
+    pub rule: ReferralRule,
     pub weights: Weights,
-    /// A project in an accepted sector is referred only when the best candidate's score
-    /// beats the local score by more than this.
+    /// With the `margin` rule: a project in an accepted sector is referred only when the
+    /// best candidate's score beats the local score by more than this.
     pub accept_margin: f64,
     /// When not empty, only these members may be offered projects.
     pub allow: Vec<MemberId>,
@@ -130,6 +147,7 @@ impl Default for RoutingPolicy {
     fn default() -> Self {
         RoutingPolicy {
             strategy: Strategy::Scored,
+            rule: ReferralRule::BetterSuited,
             weights: Weights::default(),
             accept_margin: 0.15,
             allow: Vec::new(),
@@ -191,8 +209,22 @@ pub struct Standing<'a> {
 pub struct Ranked<'a> {
     pub member: &'a MemberId,
     pub score: Score,
-    /// What the strategy ranks on: the total for `Scored`, the baseline's key otherwise.
+    /// The sector is a priority there and it has the capacity the project needs.
+    pub better_suited: bool,
+    /// What the strategy ranks on: for `Scored`, better-suited members first, then by
+    /// total; the baseline's key otherwise.
     pub key: f64,
+}
+
+/// Added to the ranking key of a better-suited member: totals are at most 1, so a member
+/// where the sector is a priority always ranks above one where it is not, and home
+/// advantages (geography, responsiveness) only order members of equal standing.
+const BETTER_SUITED: f64 = 2.0;
+
+/// Whether a member can take the project's GPU work: it advertises GPUs (or does not say)
+/// when the project needs GPU-hours.
+fn has_capacity(card: &ProjectCard, advert: &Advert) -> bool {
+    card.gpu_hours == 0 || advert.gpu.total.is_none_or(|t| t > 0)
 }
 
 /// The routing outcome.
@@ -211,10 +243,22 @@ pub enum Outcome {
 pub enum Rule {
     /// The sector is one of our priorities and we offer every service needed.
     PrioritySector,
+    /// The sector is only accepted here and it is a priority at a member that offers what
+    /// the project needs.
+    BetterSuitedElsewhere,
+    /// The sector is accepted here and no member has it as a priority with what the project
+    /// needs.
+    NoBetterSuited,
     /// The sector is accepted here and no candidate beats us by the margin.
     AcceptedNotBeaten,
     /// The sector is accepted here but a candidate beats us by more than the margin.
     AcceptedButBeaten,
+    /// The client (or the adviser) chose to stay here.
+    ClientChoseToStay,
+    /// The client consents to no other member seeing the project: it stays here.
+    NoConsentToRefer,
+    /// The adviser advised the company against the project: it is not routed.
+    AdvisedAgainst,
     /// We exclude the sector.
     SectorExcludedHere,
     /// We do not offer a service the project needs.
@@ -229,6 +273,15 @@ impl Rule {
             Rule::PrioritySector => {
                 "the sector is a priority here and every service needed is offered"
             }
+            Rule::BetterSuitedElsewhere => {
+                "the sector is only accepted here and is a priority at a member that offers what the project needs"
+            }
+            Rule::NoBetterSuited => {
+                "the sector is accepted here and no member has it as a priority with what the project needs"
+            }
+            Rule::ClientChoseToStay => "the client chose to stay here",
+            Rule::NoConsentToRefer => "the client consents to no other member seeing the project",
+            Rule::AdvisedAgainst => "the adviser advised the company against the project",
             Rule::AcceptedNotBeaten => {
                 "the sector is accepted here and no candidate beats the local score by the margin"
             }
@@ -296,12 +349,17 @@ where
     let k = policy.max_candidates.max(1);
     let mut ranked: Vec<Ranked<'a>> = Vec::with_capacity(k + 1);
     let mut eligible = 0usize;
+    let mut better_suited = 0usize;
     let mut best_total = f64::NEG_INFINITY;
     let mut ineligible = Vec::new();
 
     // Kept whatever the others offer (a priority sector with every service here, or the
     // keep-everything baseline): the other members are not scored at all.
+    let no_consent = !card.consent.whole_federation
+        && card.consent.members.is_empty()
+        && card.consent.countries.is_empty();
     let settled = policy.strategy == Strategy::KeepAll
+        || no_consent
         || (local_level == SectorLevel::Priority && missing_here.is_none());
     if !settled {
         for (advert, table) in others {
@@ -313,6 +371,10 @@ where
                 continue;
             }
             eligible += 1;
+            let suited =
+                table.level(card.sector) == SectorLevel::Priority && has_capacity(card, advert);
+            better_suited += usize::from(suited);
+            let bonus = if suited { BETTER_SUITED } else { 0.0 };
             let key = match policy.strategy {
                 Strategy::Random => {
                     Some(pseudo_random(card.project.as_str(), advert.member.as_str()))
@@ -323,19 +385,20 @@ where
             let partial = score_without_standing(card, advert, table, &policy.weights);
             if key.is_none()
                 && ranked.len() == k
-                && partial.total + ledger_weight < ranked[k - 1].key
+                && bonus + partial.total + ledger_weight < ranked[k - 1].key
             {
                 continue;
             }
             let mut score = partial;
             add_standing(&mut score, &standing(&advert.member), &policy.weights);
             best_total = best_total.max(score.total);
-            let key = key.unwrap_or(score.total);
+            let key = key.unwrap_or(bonus + score.total);
             insert_ranked(
                 &mut ranked,
                 Ranked {
                     member: &advert.member,
                     score,
+                    better_suited: suited,
                     key,
                 },
                 k,
@@ -346,14 +409,25 @@ where
     let best = (eligible > 0).then_some(best_total);
     let (outcome, rule) = match (policy.strategy, local_level, missing_here) {
         (Strategy::KeepAll, _, _) => (Outcome::Keep, Rule::KeepAllPolicy),
+        _ if no_consent => (Outcome::Keep, Rule::NoConsentToRefer),
         (_, SectorLevel::Excluded, _) => (refer_or_exhausted(&ranked), Rule::SectorExcludedHere),
         (_, _, Some(_)) => (refer_or_exhausted(&ranked), Rule::ServiceMissingHere),
         (_, SectorLevel::Priority, None) => (Outcome::Keep, Rule::PrioritySector),
-        (_, SectorLevel::Accepted, None) => match best {
-            Some(b) if b > local.total + policy.accept_margin => {
-                (Outcome::Refer, Rule::AcceptedButBeaten)
+        (_, SectorLevel::Accepted, None) => match policy.rule {
+            ReferralRule::BetterSuited if better_suited > 0 => {
+                // Offered to the better-suited members only; ranked puts them first.
+                if policy.strategy == Strategy::Scored {
+                    ranked.retain(|r| r.better_suited);
+                }
+                (Outcome::Refer, Rule::BetterSuitedElsewhere)
             }
-            _ => (Outcome::Keep, Rule::AcceptedNotBeaten),
+            ReferralRule::BetterSuited => (Outcome::Keep, Rule::NoBetterSuited),
+            ReferralRule::Margin => match best {
+                Some(b) if b > local.total + policy.accept_margin => {
+                    (Outcome::Refer, Rule::AcceptedButBeaten)
+                }
+                _ => (Outcome::Keep, Rule::AcceptedNotBeaten),
+            },
         },
     };
     let eligible_unranked = eligible - ranked.len();
@@ -583,6 +657,9 @@ pub struct Explanation {
     #[serde(default)]
     pub ineligible_total: usize,
     pub text: String,
+    /// Why the client chose to stay, with the rule `client_chose_to_stay`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stay_reason: Option<String>,
 }
 
 /// Ineligible members named in a stored explanation. A federation of a few dozen members is
@@ -608,6 +685,9 @@ pub struct TermReport {
 pub struct CandidateReport {
     pub rank: usize,
     pub member: MemberId,
+    /// The sector is a priority there and it has the capacity the project needs.
+    #[serde(default)]
+    pub better_suited: bool,
     pub score: ScoreReport,
 }
 
@@ -635,6 +715,23 @@ fn report(score: &Score, w: &Weights) -> ScoreReport {
 }
 
 impl Decision<'_> {
+    /// The client (or the adviser) chose to stay: a project that would leave is kept. A
+    /// project in a sector this member excludes cannot stay; the caller refuses that choice
+    /// before it decides.
+    pub fn stay_by_choice(&mut self) {
+        if self.outcome != Outcome::Keep && self.local_level != SectorLevel::Excluded {
+            self.outcome = Outcome::Keep;
+            self.rule = Rule::ClientChoseToStay;
+        }
+    }
+
+    /// The adviser advised against the project at filing: nothing is offered.
+    pub fn advised_against(&mut self) {
+        self.outcome = Outcome::Keep;
+        self.rule = Rule::AdvisedAgainst;
+        self.ranked.clear();
+    }
+
     /// The members to offer the project to, best first.
     pub fn candidates(&self) -> Vec<MemberId> {
         self.ranked.iter().map(|r| r.member.clone()).collect()
@@ -655,6 +752,7 @@ impl Decision<'_> {
             .map(|(i, r)| CandidateReport {
                 rank: i + 1,
                 member: r.member.clone(),
+                better_suited: r.better_suited,
                 score: report(&r.score, w),
             })
             .collect();
@@ -685,7 +783,13 @@ impl Decision<'_> {
             self.rule.describe(),
             self.local.total
         );
-        if matches!(self.rule, Rule::PrioritySector | Rule::KeepAllPolicy) {
+        if matches!(
+            self.rule,
+            Rule::PrioritySector
+                | Rule::KeepAllPolicy
+                | Rule::NoConsentToRefer
+                | Rule::AdvisedAgainst
+        ) {
             text.push_str(" Other members were not scored: the project stays whatever they offer.");
         }
         if let Some(first) = ranked.first() {
@@ -732,6 +836,7 @@ impl Decision<'_> {
             ineligible,
             ineligible_total: self.ineligible.len(),
             text,
+            stay_reason: None,
         }
     }
 }
@@ -884,11 +989,12 @@ mod tests {
     }
 
     #[test]
-    fn an_accepted_sector_is_kept_unless_beaten_by_the_margin() {
+    fn with_the_margin_rule_an_accepted_sector_is_kept_unless_beaten_by_the_margin() {
         let all = Service::ALL;
         let me = advert("lu", "LU", &[], all);
         let strong = advert("de", "DE", &[Sector::Gaming], all);
         let keep = RoutingPolicy {
+            rule: ReferralRule::Margin,
             accept_margin: 0.9,
             ..RoutingPolicy::default()
         };
@@ -903,6 +1009,7 @@ mod tests {
             Rule::AcceptedNotBeaten
         );
         let refer = RoutingPolicy {
+            rule: ReferralRule::Margin,
             accept_margin: 0.05,
             ..RoutingPolicy::default()
         };
@@ -910,6 +1017,79 @@ mod tests {
         assert_eq!(
             (e.outcome, e.rule),
             (Outcome::Refer, Rule::AcceptedButBeaten)
+        );
+    }
+
+    #[test]
+    fn an_accepted_sector_goes_to_the_members_that_have_it_as_a_priority_and_only_to_them() {
+        let all = Service::ALL;
+        // Luxembourg only accepts gaming; a nearby member accepts it too, one far away has
+        // it as a priority.
+        let me = advert("lu", "LU", &[], all);
+        let near = advert("be", "BE", &[], all);
+        let far = advert("fi", "FI", &[Sector::Gaming], all);
+        let e = run(
+            &card(Sector::Gaming),
+            &me,
+            &[near.clone(), far.clone()],
+            &RoutingPolicy::default(),
+        );
+        assert_eq!(
+            (e.outcome, e.rule),
+            (Outcome::Refer, Rule::BetterSuitedElsewhere)
+        );
+        let offered: Vec<&str> = e.ranked.iter().map(|c| c.member.as_str()).collect();
+        assert_eq!(offered, ["fi"], "only the better-suited member");
+        assert!(e.ranked[0].better_suited);
+        // With no member having it as a priority, it stays, whatever the scores.
+        let e = run(
+            &card(Sector::Gaming),
+            &me,
+            std::slice::from_ref(&near),
+            &RoutingPolicy::default(),
+        );
+        assert_eq!((e.outcome, e.rule), (Outcome::Keep, Rule::NoBetterSuited));
+        // A priority member without the GPUs the project needs is not better suited.
+        let mut hungry = card(Sector::Gaming);
+        hungry.gpu_hours = 1_000;
+        let mut no_gpus = far.clone();
+        no_gpus.gpu.total = Some(0);
+        let e = run(&hungry, &me, &[near, no_gpus], &RoutingPolicy::default());
+        assert_eq!((e.outcome, e.rule), (Outcome::Keep, Rule::NoBetterSuited));
+    }
+
+    #[test]
+    fn home_advantages_never_outweigh_a_priority_match() {
+        let all = Service::ALL;
+        // Luxembourg excludes health; a neighbour that answers at once accepts it; a far
+        // member has it as a priority.
+        let mut me = advert("lu", "LU", &[], all);
+        me.sectors.insert(Sector::Health, SectorLevel::Excluded);
+        let mut neighbour = advert("be", "BE", &[], all);
+        neighbour.countries_served = vec![CountryCode::new("LU").unwrap()];
+        neighbour.languages = vec![Language::new("fr").unwrap(), Language::new("en").unwrap()];
+        neighbour.datasets = vec![aiguillage_wire::Dataset {
+            id: "clinical-images".into(),
+            title: "Clinical images".into(),
+            sectors: vec![Sector::Health],
+        }];
+        let far = advert("fi", "FI", &[Sector::Health], all);
+        let mut c = card(Sector::Health);
+        c.datasets_wanted = vec!["clinical-images".into()];
+        let e = run(&c, &me, &[neighbour, far], &RoutingPolicy::default());
+        let order: Vec<&str> = e.ranked.iter().map(|c| c.member.as_str()).collect();
+        assert_eq!(
+            order,
+            ["fi", "be"],
+            "the priority member first, the neighbour after"
+        );
+        // The neighbour scores higher on the terms (geography, datasets), and still comes
+        // second: the terms rank members of equal standing only.
+        assert!(
+            e.ranked[1].score.total > e.ranked[0].score.total,
+            "{} vs {}",
+            e.ranked[1].score.total,
+            e.ranked[0].score.total
         );
     }
 

@@ -126,6 +126,8 @@ fn apply(net: &mut Net, a: &Action) {
                 Input::FileProject {
                     card: c,
                     dossier: dossier(),
+                    choice: aiguillage_core::FilingChoice::Route,
+                    by: "adviser".into(),
                 },
             );
         }
@@ -179,6 +181,7 @@ fn apply(net: &mut Net, a: &Action) {
                         referral,
                         accept: *accept,
                         detail: "operator".into(),
+                        by: "operator".into(),
                     },
                 );
             }
@@ -196,6 +199,7 @@ fn apply(net: &mut Net, a: &Action) {
                     Input::Withdraw {
                         referral,
                         detail: "client changed plans".into(),
+                        by: "operator".into(),
                     },
                 );
             }
@@ -220,6 +224,7 @@ fn apply(net: &mut Net, a: &Action) {
                         step: Service::PocSandbox,
                         state,
                         note: "update".into(),
+                        by: "operator".into(),
                     },
                 );
             }

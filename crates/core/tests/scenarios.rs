@@ -125,6 +125,7 @@ fn an_operator_decline_names_its_reason_and_the_next_member_is_offered() {
             referral: id.clone(),
             accept: false,
             detail: "no staff".into(),
+            by: "operator".into(),
         },
     );
     net.run_for(100);
@@ -192,6 +193,7 @@ fn progress_reaches_the_origin_and_completes_the_referral() {
             step: Service::PocSandbox,
             state: ProgressState::InProgress,
             note: "PoC started".into(),
+            by: "operator".into(),
         },
     );
     net.run_for(1_000);
@@ -206,6 +208,7 @@ fn progress_reaches_the_origin_and_completes_the_referral() {
             step: Service::Production,
             state: ProgressState::Completed,
             note: "in production".into(),
+            by: "operator".into(),
         },
     );
     net.run_for(1_000);

@@ -33,6 +33,7 @@ fn refer_then_withdraw(net: &mut Net, target_state: InState) -> ReferralId {
         Input::Withdraw {
             referral: id.clone(),
             detail: "client changed plans".into(),
+            by: "operator".into(),
         },
     );
     id
@@ -255,6 +256,7 @@ fn the_operator_withdraws_a_referral_and_the_target_lets_go() {
         Input::Withdraw {
             referral: id.clone(),
             detail: "client went elsewhere".into(),
+            by: "operator".into(),
         },
     );
     net.run_for(1_000);
@@ -278,6 +280,7 @@ fn the_operator_withdraws_a_referral_and_the_target_lets_go() {
             referral: id.clone(),
             accept: true,
             detail: String::new(),
+            by: "operator".into(),
         },
     );
     assert_eq!(
@@ -396,6 +399,7 @@ fn a_finished_referral_leaves_memory_after_its_retention_and_a_replayed_offer_ca
             step: Service::PocSandbox,
             state: ProgressState::Completed,
             note: "in production".into(),
+            by: "operator".into(),
         },
     );
     net.run_for(1_000);
@@ -448,6 +452,7 @@ fn the_records_that_leave_memory_are_handed_over_with_their_last_bytes() {
         Input::Withdraw {
             referral: id.clone(),
             detail: "client changed plans".into(),
+            by: "operator".into(),
         },
     );
     net.run_for(2_000);
@@ -483,6 +488,7 @@ fn an_abandoned_project_is_reported_to_the_origin() {
             step: Service::Financing,
             state: ProgressState::Abandoned,
             note: "no funding".into(),
+            by: "operator".into(),
         },
     );
     net.run_for(1_000);

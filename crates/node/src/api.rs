@@ -1,29 +1,38 @@
 //! The local admin HTTP API. Handlers only translate HTTP to [`ApiCall`]s for the node's
-//! main loop, which owns the core; every answer is JSON, errors included.
-
-use std::sync::Arc;
+//! main loop, which owns the core; every answer is JSON, errors included. Ids and bodies
+//! are parsed here, and each call is checked against the caller's role.
 
 use aiguillage_core::project_file::ProjectFile;
-use aiguillage_wire::{JobId, ProgressState, ReferralId, Service};
-use axum::extract::{Path, State};
+use aiguillage_wire::{JobId, ProgressState, ProjectId, ReferralId, Service};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-
-use crate::job_file::JobFile;
 use tokio::sync::{mpsc, oneshot};
 
-/// What an operator asks the node, parsed and checked at the edge: ids are well formed and
+use crate::access::{Access, Caller, Role};
+use crate::job_file::JobFile;
+
+/// What a caller asks the node, parsed and checked at the edge: ids are well formed and
 /// bodies have their shape before the node's loop sees them.
 #[derive(Debug)]
 pub enum ApiCall {
     Status,
     Directory,
     Projects,
+    Project(ProjectId),
     FileProject(Box<ProjectFile>),
+    ProjectProgress {
+        project: ProjectId,
+        report: ProgressReport,
+    },
+    AdviseAgainst {
+        project: ProjectId,
+        reason: String,
+    },
     Referrals,
     Referral(ReferralId),
     Decide {
@@ -45,13 +54,49 @@ pub enum ApiCall {
     CancelJob(JobId),
     Ledger,
     Kpi,
-    Notifications,
+    Notifications {
+        after: u64,
+        unread: bool,
+    },
+    MarkRead {
+        up_to: u64,
+    },
     PublishAdvert,
     /// The Prometheus text, with the gauges brought up to date first.
     Metrics,
 }
 
-/// The body of `POST /referrals/{id}/progress`.
+impl ApiCall {
+    /// The least role that may make this call.
+    pub fn role(&self) -> Role {
+        match self {
+            ApiCall::Status
+            | ApiCall::Directory
+            | ApiCall::Projects
+            | ApiCall::Project(_)
+            | ApiCall::Referrals
+            | ApiCall::Referral(_)
+            | ApiCall::Jobs
+            | ApiCall::Job(_)
+            | ApiCall::Ledger
+            | ApiCall::Kpi
+            | ApiCall::Notifications { .. }
+            | ApiCall::Metrics => Role::Viewer,
+            ApiCall::FileProject(_)
+            | ApiCall::ProjectProgress { .. }
+            | ApiCall::AdviseAgainst { .. }
+            | ApiCall::Decide { .. }
+            | ApiCall::Withdraw { .. }
+            | ApiCall::Progress { .. }
+            | ApiCall::MarkRead { .. } => Role::Adviser,
+            ApiCall::SubmitJob(_) | ApiCall::CancelJob(_) | ApiCall::PublishAdvert => {
+                Role::Operator
+            }
+        }
+    }
+}
+
+/// The body of `POST /referrals/{id}/progress` and `POST /projects/{id}/progress`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProgressReport {
@@ -69,9 +114,13 @@ fn job_id(s: &str) -> Result<JobId, ApiError> {
     JobId::new(s).map_err(|e| ApiError::bad_request(format!("job id {s:?}: {e}")))
 }
 
-/// A JSON body as `T`, or a 400 that names what is wrong (`what: …`).
+fn project_id(s: &str) -> Result<ProjectId, ApiError> {
+    ProjectId::new(s).map_err(|e| ApiError::bad_request(format!("project id {s:?}: {e}")))
+}
+
+/// A JSON body as `T`, or a 422 that names what is wrong (`what: …`).
 fn parse_body<T: serde::de::DeserializeOwned>(what: &str, v: Value) -> Result<T, ApiError> {
-    serde_json::from_value(v).map_err(|e| ApiError::bad_request(format!("{what}: {e}")))
+    serde_json::from_value(v).map_err(|e| ApiError::invalid(format!("{what}: {e}")))
 }
 
 /// An error answer: HTTP status and a message naming the problem.
@@ -82,28 +131,47 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn bad_request(message: impl Into<String>) -> ApiError {
+    fn with(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
-            status: StatusCode::BAD_REQUEST,
+            status,
             message: message.into(),
         }
+    }
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::with(StatusCode::BAD_REQUEST, message)
+    }
+    /// Well formed, but a value breaks a rule (422).
+    pub fn invalid(message: impl Into<String>) -> ApiError {
+        ApiError::with(StatusCode::UNPROCESSABLE_ENTITY, message)
+    }
+    pub fn too_large(message: impl Into<String>) -> ApiError {
+        ApiError::with(StatusCode::PAYLOAD_TOO_LARGE, message)
+    }
+    /// Not allowed in the state it is in (409).
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError::with(StatusCode::CONFLICT, message)
+    }
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::with(StatusCode::FORBIDDEN, message)
     }
     pub fn internal(message: impl Into<String>) -> ApiError {
-        ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            message: message.into(),
-        }
+        ApiError::with(StatusCode::INTERNAL_SERVER_ERROR, message)
     }
     pub fn unavailable(message: impl Into<String>) -> ApiError {
-        ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            message: message.into(),
-        }
+        ApiError::with(StatusCode::SERVICE_UNAVAILABLE, message)
     }
     pub fn not_found(message: impl Into<String>) -> ApiError {
-        ApiError {
-            status: StatusCode::NOT_FOUND,
-            message: message.into(),
+        ApiError::with(StatusCode::NOT_FOUND, message)
+    }
+}
+
+impl From<aiguillage_core::InputError> for ApiError {
+    fn from(e: aiguillage_core::InputError) -> ApiError {
+        use aiguillage_core::InputError as E;
+        match e {
+            E::TooLarge { .. } => ApiError::too_large(e.to_string()),
+            E::Invalid { .. } => ApiError::invalid(e.to_string()),
+            E::Conflict { .. } => ApiError::conflict(e.to_string()),
         }
     }
 }
@@ -115,126 +183,143 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiReply = Result<Value, ApiError>;
-pub type ApiSender = mpsc::Sender<(ApiCall, oneshot::Sender<ApiReply>)>;
+pub type ApiSender = mpsc::Sender<(Caller, ApiCall, oneshot::Sender<ApiReply>)>;
 
 #[derive(Clone)]
 struct Shared {
-    token: Arc<String>,
+    access: Access,
     calls: ApiSender,
 }
 
-pub fn router(token: String, calls: ApiSender) -> Router {
-    let shared = Shared {
-        token: Arc::new(token),
-        calls,
-    };
+type S = State<Shared>;
+
+pub fn router(access: Access, calls: ApiSender) -> Router {
+    let shared = Shared { access, calls };
     Router::new()
         .route("/health", get(|| async { Json(json!({ "ok": true })) }))
         .route("/metrics", get(metrics_text))
         .route(
             "/status",
-            get(|s: State<Shared>, h: HeaderMap| call(s, h, ApiCall::Status)),
+            get(|s: S, h: HeaderMap| call(s, h, ApiCall::Status)),
         )
         .route(
             "/directory",
-            get(|s: State<Shared>, h: HeaderMap| call(s, h, ApiCall::Directory)),
+            get(|s: S, h: HeaderMap| call(s, h, ApiCall::Directory)),
         )
         .route(
             "/projects",
-            get(|s: State<Shared>, h: HeaderMap| call(s, h, ApiCall::Projects)).post(
-                |s: State<Shared>, h: HeaderMap, b: Json<Value>| async move {
+            get(|s: S, h: HeaderMap| call(s, h, ApiCall::Projects)).post(
+                |s: S, h: HeaderMap, b: Json<Value>| async move {
                     let file = parse_body::<ProjectFile>("project", b.0)?;
+                    file.check()?;
                     call(s, h, ApiCall::FileProject(Box::new(file))).await
                 },
             ),
         )
         .route(
+            "/projects/{*rest}",
+            get(|s: S, h: HeaderMap, Path(rest): Path<String>| async move {
+                call(s, h, ApiCall::Project(project_id(&rest)?)).await
+            })
+            .post(project_action),
+        )
+        .route(
             "/referrals",
-            get(|s: State<Shared>, h: HeaderMap| call(s, h, ApiCall::Referrals)),
+            get(|s: S, h: HeaderMap| call(s, h, ApiCall::Referrals)),
         )
         .route(
             "/referrals/{*rest}",
-            get(
-                |s: State<Shared>, h: HeaderMap, Path(rest): Path<String>| async move {
-                    call(s, h, ApiCall::Referral(referral_id(&rest)?)).await
-                },
-            )
+            get(|s: S, h: HeaderMap, Path(rest): Path<String>| async move {
+                call(s, h, ApiCall::Referral(referral_id(&rest)?)).await
+            })
             .post(referral_action),
         )
         .route(
             "/jobs",
-            get(|s: State<Shared>, h: HeaderMap| call(s, h, ApiCall::Jobs)).post(
-                |s: State<Shared>, h: HeaderMap, b: Json<Value>| async move {
+            get(|s: S, h: HeaderMap| call(s, h, ApiCall::Jobs)).post(
+                |s: S, h: HeaderMap, b: Json<Value>| async move {
                     let file = parse_body::<JobFile>("job", b.0)?;
                     file.check()
-                        .map_err(|e| ApiError::bad_request(format!("job: {e}")))?;
+                        .map_err(|e| ApiError::invalid(format!("job: {e}")))?;
                     call(s, h, ApiCall::SubmitJob(Box::new(file))).await
                 },
             ),
         )
         .route(
             "/jobs/{*rest}",
-            get(
-                |s: State<Shared>, h: HeaderMap, Path(rest): Path<String>| async move {
-                    call(s, h, ApiCall::Job(job_id(&rest)?)).await
-                },
-            )
+            get(|s: S, h: HeaderMap, Path(rest): Path<String>| async move {
+                call(s, h, ApiCall::Job(job_id(&rest)?)).await
+            })
             .post(job_action),
         )
         .route(
             "/ledger",
-            get(|s: State<Shared>, h: HeaderMap| call(s, h, ApiCall::Ledger)),
+            get(|s: S, h: HeaderMap| call(s, h, ApiCall::Ledger)),
         )
         .route(
             "/advert/publish",
-            axum::routing::post(|s: State<Shared>, h: HeaderMap| {
-                call(s, h, ApiCall::PublishAdvert)
+            post(|s: S, h: HeaderMap| call(s, h, ApiCall::PublishAdvert)),
+        )
+        .route("/kpi", get(|s: S, h: HeaderMap| call(s, h, ApiCall::Kpi)))
+        .route(
+            "/notifications",
+            get(|s: S, h: HeaderMap, q: Query<NoticeQuery>| async move {
+                let c = ApiCall::Notifications {
+                    after: q.after.unwrap_or(0),
+                    unread: q.unread.unwrap_or(false),
+                };
+                call(s, h, c).await
             }),
         )
         .route(
-            "/kpi",
-            get(|s: State<Shared>, h: HeaderMap| call(s, h, ApiCall::Kpi)),
-        )
-        .route(
-            "/notifications",
-            get(|s: State<Shared>, h: HeaderMap| call(s, h, ApiCall::Notifications)),
+            "/notifications/read",
+            post(|s: S, h: HeaderMap, b: Json<Value>| async move {
+                let r: MarkRead = parse_body("read", b.0)?;
+                call(s, h, ApiCall::MarkRead { up_to: r.up_to }).await
+            }),
         )
         .fallback(|| async { ApiError::not_found("no such endpoint; see docs/admin-api.yaml") })
         .with_state(shared)
 }
 
+#[derive(Deserialize)]
+struct NoticeQuery {
+    after: Option<u64>,
+    unread: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MarkRead {
+    up_to: u64,
+}
+
 async fn metrics_text(State(s): State<Shared>) -> Result<String, ApiError> {
-    match ask(&s, ApiCall::Metrics).await? {
+    let node = Caller {
+        name: "metrics".into(),
+        role: Role::Viewer,
+    };
+    match ask(&s, node, ApiCall::Metrics).await? {
         Value::String(text) => Ok(text),
         other => Ok(other.to_string()),
     }
 }
 
-fn authorised(s: &Shared, headers: &HeaderMap) -> Result<(), ApiError> {
+/// The caller a request's bearer token belongs to.
+fn authorised(s: &Shared, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let given = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
+    let unauthorised = |m: &str| ApiError::with(StatusCode::UNAUTHORIZED, m);
     match given {
-        None => Err(ApiError {
-            status: StatusCode::UNAUTHORIZED,
-            message: "missing bearer token (Authorization: Bearer <token from the token file>)"
-                .into(),
-        }),
-        // Equal-time comparison: the token guards a local API, but costs nothing.
-        Some(t)
-            if t.len() == s.token.len()
-                && t.bytes()
-                    .zip(s.token.bytes())
-                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                    == 0 =>
-        {
-            Ok(())
-        }
-        Some(_) => Err(ApiError {
-            status: StatusCode::UNAUTHORIZED,
-            message: "wrong bearer token".into(),
-        }),
+        None => Err(unauthorised(
+            "missing bearer token (Authorization: Bearer <token from the token file>)",
+        )),
+        Some(t) => s
+            .access
+            .caller(t)
+            .ok_or_else(|| unauthorised("wrong bearer token")),
     }
 }
 
@@ -243,15 +328,26 @@ async fn call(
     headers: HeaderMap,
     c: ApiCall,
 ) -> Result<Json<Value>, ApiError> {
-    authorised(&s, &headers)?;
-    ask(&s, c).await.map(Json)
+    let caller = authorised(&s, &headers)?;
+    if caller.role < c.role() {
+        return Err(ApiError::forbidden(format!(
+            "{} is a {} and this needs an {}",
+            caller.name,
+            caller.role.tag(),
+            c.role().tag()
+        )));
+    }
+    ask(&s, caller, c).await.map(Json)
 }
 
 /// Hands a call to the node's loop and waits for its answer.
-async fn ask(s: &Shared, c: ApiCall) -> ApiReply {
+async fn ask(s: &Shared, caller: Caller, c: ApiCall) -> ApiReply {
     let (tx, rx) = oneshot::channel();
     let stopping = || ApiError::unavailable("the node is shutting down");
-    s.calls.send((c, tx)).await.map_err(|_| stopping())?;
+    s.calls
+        .send((caller, c, tx))
+        .await
+        .map_err(|_| stopping())?;
     rx.await.map_err(|_| stopping())?
 }
 
@@ -261,18 +357,25 @@ struct Detail {
     detail: String,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Reason {
+    reason: String,
+}
+
 /// `POST /referrals/{id}/accept|decline|withdraw|progress` (referral ids contain `/`).
 async fn referral_action(
-    s: State<Shared>,
+    s: S,
     h: HeaderMap,
     Path(rest): Path<String>,
     body: Option<Json<Value>>,
 ) -> Result<Json<Value>, ApiError> {
     let body = body.map(|b| b.0).unwrap_or(Value::Null);
-    let detail = || {
-        serde_json::from_value::<Detail>(body.clone())
-            .unwrap_or_default()
-            .detail
+    let detail = |body: Value| -> Result<String, ApiError> {
+        if body.is_null() {
+            return Ok(String::new());
+        }
+        Ok(parse_body::<Detail>("detail", body)?.detail)
     };
     let (id, action) = rest.rsplit_once('/').ok_or_else(|| {
         ApiError::not_found("POST /referrals/{id}/accept|decline|withdraw|progress")
@@ -282,16 +385,16 @@ async fn referral_action(
         "accept" => ApiCall::Decide {
             referral,
             accept: true,
-            detail: detail(),
+            detail: detail(body)?,
         },
         "decline" => ApiCall::Decide {
             referral,
             accept: false,
-            detail: detail(),
+            detail: detail(body)?,
         },
         "withdraw" => ApiCall::Withdraw {
             referral,
-            detail: detail(),
+            detail: detail(body)?,
         },
         "progress" => ApiCall::Progress {
             referral,
@@ -306,12 +409,46 @@ async fn referral_action(
     call(s, h, c).await
 }
 
-/// `POST /jobs/{id}/cancel`.
-async fn job_action(
-    s: State<Shared>,
+/// `POST /projects/{id}/progress|advise-against` (project ids contain `/`).
+async fn project_action(
+    s: S,
     h: HeaderMap,
     Path(rest): Path<String>,
+    body: Option<Json<Value>>,
 ) -> Result<Json<Value>, ApiError> {
+    let body = body.map(|b| b.0).unwrap_or(Value::Null);
+    let (id, action) = rest
+        .rsplit_once('/')
+        .ok_or_else(|| ApiError::not_found("POST /projects/{id}/progress|advise-against"))?;
+    let project = project_id(id)?;
+    let c = match action {
+        "progress" => ApiCall::ProjectProgress {
+            project,
+            report: parse_body("progress", body)?,
+        },
+        "advise-against" => {
+            let r: Reason = parse_body("advise-against", body)?;
+            if r.reason.trim().is_empty() {
+                return Err(ApiError::invalid(
+                    "reason: say why the project is not worth doing",
+                ));
+            }
+            ApiCall::AdviseAgainst {
+                project,
+                reason: r.reason,
+            }
+        }
+        other => {
+            return Err(ApiError::not_found(format!(
+                "unknown project action {other:?}"
+            )));
+        }
+    };
+    call(s, h, c).await
+}
+
+/// `POST /jobs/{id}/cancel`.
+async fn job_action(s: S, h: HeaderMap, Path(rest): Path<String>) -> Result<Json<Value>, ApiError> {
     match rest.rsplit_once('/') {
         Some((id, "cancel")) => call(s, h, ApiCall::CancelJob(job_id(id)?)).await,
         _ => Err(ApiError::not_found("POST /jobs/{id}/cancel")),

@@ -119,8 +119,15 @@ pub struct AdminConfig {
     /// Bound to loopback by default; binding elsewhere needs `allow_remote = true`.
     pub listen: SocketAddr,
     pub token_file: PathBuf,
+    /// A folder of named users' tokens, one `<name>.toml` each (`aiguillage token add`).
+    #[serde(default = "default_tokens_dir")]
+    pub tokens_dir: PathBuf,
     #[serde(default)]
     pub allow_remote: bool,
+}
+
+fn default_tokens_dir() -> PathBuf {
+    "tokens".into()
 }
 
 impl NodeConfig {
@@ -136,6 +143,7 @@ impl NodeConfig {
             &mut c.roster,
             &mut c.data_dir,
             &mut c.admin.token_file,
+            &mut c.admin.tokens_dir,
         ] {
             if p.is_relative() {
                 *p = base.join(&*p);

@@ -1,5 +1,6 @@
 //! `aiguillage`: the command-line entry point of an Aiguillage federation member.
 
+mod access;
 mod admin_client;
 mod api;
 mod cli;

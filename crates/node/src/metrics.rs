@@ -21,6 +21,8 @@ pub struct Metrics {
     pub peer_last_message: GaugeVec,
     pub peer_score: GaugeVec,
     pub peer_refused: IntCounterVec,
+    /// Messages that could not be sealed: a bug, never an input error.
+    pub seal_failures: IntCounterVec,
     pub referrals: IntGaugeVec,
     pub offer_answer_seconds: Histogram,
     pub overflow: IntCounterVec,
@@ -109,6 +111,12 @@ impl Metrics {
             "Messages refused, by the member that sent or relayed them and the reason",
             &["member", "reason"],
         );
+        let seal_failures = counter(
+            &registry,
+            "aiguillage_seal_failures_total",
+            "Messages that could not be sealed (a bug), by kind; none is sent again",
+            &["kind"],
+        );
         let referrals = IntGaugeVec::new(
             Opts::new("aiguillage_referrals", "Referrals by direction and state"),
             &["direction", "state"],
@@ -183,6 +191,7 @@ impl Metrics {
             peer_last_message,
             peer_score,
             peer_refused,
+            seal_failures,
             referrals,
             offer_answer_seconds,
             overflow,

@@ -415,6 +415,7 @@ impl<'s> Sim<'s> {
                             referral,
                             accept,
                             detail: "simulated operator".into(),
+                            by: "simulated operator".into(),
                         },
                     );
                 }
@@ -433,6 +434,7 @@ impl<'s> Sim<'s> {
                             step: Service::Production,
                             state,
                             note: "simulated operator".into(),
+                            by: "simulated operator".into(),
                         },
                     );
                 }
@@ -551,6 +553,13 @@ impl<'s> Sim<'s> {
                     *self.metrics.refusals.entry(r.reason).or_default() += 1;
                 }
                 Output::Audit(_) => self.metrics.audits += 1,
+                Output::SealFailed { .. } => {
+                    *self
+                        .metrics
+                        .refusals
+                        .entry("seal_failed".into())
+                        .or_default() += 1;
+                }
                 Output::Wake { .. } => {}
             }
         }
@@ -744,7 +753,15 @@ impl<'s> Sim<'s> {
                 self.metrics.projects_lost_down += 1;
                 continue;
             }
-            self.feed(m, Input::FileProject { card, dossier });
+            self.feed(
+                m,
+                Input::FileProject {
+                    card,
+                    dossier,
+                    choice: aiguillage_core::FilingChoice::Route,
+                    by: "simulated adviser".into(),
+                },
+            );
             self.drain_immediate();
         }
     }

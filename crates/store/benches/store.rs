@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use aiguillage_core::profile::Profile;
 use aiguillage_core::{AuditEvent, Core, CoreConfig, FiledProject, Input, State, StateKey};
-use aiguillage_store::Store;
+use aiguillage_store::{Changes, Store};
 use aiguillage_wire::*;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
@@ -36,6 +36,8 @@ fn template() -> FiledProject {
         Input::FileProject {
             card: file.card(),
             dossier: file.dossier.clone().unwrap(),
+            choice: aiguillage_core::FilingChoice::Route,
+            by: "adviser".into(),
         },
     );
     core.state().projects.values().next().unwrap().clone()
@@ -78,7 +80,9 @@ fn writes(c: &mut Criterion) {
         b.iter(|| {
             let dirty = with_projects(&mut state, &t, next, 1);
             next += 1;
-            store.commit(&state, &dirty, &[], &one_audit, &key).unwrap();
+            store
+                .commit(&state, &Changes::of(&dirty, &one_audit), &key)
+                .unwrap();
         })
     });
     let many_audit = audit(64);
@@ -88,7 +92,7 @@ fn writes(c: &mut Criterion) {
             let dirty = with_projects(&mut state, &t, next, 64);
             next += 64;
             store
-                .commit(&state, &dirty, &[], &many_audit, &key)
+                .commit(&state, &Changes::of(&dirty, &many_audit), &key)
                 .unwrap();
         })
     });
@@ -111,7 +115,9 @@ fn recovery(c: &mut Criterion) {
         let mut state = State::default();
         for chunk in 0..records / 1_000 {
             let dirty = with_projects(&mut state, &t, chunk * 1_000, 1_000);
-            store.commit(&state, &dirty, &[], &audit(10), &key).unwrap();
+            store
+                .commit(&state, &Changes::of(&dirty, &audit(10)), &key)
+                .unwrap();
         }
     }
     let bytes: u64 = walk_size(dir.path());

@@ -14,7 +14,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use aiguillage_core::{AuditEvent, RecordError, State, StateKey};
+use aiguillage_core::{AuditEvent, Notification, RecordError, State, StateKey};
 use aiguillage_wire::codec::{decode_stored, encode};
 use aiguillage_wire::{PublicKey, SigningKey, Timestamp};
 use ed25519_dalek::{Signature, Signer};
@@ -72,13 +72,54 @@ impl AuditRecord {
     }
 }
 
+/// What one commit writes.
+#[derive(Clone, Copy)]
+pub struct Changes<'a> {
+    /// The records that changed.
+    pub dirty: &'a BTreeSet<StateKey>,
+    /// Records that left the core's memory, with their last bytes: moved to the archive.
+    pub retired: &'a [(StateKey, Vec<u8>)],
+    pub audit: &'a [AuditEvent],
+    /// Notifications for the operators, with when they happened.
+    pub notices: &'a [(Timestamp, Notification)],
+}
+
+impl<'a> Changes<'a> {
+    /// Records and audit entries only: nothing retired, no notification.
+    pub fn of(dirty: &'a BTreeSet<StateKey>, audit: &'a [AuditEvent]) -> Changes<'a> {
+        Changes {
+            dirty,
+            retired: &[],
+            audit,
+            notices: &[],
+        }
+    }
+}
+
+/// A stored notification.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Notice {
+    pub seq: u64,
+    pub at: Timestamp,
+    pub notification: Notification,
+}
+
+/// The newest notifications kept; older ones are removed as new ones come.
+const NOTICES_KEPT: u64 = 10_000;
+/// Where the highest seq marked read is kept.
+const NOTICES_READ: &[u8] = b"notices_read";
+
 pub struct Store {
     db: sled::Db,
     state: sled::Tree,
     audit: sled::Tree,
     /// Records that left the core's memory, by the same keys.
     archive: sled::Tree,
+    notices: sled::Tree,
     last: Option<(u64, [u8; 32])>,
+    /// The seq of the newest notification and of the oldest still kept.
+    last_notice: u64,
+    first_notice: u64,
     /// For a test: the next commit fails after writing its records, before its audit.
     #[cfg(test)]
     fail_before_audit: bool,
@@ -127,6 +168,12 @@ impl Store {
         let state = db.open_tree("state")?;
         let audit = db.open_tree("audit")?;
         let archive = db.open_tree("archive")?;
+        let notices = db.open_tree("notices")?;
+        let seq_of = |item: Option<(sled::IVec, sled::IVec)>| {
+            item.and_then(|(k, _)| k.as_ref().try_into().ok().map(u64::from_be_bytes))
+        };
+        let last_notice = seq_of(notices.last()?).unwrap_or(0);
+        let first_notice = seq_of(notices.first()?).unwrap_or(last_notice + 1);
         let last = match audit.last()? {
             Some((_, v)) => {
                 let r: AuditRecord = decode(b"audit", &v)?;
@@ -139,7 +186,10 @@ impl Store {
             state,
             audit,
             archive,
+            notices,
             last,
+            last_notice,
+            first_notice,
             #[cfg(test)]
             fail_before_audit: false,
         })
@@ -176,17 +226,22 @@ impl Store {
             .collect()
     }
 
-    /// Writes the records named by `dirty`, moves the `retired` records to the archive, and
-    /// appends the audit events, all in one transaction; then flushes to disk.
+    /// Writes the records named by `changes.dirty`, moves the retired records to the
+    /// archive, appends the audit entries and the notifications, all in one transaction;
+    /// then flushes to disk.
     pub fn commit(
         &mut self,
         state: &State,
-        dirty: &BTreeSet<StateKey>,
-        retired: &[(StateKey, Vec<u8>)],
-        audit: &[AuditEvent],
+        changes: &Changes<'_>,
         key: &SigningKey,
     ) -> Result<(), StoreError> {
-        if dirty.is_empty() && retired.is_empty() && audit.is_empty() {
+        let Changes {
+            dirty,
+            retired,
+            audit,
+            notices,
+        } = *changes;
+        if dirty.is_empty() && retired.is_empty() && audit.is_empty() && notices.is_empty() {
             return Ok(());
         }
         let mut records = sled::Batch::default();
@@ -222,18 +277,37 @@ impl Store {
             entries.insert(&seq.to_be_bytes(), encode(&r));
             last = Some((seq, h));
         }
+        let mut notes = sled::Batch::default();
+        let mut last_notice = self.last_notice;
+        for n in notices {
+            last_notice += 1;
+            let stored = Notice {
+                seq: last_notice,
+                at: n.0,
+                notification: n.1.clone(),
+            };
+            notes.insert(&last_notice.to_be_bytes(), encode(&stored));
+        }
+        // The oldest notifications go once more than NOTICES_KEPT are held.
+        let first_kept = last_notice.saturating_sub(NOTICES_KEPT);
+        for seq in self.first_notice..=first_kept.min(last_notice) {
+            if seq > 0 {
+                notes.remove(&seq.to_be_bytes());
+            }
+        }
         #[cfg(test)]
         let fail_before_audit = std::mem::take(&mut self.fail_before_audit);
         #[cfg(not(test))]
         let fail_before_audit = false;
-        (&self.state, &self.archive, &self.audit)
-            .transaction(|(st, ar, au)| {
+        (&self.state, &self.archive, &self.audit, &self.notices)
+            .transaction(|(st, ar, au, no)| {
                 st.apply_batch(&records)?;
                 ar.apply_batch(&archive)?;
                 if fail_before_audit {
                     return Err(ConflictableTransactionError::Abort(()));
                 }
                 au.apply_batch(&entries)?;
+                no.apply_batch(&notes)?;
                 Ok(())
             })
             .map_err(|e| match e {
@@ -244,7 +318,56 @@ impl Store {
             })?;
         self.db.flush()?;
         self.last = last;
+        self.last_notice = last_notice;
+        self.first_notice = self.first_notice.max(first_kept + 1);
         Ok(())
+    }
+
+    /// The notifications after `after`, oldest first, at most `limit`.
+    pub fn notices(&self, after: u64, limit: usize) -> Result<Vec<Notice>, StoreError> {
+        self.notices
+            .range((after + 1).to_be_bytes()..)
+            .take(limit)
+            .map(|item| {
+                let (k, v) = item?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    /// The newest notifications, newest first, at most `limit`.
+    pub fn latest_notices(&self, limit: usize) -> Result<Vec<Notice>, StoreError> {
+        self.notices
+            .iter()
+            .rev()
+            .take(limit)
+            .map(|item| {
+                let (k, v) = item?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    /// The highest notification seq the operators marked read (0 for none).
+    pub fn notices_read(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .db
+            .get(NOTICES_READ)?
+            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0))
+    }
+
+    /// Marks every notification up to `seq` read; flushed before it returns.
+    pub fn mark_notices_read(&self, seq: u64) -> Result<u64, StoreError> {
+        let seq = seq.min(self.last_notice).max(self.notices_read()?);
+        self.db.insert(NOTICES_READ, &seq.to_be_bytes())?;
+        self.db.flush()?;
+        Ok(seq)
+    }
+
+    /// The seq of the newest notification (0 for none).
+    pub fn last_notice(&self) -> u64 {
+        self.last_notice
     }
 
     /// Every audit entry, oldest first.
@@ -329,7 +452,11 @@ mod tests {
             store.fail_before_audit = true;
             assert!(
                 store
-                    .commit(&state, &dirty, &[], std::slice::from_ref(&event), &key)
+                    .commit(
+                        &state,
+                        &Changes::of(&dirty, std::slice::from_ref(&event)),
+                        &key,
+                    )
                     .is_err()
             );
         }
@@ -342,7 +469,11 @@ mod tests {
         {
             let mut store = Store::open(dir.path()).unwrap();
             store
-                .commit(&state, &dirty, &[], std::slice::from_ref(&event), &key)
+                .commit(
+                    &state,
+                    &Changes::of(&dirty, std::slice::from_ref(&event)),
+                    &key,
+                )
                 .unwrap();
         }
         let store = Store::open(dir.path()).unwrap();

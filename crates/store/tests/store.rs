@@ -5,7 +5,7 @@ use std::path::Path;
 
 use aiguillage_core::profile::Profile;
 use aiguillage_core::{AuditEvent, Core, CoreConfig, Input, State, StateKey};
-use aiguillage_store::Store;
+use aiguillage_store::{Changes, Store};
 use aiguillage_wire::*;
 
 const T0: Timestamp = Timestamp(1_780_000_000_000);
@@ -43,6 +43,8 @@ fn state_written_by_keys_reloads_equal() {
         Input::FileProject {
             card: card.card(),
             dossier: card.dossier.clone().unwrap(),
+            choice: aiguillage_core::FilingChoice::Route,
+            by: "adviser".into(),
         },
     );
     c.handle(
@@ -66,7 +68,9 @@ fn state_written_by_keys_reloads_equal() {
     assert!(dirty.iter().any(|k| matches!(k, StateKey::Job(_))));
     {
         let mut store = Store::open(dir.path()).unwrap();
-        store.commit(c.state(), &dirty, &[], &[], &key).unwrap();
+        store
+            .commit(c.state(), &Changes::of(&dirty, &[]), &key)
+            .unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
     let loaded = store.load().unwrap();
@@ -98,9 +102,7 @@ fn the_audit_chain_verifies_and_shows_tampering() {
         store
             .commit(
                 &State::default(),
-                &BTreeSet::new(),
-                &[],
-                &[event(1), event(2)],
+                &Changes::of(&BTreeSet::new(), &[event(1), event(2)]),
                 &key,
             )
             .unwrap();
@@ -108,7 +110,11 @@ fn the_audit_chain_verifies_and_shows_tampering() {
     // The chain continues across a reopen.
     let mut store = Store::open(dir.path()).unwrap();
     store
-        .commit(&State::default(), &BTreeSet::new(), &[], &[event(3)], &key)
+        .commit(
+            &State::default(),
+            &Changes::of(&BTreeSet::new(), &[event(3)]),
+            &key,
+        )
         .unwrap();
     assert_eq!(store.audit_verify(&PublicKey::of(&key)).unwrap(), 3);
     let other = SigningKey::from_bytes(&[4; 32]);
@@ -200,7 +206,9 @@ fn each_advert_is_its_own_record_and_an_expired_one_is_removed() {
     let key = SigningKey::from_bytes(&[3; 32]);
     {
         let mut store = Store::open(dir.path()).unwrap();
-        store.commit(lu.state(), &dirty, &[], &[], &key).unwrap();
+        store
+            .commit(lu.state(), &Changes::of(&dirty, &[]), &key)
+            .unwrap();
         let loaded = store.load().unwrap();
         let listing = loaded.directory.get(&de).expect("the listing reloads");
         assert_eq!(listing.advert.member, de);
@@ -209,7 +217,9 @@ fn each_advert_is_its_own_record_and_an_expired_one_is_removed() {
         lu.handle(later, Input::Tick);
         let dirty = lu.take_dirty();
         assert!(dirty.contains(&StateKey::Listing(de.clone())), "{dirty:?}");
-        store.commit(lu.state(), &dirty, &[], &[], &key).unwrap();
+        store
+            .commit(lu.state(), &Changes::of(&dirty, &[]), &key)
+            .unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
     assert!(store.load().unwrap().directory.get(&de).is_none());

@@ -44,7 +44,6 @@ pub(crate) fn to_vec<T: Serialize>(value: &T) -> Vec<u8> {
     serde_cbor::to_vec(value).expect("message types always serialise to CBOR")
 }
 
-/// Checks `bytes` against `limits`, then decodes one `T`.
 /// Checks a message body: the kind's structural limits, a map at the top, and text keys
 /// that appear once per map.
 pub(crate) fn check_payload(bytes: &[u8], limits: Limits) -> Result<(), WireError> {

@@ -121,10 +121,8 @@ impl Envelope {
         issued_at: Timestamp,
         expires_at: Timestamp,
     ) -> Result<Envelope, WireError> {
-        message.validate(signer)?;
-        let payload = codec::to_vec(message);
         // What every receiver will check, checked before signing.
-        codec::check_payload(&payload, M::KIND.limits())?;
+        let payload = deliverable(message, signer)?;
         check_lifetime(M::KIND, issued_at, expires_at)?;
         let public = PublicKey::of(key);
         let input = signing_input(M::KIND, signer, &public, issued_at, expires_at, &payload);
@@ -275,6 +273,16 @@ impl Envelope {
             message,
         })
     }
+}
+
+/// The body of `message` from `signer`, if every receiver would take it: the message's own
+/// rules, then its kind's size and structure limits. A sender checks what an operator asks
+/// it to send with this before it keeps anything.
+pub fn deliverable<M: Message>(message: &M, signer: &MemberId) -> Result<Vec<u8>, WireError> {
+    message.validate(signer)?;
+    let payload = codec::to_vec(message);
+    codec::check_payload(&payload, M::KIND.limits())?;
+    Ok(payload)
 }
 
 /// Decodes, verifies and opens one message of kind `M` from peer bytes.

@@ -23,7 +23,7 @@ mod vocab;
 pub use advert::{Advert, Dataset, GpuCapacity};
 pub use envelope::{
     Envelope, MAX_CLOCK_SKEW_MS, MAX_ENVELOPE_BYTES, Message, PROTOCOL_VERSION, SIGNING_DOMAIN,
-    Verified, open, signing_input,
+    Verified, deliverable, open, signing_input,
 };
 pub use error::WireError;
 pub use ids::{CountryCode, JobId, Language, MemberId, ProjectId, ReferralId, Timestamp};

@@ -1,5 +1,5 @@
 //! The closed vocabularies of the federation: sectors, journey services, roles, reasons.
-//! Tags are the snake_case strings of `shared/data/ai_factories.json`; an unknown tag is a
+//! Tags are the snake_case strings of `data/ai_factories.json`; an unknown tag is a
 //! decode error, never a silent default.
 
 use std::fmt;

@@ -14,3 +14,5 @@
 
 mod origin;
 mod target;
+
+pub(crate) use origin::rationale;

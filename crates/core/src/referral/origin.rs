@@ -9,13 +9,26 @@ use aiguillage_wire::{
 use crate::ledger::Entry;
 use crate::routing::{self, Outcome, Standing};
 use crate::state::{
-    AttemptOutcome, AttemptRecord, FiledProject, OutReferral, OutState, StateKey, record,
+    AttemptOutcome, AttemptRecord, FiledProject, Journey, JourneyState, OutReferral, OutState,
+    StateKey, record,
 };
 use crate::timers::Deadline;
-use crate::{Core, Notification};
+use crate::{Core, FilingChoice, Notification};
+
+/// The one line an offer gives about why it went to its target.
+pub(crate) fn rationale(attempt: u32, sector: aiguillage_wire::Sector) -> String {
+    format!("ranked candidate {attempt} for {sector}")
+}
 
 impl Core {
-    pub(crate) fn file_project(&mut self, now: Timestamp, mut card: ProjectCard, dossier: Dossier) {
+    pub(crate) fn file_project(
+        &mut self,
+        now: Timestamp,
+        mut card: ProjectCard,
+        dossier: Dossier,
+        choice: FilingChoice,
+        by: &str,
+    ) {
         let n = self.next_id();
         card.project = match ProjectId::new(format!("{}/p{n}", self.me)) {
             Ok(p) => p,
@@ -31,7 +44,7 @@ impl Core {
         let (explanation, candidates) = {
             let dir = &self.state.directory;
             let ledger = &self.state.ledger;
-            let decision = routing::decide(
+            let mut decision = routing::decide(
                 &card,
                 (&me_advert, &me_table),
                 dir.fresh(now).map(|l| (&l.advert, &l.table)),
@@ -44,10 +57,27 @@ impl Core {
                 &policy,
                 now,
             );
-            (
-                decision.explanation(&card, &self.me, &policy),
-                decision.candidates(),
-            )
+            let reason = match &choice {
+                FilingChoice::Stay { reason } => {
+                    decision.stay_by_choice();
+                    Some(reason.clone())
+                }
+                FilingChoice::AdviseAgainst { .. } => {
+                    decision.advised_against();
+                    None
+                }
+                FilingChoice::Route => None,
+            };
+            let mut explanation = decision.explanation(&card, &self.me, &policy);
+            if let Some(reason) = reason
+                && explanation.rule == routing::Rule::ClientChoseToStay
+            {
+                explanation
+                    .text
+                    .push_str(&format!(" Reason given: {reason}."));
+                explanation.stay_reason = Some(reason);
+            }
+            (explanation, decision.candidates())
         };
         let project = card.project.clone();
         let referral = if explanation.outcome == Outcome::Refer {
@@ -71,8 +101,35 @@ impl Core {
             now,
             "project_filed",
             project.as_str(),
-            explanation.text.clone(),
+            format!("by {by}: {}", explanation.text),
         );
+        let mut journey = Journey {
+            step: Some(card.stage),
+            state: if referral.is_some() {
+                JourneyState::Referred
+            } else {
+                JourneyState::Active
+            },
+            history: Vec::new(),
+        };
+        record(
+            &mut journey.history,
+            now,
+            journey.state.tag(),
+            format!("filed at {} by {by}", card.stage),
+        );
+        if let FilingChoice::AdviseAgainst { reason } = &choice {
+            journey.state = JourneyState::AdvisedAgainst {
+                reason: reason.clone(),
+            };
+            record(&mut journey.history, now, "advised_against", reason.clone());
+            self.audit(
+                now,
+                "project_advised_against",
+                project.as_str(),
+                format!("by {by}: {reason}"),
+            );
+        }
         self.state.projects.insert(
             project.clone(),
             FiledProject {
@@ -80,6 +137,7 @@ impl Core {
                 filed_at: now,
                 explanation,
                 referral: referral.clone(),
+                journey,
             },
         );
         self.dirty.insert(StateKey::Project(project));
@@ -131,7 +189,14 @@ impl Core {
                 self.notify(Notification::ReferralExhausted {
                     referral: id.clone(),
                 });
-                self.audit(now, "referral_exhausted", id.as_str(), String::new());
+                let tried = self.state.outgoing.get(id).map_or(0, |r| r.attempts.len());
+                self.audit(
+                    now,
+                    "referral_exhausted",
+                    id.as_str(),
+                    format!("{tried} target(s) tried"),
+                );
+                self.project_left_unplaced(now, id);
                 return;
             }
         };
@@ -161,7 +226,7 @@ impl Core {
                 target: target.clone(),
                 card: r.card.clone(),
                 respond_by,
-                rationale: format!("ranked candidate {attempt} for {}", r.card.sector),
+                rationale: rationale(attempt, r.card.sector),
             }
         };
         self.dirty.insert(StateKey::Outgoing(id.clone()));
@@ -205,7 +270,7 @@ impl Core {
             target: current.target.clone(),
             card: r.card.clone(),
             respond_by: current.respond_by,
-            rationale: format!("ranked candidate {} for {}", current.attempt, r.card.sector),
+            rationale: rationale(current.attempt, r.card.sector),
         };
         self.send(now, &current.target, &offer);
         let at = current
@@ -281,6 +346,12 @@ impl Core {
                     referral: m.referral.clone(),
                     target: from.clone(),
                 });
+                self.audit(
+                    now,
+                    "offer_accepted",
+                    m.referral.as_str(),
+                    format!("by {from}, attempt {}", m.attempt),
+                );
                 self.hand_over(now, &m.referral);
             }
             // A repeated accept: the target may have missed the hand-over.
@@ -356,6 +427,12 @@ impl Core {
                 format!("dossier sent to {}", a.target),
             );
             self.dirty.insert(StateKey::Outgoing(id.clone()));
+            self.audit(
+                now,
+                "hand_over_sent",
+                id.as_str(),
+                format!("to {}", a.target),
+            );
         }
         self.send(now, &a.target, &message);
         self.state.timers.schedule(
@@ -469,6 +546,15 @@ impl Core {
             target: from.clone(),
             reason: m.reason,
         });
+        self.audit(
+            now,
+            "offer_declined",
+            m.referral.as_str(),
+            format!(
+                "by {from}, attempt {}: {}: {}",
+                m.attempt, m.reason, m.detail
+            ),
+        );
         self.offer_next(now, &m.referral);
     }
 
@@ -530,6 +616,12 @@ impl Core {
             format!("{}: {}", m.step, m.note),
         );
         self.dirty.insert(StateKey::Outgoing(m.referral.clone()));
+        self.audit(
+            now,
+            "progress_received",
+            m.referral.as_str(),
+            format!("from {from}: {} {}: {}", m.step, m.state.tag(), m.note),
+        );
         self.notify(Notification::ReferralProgress {
             referral: m.referral,
             step: m.step,
@@ -537,7 +629,13 @@ impl Core {
         });
     }
 
-    pub(crate) fn operator_withdraws(&mut self, now: Timestamp, id: &ReferralId, detail: String) {
+    pub(crate) fn operator_withdraws(
+        &mut self,
+        now: Timestamp,
+        id: &ReferralId,
+        detail: String,
+        by: &str,
+    ) {
         let Some(r) = self.state.outgoing.get(id) else {
             self.audit(
                 now,
@@ -558,6 +656,12 @@ impl Core {
             after_hand_over = r.withdrawn_after_hand_over() && !r.hand_over_acked;
         }
         self.dirty.insert(StateKey::Outgoing(id.clone()));
+        self.audit(
+            now,
+            "referral_withdrawn",
+            id.as_str(),
+            format!("by {by}: {detail}"),
+        );
         let Some(a) = current else {
             return;
         };

@@ -75,10 +75,16 @@ impl Core {
                 true,
                 None,
                 "priority sector with intake".into(),
+                "automatic",
             ),
-            Some(Err(reason)) => {
-                self.answer(now, &m.referral, false, Some(reason), reason.tag().into())
-            }
+            Some(Err(reason)) => self.answer(
+                now,
+                &m.referral,
+                false,
+                Some(reason),
+                reason.tag().into(),
+                "automatic",
+            ),
             None => {
                 self.state
                     .timers
@@ -128,9 +134,19 @@ impl Core {
         accept: bool,
         reason: Option<DeclineReason>,
         detail: String,
+        by: &str,
     ) {
         let Some(r) = self.state.incoming.get_mut(id) else {
             return;
+        };
+        let event = if accept {
+            "referral_accepted"
+        } else {
+            "referral_declined"
+        };
+        let record_detail = match reason {
+            Some(reason) => format!("by {by}: {reason}: {detail}"),
+            None => format!("by {by}: {detail}"),
         };
         r.state = if accept {
             InState::Accepted
@@ -156,6 +172,7 @@ impl Core {
             );
         }
         self.dirty.insert(StateKey::Incoming(id.clone()));
+        self.audit(now, event, id.as_str(), record_detail);
         self.answer_again(now, id);
     }
 
@@ -226,6 +243,7 @@ impl Core {
                 false,
                 Some(DeclineReason::NoDecision),
                 "no operator decision before the deadline".into(),
+                "automatic",
             );
         }
     }
@@ -236,6 +254,7 @@ impl Core {
         id: &ReferralId,
         accept: bool,
         detail: String,
+        by: &str,
     ) {
         let awaiting = self
             .state
@@ -258,11 +277,12 @@ impl Core {
                 false,
                 Some(DeclineReason::NoCapacity),
                 "intake full".into(),
+                by,
             );
             return;
         }
         let reason = (!accept).then_some(DeclineReason::OperatorDeclined);
-        self.answer(now, id, accept, reason, detail);
+        self.answer(now, id, accept, reason, detail, by);
     }
 
     pub(crate) fn on_hand_over(&mut self, now: Timestamp, from: &MemberId, m: HandOver) {
@@ -296,6 +316,12 @@ impl Core {
                     referral: m.referral.clone(),
                     origin: from.clone(),
                 });
+                self.audit(
+                    now,
+                    "hand_over_received",
+                    m.referral.as_str(),
+                    format!("from {from}"),
+                );
                 self.send_progress(now, &m.referral);
             }
             // A re-sent hand-over: acknowledge again with the latest progress.
@@ -347,12 +373,18 @@ impl Core {
         }
         let held = r.state.holds_intake();
         r.state = InState::Withdrawn;
-        record(&mut r.history, now, "withdrawn", m.detail);
+        record(&mut r.history, now, "withdrawn", m.detail.clone());
         self.dirty.insert(StateKey::Incoming(m.referral.clone()));
         if held {
             self.advert_stale = true;
         }
         self.send_progress(now, &m.referral);
+        self.audit(
+            now,
+            "withdrawal_received",
+            m.referral.as_str(),
+            format!("from {from}: {}", m.detail),
+        );
         self.notify(Notification::ReferralWithdrawn {
             referral: m.referral,
         });
@@ -365,6 +397,7 @@ impl Core {
         step: Service,
         state: ProgressState,
         note: String,
+        by: &str,
     ) {
         let Some(r) = self.state.incoming.get_mut(id) else {
             self.audit(
@@ -390,6 +423,12 @@ impl Core {
         if !matches!(state, ProgressState::InProgress) {
             self.advert_stale = true;
         }
+        self.audit(
+            now,
+            "progress_sent",
+            id.as_str(),
+            format!("by {by}: {step} {}: {note}", state.tag()),
+        );
         self.send_progress(now, id);
     }
 }

@@ -48,6 +48,57 @@ pub struct FiledProject {
     pub filed_at: Timestamp,
     pub explanation: Explanation,
     pub referral: Option<ReferralId>,
+    /// Where the company stands on its journey with this member.
+    #[serde(default)]
+    pub journey: Journey,
+}
+
+/// A company's journey at the member that serves it: the step it is at (first contact →
+/// production) and how the journey stands, with its history.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Journey {
+    pub step: Option<aiguillage_wire::Service>,
+    pub state: JourneyState,
+    pub history: Vec<Transition>,
+}
+
+/// How a project's journey stands here.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum JourneyState {
+    /// Served here; the adviser moves it along the steps.
+    #[default]
+    Active,
+    /// Referred to another member, which serves it (its progress comes back).
+    Referred,
+    /// It had to leave (its sector is excluded here, or a service is missing) and no member
+    /// took it.
+    Unplaced,
+    /// It reached the end of its journey here.
+    Completed,
+    Abandoned,
+    /// The one-stop shop told the company it is not worth doing.
+    AdvisedAgainst {
+        reason: String,
+    },
+}
+
+impl JourneyState {
+    pub fn tag(&self) -> &'static str {
+        match self {
+            JourneyState::Active => "active",
+            JourneyState::Referred => "referred",
+            JourneyState::Unplaced => "unplaced",
+            JourneyState::Completed => "completed",
+            JourneyState::Abandoned => "abandoned",
+            JourneyState::AdvisedAgainst { .. } => "advised_against",
+        }
+    }
+
+    /// The journey can still move here.
+    pub fn is_open(&self) -> bool {
+        matches!(self, JourneyState::Active | JourneyState::Unplaced)
+    }
 }
 
 /// The whole persistent state of a member's core.

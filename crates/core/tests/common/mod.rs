@@ -353,6 +353,13 @@ impl Net {
                 }
                 Output::Notify(n) => self.notifications.push((from.clone(), n)),
                 Output::Refused(r) => self.refusals.push((from.clone(), r)),
+                Output::SealFailed {
+                    kind,
+                    subject,
+                    error,
+                } => {
+                    panic!("{from} could not seal a {kind} about {subject}: {error}")
+                }
                 Output::Wake { .. } | Output::Audit(_) => {}
             }
         }
@@ -489,12 +496,24 @@ impl Net {
     }
 
     pub fn file(&mut self, at: &str, card: ProjectCard) -> ReferralIdOrKept {
+        self.file_with(at, card, aiguillage_core::FilingChoice::Route)
+    }
+
+    /// Files a project at `at` with the adviser's `choice` (route, stay, advise against).
+    pub fn file_with(
+        &mut self,
+        at: &str,
+        card: ProjectCard,
+        choice: aiguillage_core::FilingChoice,
+    ) -> ReferralIdOrKept {
         let before = self.notifications.len();
         self.input(
             &Net::id(at),
             Input::FileProject {
                 card,
                 dossier: dossier(),
+                choice,
+                by: "adviser".into(),
             },
         );
         for (m, n) in &self.notifications[before..] {

@@ -99,6 +99,7 @@ pub fn init(o: InitOptions) -> Result<PathBuf> {
         admin: AdminConfig {
             listen: o.admin,
             token_file: "admin.token".into(),
+            tokens_dir: "tokens".into(),
             allow_remote: false,
         },
         core: Default::default(),

@@ -10,6 +10,7 @@ mod node;
 mod profile;
 pub mod roster;
 mod route;
+mod token;
 mod tools;
 
 use std::path::PathBuf;
@@ -78,6 +79,9 @@ enum Command {
     Audit(audit::AuditCommand),
     /// Dry-run the routing decision for a project, with the profiles as the directory.
     Route(route::RouteArgs),
+    /// The named users of the admin API and console, with their roles.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     #[command(flatten)]
     Node(node::NodeCommand),
 }
@@ -101,6 +105,7 @@ impl Cli {
             Command::Bench(c) => c.run(),
             Command::Audit(c) => c.run(),
             Command::Route(a) => a.run(),
+            Command::Token(c) => c.run(),
             Command::Node(c) => c.run(),
         }
     }

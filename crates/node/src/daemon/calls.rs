@@ -1,16 +1,32 @@
 //! The admin API's calls, answered from the core's state or applied to it.
 
 use aiguillage_core::{
-    FiledProject, HostedJob, InReferral, InState, Input, Notification, OriginJob, OutReferral,
-    Record, StateKey, decode_record,
+    FiledProject, FilingChoice, HostedJob, InReferral, InState, Input, Notification, OriginJob,
+    OutReferral, Record, StateKey, decode_record,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::Node;
 use super::views::{self, JobDetail, JobRow, LedgerRow, ReferralDetail, ReferralRow, Status};
+use crate::access::Caller;
 use crate::api::{ApiCall, ApiError, ApiReply};
 use crate::clock;
+
+/// The longest note or reason a person writes in one field; the wire carries more, but a
+/// note is a sentence or two, and a record holds many.
+const MAX_NOTE: usize = 2_000;
+
+/// A text field within its limit, or a 413 naming it.
+fn check_text(field: &str, text: &str, limit: usize) -> Result<(), ApiError> {
+    if text.len() > limit {
+        return Err(ApiError::too_large(format!(
+            "{field}: {} bytes, over the limit of {limit} bytes",
+            text.len()
+        )));
+    }
+    Ok(())
+}
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(format!("reading the store's archive: {e}"))
@@ -63,7 +79,8 @@ impl Node {
         Ok(a)
     }
 
-    pub(super) fn on_api(&mut self, call: ApiCall) -> ApiReply {
+    pub(super) fn on_api(&mut self, caller: &Caller, call: ApiCall) -> ApiReply {
+        let by = caller.name.clone();
         let s = self.core.state();
         match call {
             ApiCall::Status => {
@@ -92,21 +109,77 @@ impl Node {
                     s.projects.values().chain(&archived.projects).collect();
                 Ok(to_json(&rows))
             }
+            ApiCall::Project(id) => {
+                if let Some(p) = s.projects.get(&id) {
+                    return Ok(to_json(p));
+                }
+                match self.archived(&StateKey::Project(id.clone()))? {
+                    Some(Record::Project(p)) => Ok(to_json(&p)),
+                    _ => Err(ApiError::not_found(format!("no project {id}"))),
+                }
+            }
             ApiCall::FileProject(file) => {
                 let dossier = file.dossier.clone().ok_or_else(|| {
-                    ApiError::bad_request("project: a dossier is needed to file a project")
+                    ApiError::invalid("dossier: a dossier is needed to file a project")
                 })?;
+                let card = file.card();
+                let choice = file.choice();
+                let stay = match &choice {
+                    FilingChoice::Stay { reason } => Some(reason.as_str()),
+                    _ => None,
+                };
+                self.core.check_filing(&card, &dossier, stay)?;
                 let notes = self.apply(Input::FileProject {
-                    card: file.card(),
+                    card,
                     dossier,
+                    choice,
+                    by,
                 });
                 notes
                     .into_iter()
                     .find(|n| matches!(n, Notification::ProjectFiled { .. }))
                     .map(|n| to_json(&n))
                     .ok_or_else(|| {
-                        ApiError::bad_request("the project could not be filed (see the node log)")
+                        ApiError::internal("the project could not be filed (see the node log)")
                     })
+            }
+            ApiCall::ProjectProgress { project, report } => {
+                let Some(p) = s.projects.get(&project) else {
+                    return Err(ApiError::not_found(format!("no open project {project}")));
+                };
+                if !p.journey.state.is_open() {
+                    return Err(ApiError::conflict(format!(
+                        "{project} is {}: its journey here cannot move",
+                        p.journey.state.tag()
+                    )));
+                }
+                check_text("note", &report.note, MAX_NOTE)?;
+                self.apply(Input::ProjectProgress {
+                    project: project.clone(),
+                    step: report.step,
+                    state: report.state,
+                    note: report.note,
+                    by,
+                });
+                Ok(to_json(&self.core.state().projects[&project].journey))
+            }
+            ApiCall::AdviseAgainst { project, reason } => {
+                let Some(p) = s.projects.get(&project) else {
+                    return Err(ApiError::not_found(format!("no open project {project}")));
+                };
+                if !p.journey.state.is_open() {
+                    return Err(ApiError::conflict(format!(
+                        "{project} is {}: it cannot be advised against now",
+                        p.journey.state.tag()
+                    )));
+                }
+                check_text("reason", &reason, MAX_NOTE)?;
+                self.apply(Input::AdviseAgainst {
+                    project: project.clone(),
+                    reason,
+                    by,
+                });
+                Ok(to_json(&self.core.state().projects[&project].journey))
             }
             ApiCall::Referrals => {
                 let archived = self.archived_under(&["out/", "in/"])?;
@@ -169,16 +242,21 @@ impl Node {
                         )));
                     }
                     Some(false) => {
-                        return Err(ApiError::bad_request(format!(
-                            "{referral} does not await a decision"
+                        return Err(ApiError::conflict(format!(
+                            "{referral} is {}: it does not await a decision",
+                            s.incoming[&referral].state.tag()
                         )));
                     }
                     Some(true) => {}
+                }
+                if !accept {
+                    self.core.check_decline(&referral, &detail)?;
                 }
                 self.apply(Input::Decide {
                     referral: referral.clone(),
                     accept,
                     detail,
+                    by,
                 });
                 Ok(to_json(&self.core.state().incoming[&referral].state))
             }
@@ -188,9 +266,17 @@ impl Node {
                         "no outgoing referral {referral}"
                     )));
                 }
+                if s.outgoing[&referral].state.is_final() {
+                    return Err(ApiError::conflict(format!(
+                        "{referral} is {}: it cannot be withdrawn",
+                        s.outgoing[&referral].state.tag()
+                    )));
+                }
+                self.core.check_withdraw(&referral, &detail)?;
                 self.apply(Input::Withdraw {
                     referral: referral.clone(),
                     detail,
+                    by,
                 });
                 Ok(to_json(&self.core.state().outgoing[&referral].state))
             }
@@ -200,11 +286,14 @@ impl Node {
                         "no incoming referral {referral}"
                     )));
                 }
+                self.core
+                    .check_progress(&referral, report.step, report.state, &report.note)?;
                 self.apply(Input::ReportProgress {
                     referral: referral.clone(),
                     step: report.step,
                     state: report.state,
                     note: report.note,
+                    by,
                 });
                 Ok(to_json(&self.core.state().incoming[&referral].state))
             }
@@ -247,10 +336,12 @@ impl Node {
             }
             ApiCall::SubmitJob(file) => {
                 let now = clock::now();
+                let (requirements, env) = (file.requirements(now), file.env());
+                self.core.check_job(&requirements, &file.command, &env)?;
                 let notes = self.apply(Input::SubmitJob {
-                    requirements: file.requirements(now),
+                    requirements,
                     command: file.command.clone(),
-                    env: file.env(),
+                    env,
                 });
                 let job = notes.into_iter().find_map(|n| match n {
                     Notification::JobSubmitted { job } => Some(job),
@@ -258,7 +349,7 @@ impl Node {
                 });
                 match job.and_then(|id| self.core.state().jobs.get_key_value(&id)) {
                     Some((id, j)) => Ok(json!({ "job": id, "phase": j.phase })),
-                    None => Err(ApiError::bad_request(
+                    None => Err(ApiError::internal(
                         "the job could not be submitted (see the node log)",
                     )),
                 }
@@ -288,15 +379,41 @@ impl Node {
                 Ok(json!({ "seq": self.core.state().advert_seq }))
             }
             ApiCall::Kpi => {
-                let mut kpis = aiguillage_core::kpi::Kpis::of(s);
+                let mut archived = Vec::new();
                 for prefix in ["project/", "out/", "in/", "job/"] {
                     for (key, bytes) in self.store.archived_under(prefix).map_err(internal)? {
-                        kpis.add_record(&decode_record(&key, &bytes).map_err(internal)?);
+                        archived.push(decode_record(&key, &bytes).map_err(internal)?);
                     }
                 }
-                Ok(to_json(&kpis))
+                Ok(to_json(&aiguillage_core::kpi::Kpis::of(s, &archived)))
             }
-            ApiCall::Notifications => Ok(to_json(&self.notices.list())),
+            ApiCall::Notifications { after, unread } => {
+                let read = self.store.notices_read().map_err(internal)?;
+                let after = if unread { after.max(read) } else { after };
+                let list = if after == 0 && !unread {
+                    let mut newest = self.store.latest_notices(1000).map_err(internal)?;
+                    newest.reverse();
+                    newest
+                } else {
+                    self.store.notices(after, 1000).map_err(internal)?
+                };
+                let rows: Vec<Value> = list
+                    .into_iter()
+                    .map(|n| {
+                        json!({
+                            "seq": n.seq, "at": n.at, "read": n.seq <= read,
+                            "notification": n.notification,
+                        })
+                    })
+                    .collect();
+                Ok(
+                    json!({ "notifications": rows, "read_up_to": read, "latest": self.store.last_notice() }),
+                )
+            }
+            ApiCall::MarkRead { up_to } => {
+                let read = self.store.mark_notices_read(up_to).map_err(internal)?;
+                Ok(json!({ "read_up_to": read }))
+            }
             ApiCall::Metrics => {
                 self.update_gauges();
                 Ok(Value::String(crate::metrics::Metrics::render(

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use aiguillage_core::{Input, Notification, Output, StateKey};
 use aiguillage_net::{Channel, NetError, Reply, Topic, Verdict};
+use aiguillage_store::Changes;
 use aiguillage_wire::{Envelope, MessageKind};
 use tracing::{debug, error, info, warn};
 
@@ -133,10 +134,21 @@ impl Node {
                 _ => None,
             })
             .collect();
-        if let Err(e) = self
-            .store
-            .commit(self.core.state(), &dirty, &retired, &audit, &self.key)
-        {
+        let now = clock::now();
+        let notices: Vec<_> = outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Notify(n) => Some((now, n.clone())),
+                _ => None,
+            })
+            .collect();
+        let changes = Changes {
+            dirty: &dirty,
+            retired: &retired,
+            audit: &audit,
+            notices: &notices,
+        };
+        if let Err(e) = self.store.commit(self.core.state(), &changes, &self.key) {
             error!(
                 "cannot persist state: {e}. Stopping with {} output(s) unsent; restart the \
                  node once its store is writable",
@@ -201,9 +213,17 @@ impl Node {
                 }
                 Output::StartJob { job, epoch, spec } => self.executor.start(job, epoch, spec),
                 Output::CancelJob { job, epoch } => self.executor.cancel(job, epoch),
-                Output::Notify(n) => {
-                    self.count(&n);
-                    self.notices.push(n);
+                Output::Notify(n) => self.count(&n),
+                Output::SealFailed {
+                    kind,
+                    subject,
+                    error,
+                } => {
+                    error!(%kind, %subject, "a message could not be sealed and is not sent: {error}");
+                    self.metrics
+                        .seal_failures
+                        .with_label_values(&[kind.name()])
+                        .inc();
                 }
                 // Counted where the refused message was received.
                 Output::Refused(_) | Output::Audit(_) | Output::Wake { .. } => {}

@@ -11,16 +11,14 @@ mod peers;
 mod start;
 mod views;
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aiguillage_core::{Core, Input, Notification};
+use aiguillage_core::{Core, Input};
 use aiguillage_net::{Client, MessageAcceptance, NetEvent, Topic, Verdict};
 use aiguillage_store::Store;
 use aiguillage_wire::{Channel, MemberId, SigningKey, Timestamp};
 use anyhow::Result;
-use serde::Serialize;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -61,7 +59,6 @@ pub(crate) struct Node {
     peers: Peers,
     metrics: Arc<Metrics>,
     executor: Executor,
-    notices: Notices,
     sync_tx: mpsc::Sender<(aiguillage_net::PeerId, Vec<Vec<u8>>)>,
     /// Refusals that this node's messages met, back from the tasks that sent them.
     refusals: mpsc::Sender<(MemberId, aiguillage_wire::Envelope, String)>,
@@ -73,40 +70,6 @@ pub(crate) struct Node {
     batch: Option<Batch>,
     /// Set once the node must stop; nothing is applied after it.
     stop: Option<Stop>,
-}
-
-/// The latest operator notifications, numbered.
-#[derive(Default)]
-struct Notices {
-    list: VecDeque<(u64, Notification)>,
-}
-
-#[derive(Serialize)]
-struct Notice<'a> {
-    seq: u64,
-    notification: &'a Notification,
-}
-
-impl Notices {
-    const KEPT: usize = 1000;
-
-    fn push(&mut self, n: Notification) {
-        let seq = self.list.back().map_or(1, |(s, _)| s + 1);
-        self.list.push_back((seq, n));
-        if self.list.len() > Self::KEPT {
-            self.list.pop_front();
-        }
-    }
-
-    fn list(&self) -> Vec<Notice<'_>> {
-        self.list
-            .iter()
-            .map(|(seq, notification)| Notice {
-                seq: *seq,
-                notification,
-            })
-            .collect()
-    }
 }
 
 pub async fn run(config_path: &Path) -> Result<()> {
@@ -145,17 +108,19 @@ pub async fn run(config_path: &Path) -> Result<()> {
                 node.end_batch();
             }
             call = inbox.api.recv() => {
-                let Some((call, reply)) = call else {
+                let Some((caller, call, reply)) = call else {
                     node.stop = Some(Stop::TaskGone("admin API"));
                     continue;
                 };
                 // Admin calls that arrive together share one commit too. Each answer waits
                 // for the flush: a caller is never told of a change the store has not kept.
                 node.begin_batch();
-                let mut answered = vec![(node.on_api(call), reply)];
+                let mut answered = vec![(node.on_api(&caller, call), reply)];
                 for _ in 1..MAX_BATCH {
                     match inbox.api.try_recv() {
-                        Ok((call, reply)) => answered.push((node.on_api(call), reply)),
+                        Ok((caller, call, reply)) => {
+                            answered.push((node.on_api(&caller, call), reply))
+                        }
                         Err(_) => break,
                     }
                 }

@@ -12,9 +12,10 @@ use anyhow::{Context, Result, bail};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
+use super::Node;
 use super::peers::Peers;
 use super::views::RunInfo;
-use super::{Node, Notices};
+use crate::access::{Access, Caller, MIN_TOKEN_CHARS};
 use crate::api::{self, ApiCall, ApiReply};
 use crate::config::NodeConfig;
 use crate::executor::{Executor, ExecutorConfig, Report, local::Local, slurm::Slurm};
@@ -24,14 +25,11 @@ use crate::{clock, files, profiles};
 /// The channels the node's loop listens on.
 pub(super) struct Inbox {
     pub net: mpsc::Receiver<NetEvent>,
-    pub api: mpsc::Receiver<(ApiCall, oneshot::Sender<ApiReply>)>,
+    pub api: mpsc::Receiver<(Caller, ApiCall, oneshot::Sender<ApiReply>)>,
     pub executor: mpsc::Receiver<Report>,
     pub sync: mpsc::Receiver<(aiguillage_net::PeerId, Vec<Vec<u8>>)>,
     pub refusals: mpsc::Receiver<(aiguillage_wire::MemberId, Envelope, String)>,
 }
-
-/// The shortest admin token accepted.
-const MIN_TOKEN_CHARS: usize = 16;
 
 /// Opens the store, waiting a little for the lock: after a crash, the old process's
 /// threads may hold it for a moment longer.
@@ -70,6 +68,7 @@ pub(super) async fn start(config_path: &Path) -> Result<(Node, Inbox)> {
             cfg.admin.token_file.display()
         );
     }
+    let access = Access::new(token, cfg.admin.tokens_dir.clone())?;
     let mut listen = Vec::new();
     for l in &cfg.listen {
         listen.push(
@@ -132,7 +131,7 @@ pub(super) async fn start(config_path: &Path) -> Result<(Node, Inbox)> {
         .await
         .with_context(|| format!("binding the admin API on {}", cfg.admin.listen))?;
     let admin = listener.local_addr()?;
-    let router = api::router(token, api_tx);
+    let router = api::router(access, api_tx);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
             error!("admin API stopped: {e}");
@@ -175,7 +174,6 @@ pub(super) async fn start(config_path: &Path) -> Result<(Node, Inbox)> {
         peers,
         metrics,
         executor,
-        notices: Notices::default(),
         sync_tx,
         refusals,
         sync_updates,

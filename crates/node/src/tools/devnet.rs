@@ -272,6 +272,7 @@ fn prepare(o: &DevnetOptions) -> Result<Vec<Member>> {
             admin: AdminConfig {
                 listen: "127.0.0.1:0".parse()?,
                 token_file: "admin.token".into(),
+                tokens_dir: "tokens".into(),
                 allow_remote: false,
             },
             core: {

@@ -1,0 +1,219 @@
+//! Referrals that keep the programme's promise, on real node processes: nothing is accepted
+//! that cannot be delivered, the lifecycle refuses what it does not allow, and every
+//! decision, notification and piece of advice is on record across a crash.
+
+mod support;
+
+use support::{Devnet, http, http_with, repo_root};
+
+fn referral_state(d: &Devnet, node: &str, id: &str) -> String {
+    support::state_of(&d.json(node, &["referral", "show", id]))
+}
+
+/// A copy of an example project file with `replace` applied, written into the devnet's
+/// folder.
+fn project_file(d: &Devnet, example: &str, replace: &[(&str, &str)]) -> std::path::PathBuf {
+    let mut text =
+        std::fs::read_to_string(repo_root().join("config/examples").join(example)).unwrap();
+    for (from, to) in replace {
+        assert!(text.contains(from), "{example} has no {from:?}");
+        text = text.replace(from, to);
+    }
+    let path = d.dir.path().join(format!("edited-{example}"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn an_oversized_dossier_is_refused_at_filing_naming_the_limit_and_nothing_is_sent() {
+    let d = Devnet::start(&["lu-l-aif", "es-1healthai"]);
+    let summary = "x".repeat(200_000);
+    let path = project_file(
+        &d,
+        "project-health-lu.toml",
+        &[(
+            "summary = \"Medical image triage model; needs a proof of concept on GPUs.\"",
+            &format!("summary = \"{summary}\""),
+        )],
+    );
+    let refused = d
+        .cli("lu-l-aif", &["project", "file", path.to_str().unwrap()])
+        .fails();
+    for needle in ["HTTP 413", "dossier", "131072", "dossier.summary"] {
+        assert!(
+            refused.stderr.contains(needle),
+            "{needle}: {}",
+            refused.stderr
+        );
+    }
+    // Nothing was kept, so nothing can go out later.
+    let status = d.json("lu-l-aif", &["status"]);
+    assert_eq!(status["projects"], 0, "{status}");
+    assert_eq!(status["referrals_out"], 0, "{status}");
+    assert_eq!(d.json("es-1healthai", &["status"])["referrals_in"], 0);
+    // An empty consent is refused too, unless the project stays local.
+    let nobody = project_file(
+        &d,
+        "project-health-lu.toml",
+        &[("whole_federation = true", "whole_federation = false")],
+    );
+    let refused = d
+        .cli("lu-l-aif", &["project", "file", nobody.to_str().unwrap()])
+        .fails();
+    assert!(
+        refused.stderr.contains("HTTP 422") && refused.stderr.contains("local_only"),
+        "{}",
+        refused.stderr
+    );
+    let local = project_file(
+        &d,
+        "project-health-lu.toml",
+        &[("whole_federation = true", "local_only = true")],
+    );
+    let kept = d.json("lu-l-aif", &["project", "file", local.to_str().unwrap()]);
+    assert_eq!(kept["outcome"], "keep", "{kept}");
+    assert!(kept["referral"].is_null());
+}
+
+#[test]
+fn progress_the_lifecycle_does_not_allow_is_refused_with_the_state() {
+    let d = Devnet::start(&["lu-l-aif", "es-1healthai"]);
+    let path = repo_root().join("config/examples/project-health-lu.toml");
+    let v = d.json("lu-l-aif", &["project", "file", path.to_str().unwrap()]);
+    let id = v["referral"].as_str().unwrap().to_owned();
+    d.wait_for(30, "the dossier at es-1healthai", || {
+        referral_state(&d, "es-1healthai", &id) == "handed_over"
+    });
+    let progress = |state: &str, note: &str| {
+        http_with(
+            d.admin_addr("es-1healthai"),
+            "POST",
+            &format!("/referrals/{id}/progress"),
+            Some(&d.token("es-1healthai")),
+            &format!(r#"{{"step": "production", "state": "{state}", "note": "{note}"}}"#),
+        )
+    };
+    // A note far past the progress message's limit is refused at once.
+    let (status, body) = progress("in_progress", &"n".repeat(1_000_000));
+    assert_eq!(status, 413, "{body}");
+    let (status, body) = progress("completed", "in production");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = progress("in_progress", "one more");
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("completed"), "{body}");
+    d.wait_for(20, "the origin to see the completion", || {
+        referral_state(&d, "lu-l-aif", &id) == "completed"
+    });
+}
+
+#[test]
+fn decisions_and_notifications_survive_a_crash_and_advice_is_counted() {
+    // Neither has health as a priority: cz-czai's adviser decides.
+    let mut d = Devnet::start(&["lu-l-aif", "cz-czai"]);
+    let path = repo_root().join("config/examples/project-health-lu.toml");
+    let v = d.json("lu-l-aif", &["project", "file", path.to_str().unwrap()]);
+    let id = v["referral"].as_str().unwrap().to_owned();
+    d.wait_for(30, "the offer at cz-czai", || {
+        d.cli("cz-czai", &["referral", "show", &id, "--json"]).code == Some(0)
+            && referral_state(&d, "cz-czai", &id) == "awaiting_decision"
+    });
+    // A named adviser at cz-czai decides, with a token made for her on the running node.
+    let cz_dir = d.member_dir("cz-czai");
+    let add = |name: &str, role: &str| {
+        let out = support::run_in(
+            &repo_root(),
+            &[
+                "token",
+                "add",
+                "--data-dir",
+                cz_dir.to_str().unwrap(),
+                "--name",
+                name,
+                "--role",
+                role,
+            ],
+        )
+        .ok();
+        out.stdout.lines().nth(1).unwrap().trim().to_owned()
+    };
+    let jana = add("jana", "adviser");
+    let (status, body) = http_with(
+        d.admin_addr("cz-czai"),
+        "POST",
+        &format!("/referrals/{id}/accept"),
+        Some(&jana),
+        r#"{"detail": "we have imaging experts"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    d.wait_for(30, "the dossier at cz-czai", || {
+        referral_state(&d, "cz-czai", &id) == "handed_over"
+    });
+    // A viewer may read but not decide.
+    let vera = add("vera", "viewer");
+    let (status, _) = http(d.admin_addr("cz-czai"), "GET", "/referrals", Some(&vera));
+    assert_eq!(status, 200);
+    let (status, body) = http_with(
+        d.admin_addr("cz-czai"),
+        "POST",
+        &format!("/referrals/{id}/progress"),
+        Some(&vera),
+        r#"{"step": "assessment", "state": "in_progress"}"#,
+    );
+    assert_eq!(status, 403, "{body}");
+    // Luxembourg's adviser advises against a second project.
+    let finance = repo_root().join("config/examples/project-finance-lu.toml");
+    let kept = d.json("lu-l-aif", &["project", "file", finance.to_str().unwrap()]);
+    let project = kept["project"].as_str().unwrap().to_owned();
+    let (status, body) = http_with(
+        d.admin_addr("lu-l-aif"),
+        "POST",
+        &format!("/projects/{project}/advise-against"),
+        Some(&d.token("lu-l-aif")),
+        r#"{"reason": "an AI recruiting tool for ten hires a year"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let notifications = |d: &Devnet, m: &str| {
+        let (_, body) = http(d.admin_addr(m), "GET", "/notifications", Some(&d.token(m)));
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["notifications"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let before = notifications(&d, "cz-czai");
+    assert!(before >= 2, "a decision needed and the dossier received");
+    // kill -9 both, restart both.
+    for m in ["cz-czai", "lu-l-aif"] {
+        d.kill9(m);
+        d.restart(m);
+    }
+    assert_eq!(notifications(&d, "cz-czai"), before);
+    let audit = |m: &str| {
+        let out = support::run_in(
+            &repo_root(),
+            &[
+                "audit",
+                "export",
+                "--data-dir",
+                d.member_dir(m).to_str().unwrap(),
+            ],
+        );
+        (out.code, out.stdout, out.stderr)
+    };
+    // The store is locked while the node runs: stop cz-czai to read its log.
+    d.kill9("cz-czai");
+    let (code, log, err) = audit("cz-czai");
+    assert_eq!(code, Some(0), "{err}");
+    for needle in [
+        "\"event\":\"referral_accepted\"",
+        "by jana: we have imaging experts",
+        "\"event\":\"hand_over_received\"",
+    ] {
+        assert!(log.contains(needle), "{needle} missing from:\n{log}");
+    }
+    let kpi = d.json("lu-l-aif", &["kpi"]);
+    assert_eq!(kpi["advised_against"], 1, "{kpi}");
+    assert_eq!(
+        kpi["advised_against_reasons"]["an AI recruiting tool for ten hires a year"], 1,
+        "{kpi}"
+    );
+}
