@@ -217,3 +217,143 @@ fn decisions_and_notifications_survive_a_crash_and_advice_is_counted() {
         "{kpi}"
     );
 }
+
+#[test]
+fn an_adviser_follows_a_kept_project_and_the_notifications_from_the_cli() {
+    let d = Devnet::start(&["lu-l-aif", "de-jaif"]);
+    let finance = repo_root().join("config/examples/project-finance-lu.toml");
+    let kept = d.json("lu-l-aif", &["project", "file", finance.to_str().unwrap()]);
+    let id = kept["project"].as_str().unwrap().to_owned();
+    assert_eq!(kept["outcome"], "keep", "{kept}");
+
+    let moved = d.cli(
+        "lu-l-aif",
+        &[
+            "project",
+            "progress",
+            &id,
+            "--step",
+            "training",
+            "--note",
+            "two analysts trained",
+        ],
+    );
+    assert_eq!(moved.code, Some(0), "{}", moved.stderr);
+    assert!(
+        moved.stdout.contains("active at training"),
+        "{}",
+        moved.stdout
+    );
+    let shown = d.cli("lu-l-aif", &["project", "show", &id]);
+    assert!(
+        shown.stdout.contains("journey here: active at training"),
+        "{}",
+        shown.stdout
+    );
+    assert!(
+        shown.stdout.contains("two analysts trained"),
+        "{}",
+        shown.stdout
+    );
+
+    // Wrong input is refused at once and says what was wrong.
+    let bad = d.cli(
+        "lu-l-aif",
+        &["project", "progress", &id, "--step", "launch"],
+    );
+    assert_ne!(bad.code, Some(0));
+    assert!(
+        bad.stderr.contains("--step") && bad.stderr.contains("poc_sandbox"),
+        "{}",
+        bad.stderr
+    );
+    let empty = d.cli(
+        "lu-l-aif",
+        &["project", "advise-against", &id, "--reason", " "],
+    );
+    assert_ne!(empty.code, Some(0));
+    assert!(
+        empty.stderr.contains("422") && empty.stderr.contains("reason"),
+        "{}",
+        empty.stderr
+    );
+
+    let advised = d.cli(
+        "lu-l-aif",
+        &[
+            "project",
+            "advise-against",
+            &id,
+            "--reason",
+            "ten hires a year",
+        ],
+    );
+    assert!(
+        advised.stdout.contains("advised_against"),
+        "{}",
+        advised.stdout
+    );
+    let late = d.cli(
+        "lu-l-aif",
+        &["project", "progress", &id, "--step", "financing"],
+    );
+    assert!(
+        late.stderr.contains("409") && late.stderr.contains("advised_against"),
+        "{}",
+        late.stderr
+    );
+
+    // Every step left a notification; once read, none is unread.
+    let unread = d.cli("lu-l-aif", &["notifications", "list", "--unread"]);
+    let lines: Vec<&str> = unread.stdout.lines().filter(|l| l.contains(&id)).collect();
+    assert_eq!(
+        lines.len(),
+        3,
+        "filed, training, advised against: {}",
+        unread.stdout
+    );
+    let latest = d.json("lu-l-aif", &["notifications", "list"])["latest"]
+        .as_u64()
+        .unwrap();
+    let read = d.cli("lu-l-aif", &["notifications", "read", &latest.to_string()]);
+    assert!(
+        read.stdout.contains(&format!("read up to {latest}")),
+        "{}",
+        read.stdout
+    );
+    let none = d.cli("lu-l-aif", &["notifications", "list", "--unread"]);
+    assert!(
+        none.stdout.contains("no notifications unread"),
+        "{}",
+        none.stdout
+    );
+
+    // The figures, for a spreadsheet and for a person.
+    let csv = d.cli("lu-l-aif", &["kpi", "--csv"]);
+    assert!(csv.stdout.starts_with("measure,value\n"), "{}", csv.stdout);
+    assert!(
+        csv.stdout.contains("\nadvised_against,1\n"),
+        "{}",
+        csv.stdout
+    );
+    assert!(
+        csv.stdout
+            .contains("\nadvised_against_reasons.ten hires a year,1\n"),
+        "{}",
+        csv.stdout
+    );
+    assert!(
+        csv.stdout.contains("\ncompanies_by_step.training,1\n"),
+        "{}",
+        csv.stdout
+    );
+    let table = d.cli("lu-l-aif", &["kpi"]);
+    assert!(
+        table
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("advised_against ") && l.trim_end().ends_with(" 1")),
+        "{}",
+        table.stdout
+    );
+}

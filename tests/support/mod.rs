@@ -115,7 +115,7 @@ impl Devnet {
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("devnet.stderr")).unwrap())
             .spawn()
             .expect("starting aiguillage devnet");
         let stdout = devnet.stdout.take().unwrap();
@@ -132,7 +132,9 @@ impl Devnet {
         });
         if rx.recv_timeout(std::time::Duration::from_secs(90)).is_err() {
             let _ = devnet.kill();
-            panic!("the devnet did not come up within 90 s");
+            let said =
+                std::fs::read_to_string(dir.path().join("devnet.stderr")).unwrap_or_default();
+            panic!("the devnet did not come up within 90 s; it said:\n{said}");
         }
         Devnet {
             dir,

@@ -299,3 +299,75 @@ pub enum Notification {
         exit_code: Option<i32>,
     },
 }
+
+impl Notification {
+    /// One line for a person: what happened, to what.
+    pub fn describe(&self) -> String {
+        use Notification as N;
+        match self {
+            N::ProjectFiled {
+                project,
+                outcome,
+                referral,
+                ..
+            } => match referral {
+                Some(r) => format!("project {project} filed: {}, referral {r}", outcome.tag()),
+                None => format!("project {project} filed: {}", outcome.tag()),
+            },
+            N::DecisionNeeded {
+                referral, origin, ..
+            } => format!("referral {referral} from {origin} needs a decision"),
+            N::ReferralAccepted { referral, target } => {
+                format!("referral {referral} accepted by {target}")
+            }
+            N::ReferralDeclined {
+                referral,
+                target,
+                reason,
+            } => format!("referral {referral} declined by {target}: {reason}"),
+            N::ReferralExhausted { referral } => {
+                format!("referral {referral}: no member took it")
+            }
+            N::ReferralProgress {
+                referral,
+                step,
+                state,
+            } => format!("referral {referral}: {step} {state}"),
+            N::DossierReceived { referral, origin } => {
+                format!("referral {referral}: dossier received from {origin}")
+            }
+            N::ReferralWithdrawn { referral } => format!("referral {referral} withdrawn"),
+            N::ProjectProgress {
+                project,
+                step,
+                state,
+            } => format!("project {project}: {step} {state}"),
+            N::JobSubmitted { job } => format!("job {job} submitted"),
+            N::JobQueued { job, reason } => format!("job {job} queued: {reason}"),
+            N::JobMissed { job, reason } => format!("job {job} missed its start: {reason}"),
+            N::JobRunningLocally { job } => format!("job {job} running here"),
+            N::JobPlaced { job, host, epoch } => {
+                format!("job {job} placed at {host} (lease {epoch})")
+            }
+            N::JobReplaced {
+                job,
+                lost_host,
+                epoch,
+            } => format!("job {job} lost {lost_host}; placed again (lease {epoch})"),
+            N::JobFinished {
+                job,
+                host,
+                state,
+                exit_code,
+            } => {
+                let at = host
+                    .as_ref()
+                    .map_or("here".to_owned(), |h| format!("at {h}"));
+                match exit_code {
+                    Some(c) => format!("job {job} {state} {at}, exit code {c}"),
+                    None => format!("job {job} {state} {at}"),
+                }
+            }
+        }
+    }
+}

@@ -22,8 +22,9 @@ pub struct Kpis {
     /// Incoming referrals: per origin member, per sector, per outcome.
     pub referrals_in: BTreeMap<String, BTreeMap<String, BTreeMap<String, u64>>>,
     pub projects_completed: u64,
-    /// Companies this member serves (its projects served here and the referrals it took
-    /// in), by the journey step they are at now.
+    /// Companies this member serves or served (its projects served here, advised against
+    /// or not, and the referrals it took in), by the journey step they are at now or
+    /// reached.
     pub companies_by_step: BTreeMap<String, u64>,
     /// Companies whose journey here reached its end at the production step.
     pub companies_in_production: u64,
@@ -164,6 +165,8 @@ impl Kpis {
             JourneyState::Referred => {}
             JourneyState::Unplaced => self.unplaced += 1,
             JourneyState::AdvisedAgainst { reason } => {
+                // Advice is a service too: the company counts at the step it reached.
+                self.company(step.tag(), false);
                 self.advised_against += 1;
                 *self
                     .advised_against_reasons

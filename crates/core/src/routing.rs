@@ -237,6 +237,16 @@ pub enum Outcome {
     Exhausted,
 }
 
+impl Outcome {
+    pub fn tag(self) -> &'static str {
+        match self {
+            Outcome::Keep => "keep",
+            Outcome::Refer => "refer",
+            Outcome::Exhausted => "exhausted",
+        }
+    }
+}
+
 /// Why the outcome is what it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -223,6 +223,8 @@ fn a_kept_project_moves_along_its_journey_and_may_end_advised_against() {
     assert_eq!(kpis.advised_against, 2);
     assert_eq!(kpis.companies_in_production, 1);
     assert_eq!(kpis.companies_by_step.get("production"), Some(&1));
+    // The two advised against count at the step they reached.
+    assert_eq!(kpis.companies_by_step.values().sum::<u64>(), 3, "{kpis:?}");
     // A day at each step it moved on from.
     for step in ["assessment", "solution_matching", "poc_sandbox"] {
         assert_eq!(kpis.median_days_per_step.get(step), Some(&1.0), "{step}");

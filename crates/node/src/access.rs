@@ -22,7 +22,7 @@ pub enum Role {
     Viewer,
     /// Also files projects, decides referrals, records progress and advice.
     Adviser,
-    /// Also runs the node: jobs, adverts, notifications.
+    /// Also runs the node: submits and cancels jobs, publishes adverts.
     Operator,
 }
 

@@ -8,7 +8,9 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::sync::Arc;
 
-use aiguillage_core::{Core, CoreConfig, ExecutorEvent, Input, Notification, Output, State};
+use aiguillage_core::{
+    Core, CoreConfig, ExecutorEvent, Input, Notification, Output, State, StateKey,
+};
 use aiguillage_wire::{
     Envelope, JobId, MemberId, MessageKind, ProgressState, PublicKey, ReferralId, Service,
     SigningKey, Timestamp,
@@ -123,6 +125,9 @@ struct Node {
     /// Jobs that vanished with the process, reported failed at restart.
     vanished: Vec<(JobId, u64)>,
     jobs_survive: bool,
+    /// The records that left the core's memory, as a node's store archives them; they
+    /// survive crashes and the summary reads them with the live state.
+    archive: Vec<(StateKey, Vec<u8>)>,
 }
 
 /// How far a run got, for the progress bar.
@@ -267,6 +272,7 @@ impl<'s> Sim<'s> {
                 running: BTreeMap::new(),
                 vanished: Vec::new(),
                 jobs_survive: false,
+                archive: Vec::new(),
             });
         }
         let gpus: Vec<u32> = members.iter().map(|m| m.gpus).collect();
@@ -470,8 +476,9 @@ impl<'s> Sim<'s> {
         let outputs = node.core.handle(now, input);
         self.metrics.core_calls += 1;
         self.metrics.state_writes += node.core.take_dirty().len() as u64;
-        // What leaves memory would go to the store's archive; the simulator keeps none.
-        self.metrics.records_retired += node.core.take_retired().len() as u64;
+        let retired = node.core.take_retired();
+        self.metrics.records_retired += retired.len() as u64;
+        node.archive.extend(retired);
         Some(outputs)
     }
 
@@ -1128,6 +1135,11 @@ impl<'s> Sim<'s> {
         self.nodes.iter().map(|n| &n.core)
     }
 
+    /// Each member's archived records (those that left its core's memory), in member order.
+    pub fn archives(&self) -> impl Iterator<Item = &[(StateKey, Vec<u8>)]> {
+        self.nodes.iter().map(|n| n.archive.as_slice())
+    }
+
     /// Members currently down.
     pub fn down(&self) -> usize {
         self.nodes.iter().filter(|n| !n.up).count()
@@ -1139,6 +1151,7 @@ fn core_config(scenario: &Scenario, policy: &PolicySpec, m: &MemberSetup) -> Cor
     let t = &scenario.core;
     let mut c = CoreConfig::default();
     c.routing.strategy = policy.strategy;
+    c.routing.rule = policy.rule;
     if let Some(w) = policy.weights {
         c.routing.weights = w;
     }
@@ -1164,6 +1177,7 @@ fn core_config(scenario: &Scenario, policy: &PolicySpec, m: &MemberSetup) -> Cor
     set(&mut c.lease_ttl_ms, t.lease_ttl);
     set(&mut c.heartbeat_ms, t.heartbeat);
     set(&mut c.replace_retry_ms, t.replace_retry);
+    set(&mut c.retention_ms, t.retention);
     if let Some(a) = t.max_attempts {
         c.max_attempts = a;
     }

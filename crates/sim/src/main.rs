@@ -41,11 +41,11 @@ enum Command {
     /// Run one scenario under several policies with the same seed and workload.
     Compare {
         scenario: PathBuf,
-        /// Comma-separated policies, e.g. no_federation,random,nearest,scored.
+        /// Comma-separated policies, e.g. no_federation,random,nearest,margin,scored.
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "no_federation,random,nearest,scored"
+            default_value = "no_federation,random,nearest,margin,scored"
         )]
         policies: Vec<String>,
         #[arg(long)]

@@ -47,6 +47,33 @@ pub fn table(s: &Summary) -> String {
             format!("{:.3}", p.match_quality),
         ),
         (
+            "achievable match quality, achieved ratio",
+            format!("{:.3}, {:.3}", p.achievable_match_quality, p.achieved_ratio),
+        ),
+        (
+            "unplaced with a priority member in consent",
+            p.exhausted_with_eligible.to_string(),
+        ),
+        (
+            "served at home after every target declined",
+            p.served_at_home_after_all.to_string(),
+        ),
+        (
+            "members at intake / offers declined for it",
+            format!(
+                "{} / {}",
+                s.inflow.members_at_intake, s.inflow.declined_no_capacity
+            ),
+        ),
+        (
+            "highest peak held / intake (member)",
+            format!(
+                "{:.2} ({})",
+                s.inflow.max_peak_over_intake,
+                s.inflow.most_loaded.as_deref().unwrap_or("-")
+            ),
+        ),
+        (
             "exhausted share (exhausted / withdrawn / pending)",
             format!(
                 "{:.4} ({} / {} / {})",
@@ -119,6 +146,12 @@ pub fn table(s: &Summary) -> String {
     for (k, v) in rows {
         let _ = writeln!(out, "{k:<w$}  {v}");
     }
+    if !p.missed.is_empty() {
+        let _ = writeln!(out, "could have ended at a priority member and did not:");
+        for (k, v) in &p.missed {
+            let _ = writeln!(out, "  {k}: {v}");
+        }
+    }
     for v in &s.invariants.first {
         let _ = writeln!(out, "  VIOLATION: {v}");
     }
@@ -134,8 +167,17 @@ pub fn compare_table(runs: &[(String, RunOutcome)]) -> String {
         ("match quality", |r| {
             format!("{:.3}", r.summary.projects.match_quality)
         }),
+        ("achievable", |r| {
+            format!("{:.3}", r.summary.projects.achievable_match_quality)
+        }),
+        ("achieved ratio", |r| {
+            format!("{:.3}", r.summary.projects.achieved_ratio)
+        }),
         ("exhausted share", |r| {
             format!("{:.4}", r.summary.projects.exhausted_share)
+        }),
+        ("exhausted, eligible", |r| {
+            r.summary.projects.exhausted_with_eligible.to_string()
         }),
         ("referred share", |r| {
             format!("{:.3}", r.summary.projects.referred_share)
@@ -145,6 +187,12 @@ pub fn compare_table(runs: &[(String, RunOutcome)]) -> String {
         }),
         ("accept p99 (h)", |r| {
             opt(r.summary.projects.time_to_acceptance_hours.p99)
+        }),
+        ("peak held/intake", |r| {
+            format!("{:.2}", r.summary.inflow.max_peak_over_intake)
+        }),
+        ("declined: intake", |r| {
+            r.summary.inflow.declined_no_capacity.to_string()
         }),
         ("offers/project", |r| {
             format!("{:.3}", r.summary.projects.offers_per_project)
@@ -247,12 +295,12 @@ pub fn write_run(dir: &Path, r: &RunOutcome) -> io::Result<()> {
     std::fs::write(dir.join("members_timeseries.csv"), ms)?;
 
     let mut mc = String::from(
-        "member,role,country,gpus,filed,kept,referred_out,referred_out_accepted,exhausted,offers_in,accepted_in,declined_in,utilisation,gpu_hours_hosted_for_others,gpu_hours_used_elsewhere\n",
+        "member,role,country,gpus,filed,kept,referred_out,referred_out_accepted,exhausted,offers_in,accepted_in,declined_in,declined_no_capacity,intake,peak_held,utilisation,gpu_hours_hosted_for_others,gpu_hours_used_elsewhere\n",
     );
     for m in &r.members {
         let _ = writeln!(
             mc,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{:.4},{:.3},{:.3}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.4},{:.3},{:.3}",
             m.member,
             m.role,
             m.country,
@@ -265,6 +313,9 @@ pub fn write_run(dir: &Path, r: &RunOutcome) -> io::Result<()> {
             m.offers_in,
             m.accepted_in,
             m.declined_in,
+            m.declined_no_capacity,
+            m.intake,
+            m.peak_held,
             m.utilisation,
             m.gpu_hours_hosted_for_others,
             m.gpu_hours_used_elsewhere
@@ -416,16 +467,22 @@ pub fn write_compare(dir: &Path, runs: &[(String, RunOutcome)]) -> io::Result<()
     let text = serde_json::to_string_pretty(&json).map_err(io::Error::other)?;
     std::fs::write(dir.join("compare.json"), text + "\n")?;
     let mut csv = String::from(
-        "policy,match_quality,exhausted_share,accept_p50_h,accept_p99_h,offers_per_project,messages_per_project,wait_p50_min,wait_p95_min,wait_p99_min,jobs_missed,utilisation,jain,lease_replacements,digest\n",
+        "policy,match_quality,achievable_match_quality,achieved_ratio,referred_share,exhausted_share,exhausted_with_eligible,max_peak_over_intake,declined_no_capacity,accept_p50_h,accept_p99_h,offers_per_project,messages_per_project,wait_p50_min,wait_p95_min,wait_p99_min,jobs_missed,utilisation,jain,lease_replacements,digest\n",
     );
     for (name, r) in runs {
         let s = &r.summary;
         let f = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x}"));
         let _ = writeln!(
             csv,
-            "{name},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{name},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             s.projects.match_quality,
+            s.projects.achievable_match_quality,
+            s.projects.achieved_ratio,
+            s.projects.referred_share,
             s.projects.exhausted_share,
+            s.projects.exhausted_with_eligible,
+            s.inflow.max_peak_over_intake,
+            s.inflow.declined_no_capacity,
             f(s.projects.time_to_acceptance_hours.p50),
             f(s.projects.time_to_acceptance_hours.p99),
             s.projects.offers_per_project,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer};
 
-use aiguillage_core::routing::{Strategy, Weights};
+use aiguillage_core::routing::{ReferralRule, Strategy, Weights};
 use aiguillage_wire::{CountryCode, MemberId, Sector, Service};
 
 const SECOND: u64 = 1_000;
@@ -227,6 +227,8 @@ pub struct CoreTimings {
     pub lease_ttl: Option<Dur>,
     pub heartbeat: Option<Dur>,
     pub replace_retry: Option<Dur>,
+    /// How long a finished record stays in a core's memory before it is archived.
+    pub retention: Option<Dur>,
 }
 
 /// The policy a `run` uses: a built-in name or one of `[policies]`.
@@ -255,6 +257,9 @@ fn default_policy() -> String {
 pub struct PolicySpec {
     #[serde(default)]
     pub strategy: Strategy,
+    /// When a project in a sector the filing member only accepts leaves.
+    #[serde(default)]
+    pub rule: ReferralRule,
     #[serde(default)]
     pub weights: Option<Weights>,
     #[serde(default)]
@@ -271,7 +276,7 @@ fn yes() -> bool {
 }
 
 /// Names of the built-in policies, in the order `compare` lists them.
-pub const BUILTIN_POLICIES: &[&str] = &["no_federation", "random", "nearest", "scored"];
+pub const BUILTIN_POLICIES: &[&str] = &["no_federation", "random", "nearest", "margin", "scored"];
 
 impl Scenario {
     /// The policy called `name`: one of the scenario's `[policies]`, else a built-in.
@@ -281,6 +286,7 @@ impl Scenario {
         }
         let spec = |strategy, federate_overflow| PolicySpec {
             strategy,
+            rule: ReferralRule::BetterSuited,
             weights: None,
             accept_margin: None,
             max_candidates: None,
@@ -291,6 +297,12 @@ impl Scenario {
             "random" => Ok(spec(Strategy::Random, true)),
             "nearest" => Ok(spec(Strategy::Nearest, true)),
             "scored" => Ok(spec(Strategy::Scored, true)),
+            // The earlier default: an accepted sector leaves only when the best candidate
+            // beats the local score by the margin.
+            "margin" => Ok(PolicySpec {
+                rule: ReferralRule::Margin,
+                ..spec(Strategy::Scored, true)
+            }),
             _ => Err(ScenarioError::UnknownPolicy {
                 name: name.to_owned(),
                 known: BUILTIN_POLICIES

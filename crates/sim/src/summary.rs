@@ -4,8 +4,14 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use aiguillage_core::{AttemptOutcome, InState, OutState, routing::Outcome};
-use aiguillage_wire::MessageKind;
+use aiguillage_core::{
+    AttemptOutcome, FiledProject, InReferral, InState, JourneyState, OutReferral, OutState, Record,
+    decode_record,
+    routing::{Ineligible, Outcome},
+};
+use aiguillage_wire::{
+    DeclineReason, MemberId, MessageKind, ProjectCard, ReferralId, Sector, Service,
+};
 
 use crate::engine::Sim;
 use crate::metrics::{MemberRow, SeriesRow, jain, quantile};
@@ -25,6 +31,7 @@ pub struct Summary {
     pub duration_days: f64,
     pub settle_days: f64,
     pub projects: ProjectMeasures,
+    pub inflow: InflowMeasures,
     pub jobs: JobMeasures,
     pub network: NetworkMeasures,
     pub engine: EngineMeasures,
@@ -38,11 +45,28 @@ pub struct ProjectMeasures {
     pub kept: u64,
     pub referred: u64,
     pub accepted_elsewhere: u64,
+    /// Projects that had to leave (an excluded sector, a service missing) and that no
+    /// member took: unplaced.
     pub exhausted: u64,
+    /// Referrals every target declined, whose project the filing member then served
+    /// itself (its sector is accepted there); not counted as exhausted.
+    pub served_at_home_after_all: u64,
     pub withdrawn: u64,
     pub pending: u64,
     /// Share of filed projects that end at a member where their sector is a priority.
     pub match_quality: f64,
+    /// Share of filed projects for which such an end was possible: some member inside the
+    /// client's consent (the filing member always is) that takes referrals has the sector as
+    /// a priority, offers every service the project needs and has GPUs when it needs GPU
+    /// hours.
+    pub achievable_match_quality: f64,
+    /// `match_quality` over `achievable_match_quality`.
+    pub achieved_ratio: f64,
+    /// Exhausted projects for which such a member existed.
+    pub exhausted_with_eligible: u64,
+    /// Projects that could have ended at a priority member and did not, by the rule that
+    /// decided at filing and where they ended.
+    pub missed: BTreeMap<String, u64>,
     pub exhausted_share: f64,
     pub referred_share: f64,
     pub time_to_acceptance_hours: Quantiles,
@@ -96,6 +120,19 @@ impl Quantiles {
     }
 }
 
+/// Inflow against intake over all members that take referrals.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct InflowMeasures {
+    /// Members whose intake was full at least once (they declined an offer for it).
+    pub members_at_intake: u64,
+    /// Offers declined for a full intake, whole federation.
+    pub declined_no_capacity: u64,
+    /// The highest peak of referrals held at once over intake, across members.
+    pub max_peak_over_intake: f64,
+    /// The member with that peak.
+    pub most_loaded: Option<String>,
+}
+
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct NetworkMeasures {
     pub messages: u64,
@@ -143,6 +180,12 @@ pub struct MemberReport {
     pub offers_in: u64,
     pub accepted_in: u64,
     pub declined_in: u64,
+    /// Offers declined because every intake slot was taken.
+    pub declined_no_capacity: u64,
+    /// Referrals the member may hold at once (accepted and not yet finished).
+    pub intake: u32,
+    /// The most referrals it held at once over the run.
+    pub peak_held: u32,
     pub utilisation: f64,
     pub gpu_hours_hosted_for_others: f64,
     pub gpu_hours_used_elsewhere: f64,
@@ -171,6 +214,111 @@ fn share(a: u64, b: u64) -> f64 {
     } else {
         (a as f64 / b as f64 * 10_000.0).round() / 10_000.0
     }
+}
+
+/// One member's projects and referrals: those in memory and those archived.
+struct Books {
+    projects: Vec<FiledProject>,
+    outgoing: BTreeMap<ReferralId, OutReferral>,
+    incoming: Vec<InReferral>,
+}
+
+impl Books {
+    fn of(st: &aiguillage_core::State, archive: &[(aiguillage_core::StateKey, Vec<u8>)]) -> Books {
+        let mut b = Books {
+            projects: st.projects.values().cloned().collect(),
+            outgoing: st.outgoing.clone(),
+            incoming: st.incoming.values().cloned().collect(),
+        };
+        for (key, bytes) in archive {
+            // The simulator wrote these records itself; one it cannot read is a bug there.
+            match decode_record(key, bytes).expect("an archived record decodes") {
+                Record::Project(p) => b.projects.push(p),
+                Record::Outgoing(o) => {
+                    b.outgoing.insert(o.id.clone(), o);
+                }
+                Record::Incoming(i) => b.incoming.push(i),
+                Record::Job(_) | Record::Hosted(_) | Record::Other => {}
+            }
+        }
+        b.projects.sort_by_key(|p| p.filed_at);
+        b
+    }
+}
+
+/// A member where a project could end well: it has the project's sector as a priority.
+struct Haven<'a> {
+    index: usize,
+    id: &'a MemberId,
+    country: aiguillage_wire::CountryCode,
+    services: &'a [Service],
+    takes_referrals: bool,
+    has_gpus: bool,
+}
+
+/// For each sector, the members that have it as a priority.
+struct Achievable<'a> {
+    by_sector: BTreeMap<Sector, Vec<Haven<'a>>>,
+}
+
+impl<'a> Achievable<'a> {
+    fn index(sim: &'a Sim<'_>) -> Achievable<'a> {
+        let mut by_sector: BTreeMap<Sector, Vec<Haven<'a>>> = BTreeMap::new();
+        for (index, m) in sim.members.iter().enumerate() {
+            for s in &m.profile.sectors.priority {
+                by_sector.entry(*s).or_default().push(Haven {
+                    index,
+                    id: m.id(),
+                    country: m.country(),
+                    services: &m.profile.services,
+                    takes_referrals: m.referral_intake > 0,
+                    has_gpus: m.gpus > 0,
+                });
+            }
+        }
+        Achievable { by_sector }
+    }
+
+    /// Whether a project with `card`, filed at member `home`, could end at a member where
+    /// its sector is a priority: home itself, or one inside the consent that takes
+    /// referrals; either offering every service the project needs and, when the project
+    /// needs GPU hours, having GPUs (routing's definition of better suited, less the intake
+    /// free at the moment).
+    fn any(&self, card: &ProjectCard, home: usize) -> bool {
+        self.by_sector.get(&card.sector).is_some_and(|havens| {
+            havens.iter().any(|h| {
+                card.services_needed.iter().all(|s| h.services.contains(s))
+                    && (h.index == home
+                        || (h.takes_referrals
+                            && (h.has_gpus || card.gpu_hours == 0)
+                            && card.consent.allows(h.id, h.country)))
+            })
+        })
+    }
+}
+
+/// The spans during which referral `r` held an intake slot, as (+1 at start, −1 at end).
+fn held_spans(r: &InReferral, out: &mut Vec<(u64, i32)>) {
+    let holds = |t: &str| matches!(t, "accepted" | "handed_over" | "in_progress");
+    let mut holding = false;
+    for t in &r.history {
+        let now = holds(&t.state);
+        if now != holding {
+            out.push((t.at.millis(), if now { 1 } else { -1 }));
+            holding = now;
+        }
+    }
+}
+
+/// The most spans open at once; an end at the same instant as a start counts first.
+fn peak(mut events: Vec<(u64, i32)>) -> u32 {
+    events.sort_unstable();
+    let (mut open, mut most) = (0i64, 0i64);
+    for (_, d) in events {
+        open += i64::from(d);
+        most = most.max(open);
+    }
+    most.max(0) as u32
 }
 
 const REFERRAL_KINDS: &[MessageKind] = &[
@@ -209,21 +357,31 @@ pub fn summarise(sim: &Sim<'_>) -> RunOutcome {
             offers_in: 0,
             accepted_in: 0,
             declined_in: 0,
+            declined_no_capacity: 0,
+            intake: mb.referral_intake,
+            peak_held: 0,
             utilisation: 0.0,
             gpu_hours_hosted_for_others: 0.0,
             gpu_hours_used_elsewhere: 0.0,
         })
         .collect();
-    for (oi, core) in sim.cores().enumerate() {
+    let possible = Achievable::index(sim);
+    let mut achievable = 0u64;
+    for (oi, (core, archive)) in sim.cores().zip(sim.archives()).enumerate() {
         let st = core.state();
-        for fp in st.projects.values() {
+        let books = Books::of(st, archive);
+        for fp in &books.projects {
             p.filed += 1;
             members[oi].filed += 1;
+            let can_match = possible.any(&fp.card, oi);
+            achievable += u64::from(can_match);
+            let mut exhausted = false;
+            let mut end = "kept";
             let ended_at = match &fp.referral {
                 None => match fp.explanation.outcome {
                     Outcome::Exhausted => {
-                        p.exhausted += 1;
-                        members[oi].exhausted += 1;
+                        exhausted = true;
+                        end = "unplaced";
                         None
                     }
                     _ => {
@@ -235,9 +393,10 @@ pub fn summarise(sim: &Sim<'_>) -> RunOutcome {
                 Some(rid) => {
                     p.referred += 1;
                     members[oi].referred_out += 1;
-                    match st.outgoing.get(rid) {
+                    match books.outgoing.get(rid) {
                         None => {
                             p.pending += 1;
+                            end = "pending";
                             None
                         }
                         Some(out) => {
@@ -249,6 +408,7 @@ pub fn summarise(sim: &Sim<'_>) -> RunOutcome {
                             {
                                 p.accepted_elsewhere += 1;
                                 members[oi].referred_out_accepted += 1;
+                                end = "accepted_elsewhere";
                                 if let Some(at) = a.answered_at {
                                     acceptance
                                         .push(at.millis().saturating_sub(fp.filed_at.millis()));
@@ -257,37 +417,95 @@ pub fn summarise(sim: &Sim<'_>) -> RunOutcome {
                             } else {
                                 match out.state {
                                     OutState::Exhausted => {
-                                        p.exhausted += 1;
-                                        members[oi].exhausted += 1;
+                                        if fp.journey.state == JourneyState::Unplaced {
+                                            exhausted = true;
+                                            end = "unplaced";
+                                            None
+                                        } else {
+                                            p.served_at_home_after_all += 1;
+                                            end = "served_at_home_after_all";
+                                            Some(oi)
+                                        }
                                     }
-                                    OutState::Withdrawn => p.withdrawn += 1,
-                                    _ => p.pending += 1,
+                                    OutState::Withdrawn => {
+                                        p.withdrawn += 1;
+                                        end = "withdrawn";
+                                        None
+                                    }
+                                    _ => {
+                                        p.pending += 1;
+                                        end = "pending";
+                                        None
+                                    }
                                 }
-                                None
                             }
                         }
                     }
                 }
             };
-            if let Some(e) = ended_at
-                && is_priority(&sim.members[e].profile, fp.card.sector)
-            {
-                matched += 1;
+            if exhausted {
+                p.exhausted += 1;
+                p.exhausted_with_eligible += u64::from(can_match);
+                members[oi].exhausted += 1;
+            }
+            let good =
+                ended_at.is_some_and(|e| is_priority(&sim.members[e].profile, fp.card.sector));
+            matched += u64::from(good);
+            if can_match && !good {
+                let rule = serde_json::to_value(fp.explanation.rule)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                // A priority member that was full when the project was filed.
+                let full = fp.explanation.ineligible.iter().any(|i| {
+                    i.rule == Ineligible::NoIntake
+                        && sim
+                            .index
+                            .get(&i.member)
+                            .is_some_and(|&m| is_priority(&sim.members[m].profile, fp.card.sector))
+                });
+                let why = if full {
+                    ", a priority member's intake full"
+                } else {
+                    ""
+                };
+                *p.missed.entry(format!("{rule}: {end}{why}")).or_default() += 1;
             }
         }
-        for r in st.incoming.values() {
+        let mut held = Vec::new();
+        for r in &books.incoming {
             members[oi].offers_in += 1;
             if r.state.was_accepted() {
                 members[oi].accepted_in += 1;
-            } else if matches!(r.state, InState::Declined { .. }) {
+            } else if let InState::Declined { reason, .. } = &r.state {
                 members[oi].declined_in += 1;
+                if *reason == DeclineReason::NoCapacity {
+                    members[oi].declined_no_capacity += 1;
+                }
             }
+            held_spans(r, &mut held);
         }
+        members[oi].peak_held = peak(held);
         let mut used = 0u64;
         for (_, t) in st.ledger.peers() {
             used += t.gpu_seconds_consumed;
         }
         members[oi].gpu_hours_used_elsewhere = round3(used as f64 / 3600.0);
+    }
+    p.achievable_match_quality = share(achievable, p.filed);
+    p.achieved_ratio = share(matched, achievable);
+    let mut inflow = InflowMeasures::default();
+    for (mr, setup) in members.iter().zip(&sim.members) {
+        if setup.referral_intake == 0 {
+            continue;
+        }
+        inflow.members_at_intake += u64::from(mr.declined_no_capacity > 0);
+        inflow.declined_no_capacity += mr.declined_no_capacity;
+        let load = f64::from(mr.peak_held) / f64::from(setup.referral_intake);
+        if load > inflow.max_peak_over_intake {
+            inflow.max_peak_over_intake = round3(load);
+            inflow.most_loaded = Some(mr.member.clone());
+        }
     }
     acceptance.sort_unstable();
     p.match_quality = share(matched, p.filed);
@@ -382,6 +600,7 @@ pub fn summarise(sim: &Sim<'_>) -> RunOutcome {
         duration_days: round3(s.duration.ms() as f64 / (24.0 * HOUR)),
         settle_days: round3(s.settle.ms() as f64 / (24.0 * HOUR)),
         projects: p,
+        inflow,
         jobs,
         network,
         engine: EngineMeasures {
@@ -409,5 +628,19 @@ pub fn summarise(sim: &Sim<'_>) -> RunOutcome {
         member_series: m.member_series.clone(),
         waits_ms: waits,
         acceptance_ms: acceptance,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::peak;
+
+    #[test]
+    fn peak_counts_the_most_spans_open_at_once() {
+        assert_eq!(peak(vec![]), 0);
+        // [0, 10) and [5, 20) overlap; [20, 30) starts as the second ends.
+        let spans = vec![(0, 1), (10, -1), (5, 1), (20, -1), (20, 1), (30, -1)];
+        assert_eq!(peak(spans), 2);
+        assert_eq!(peak(vec![(0, 1), (0, -1), (0, 1), (1, -1)]), 1);
     }
 }

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use aiguillage_sim::scenario::Dur;
 use aiguillage_sim::{RunOutcome, Scenario};
 
 fn simulations() -> PathBuf {
@@ -108,6 +109,64 @@ fn aiguillage_scoring_beats_random_referral_on_match_quality() {
         mq(&scored),
         mq(&random)
     );
+}
+
+#[test]
+fn scored_reaches_what_was_achievable_and_the_margin_rule_falls_short() {
+    let s = small("eu-week");
+    let scored = run(&s, 7, "scored");
+    let margin = run(&s, 7, "margin");
+    assert_clean(&scored);
+    assert_clean(&margin);
+    let p = &scored.summary.projects;
+    assert!(p.achievable_match_quality > 0.5, "{p:?}");
+    assert!(
+        p.match_quality <= p.achievable_match_quality,
+        "nothing ends better than was possible: {p:?}"
+    );
+    assert!(p.achieved_ratio >= 0.95, "scored achieved ratio {p:?}");
+    assert_eq!(p.exhausted_with_eligible, 0, "{:?}", p.missed);
+    // The margin rule keeps accepted-sector projects a priority member would take.
+    let m = &margin.summary.projects;
+    assert_eq!(m.achievable_match_quality, p.achievable_match_quality);
+    assert!(m.achieved_ratio < 0.9, "margin achieved ratio {m:?}");
+    assert!(
+        m.missed
+            .keys()
+            .any(|k| k.starts_with("accepted_not_beaten")),
+        "{:?}",
+        m.missed
+    );
+    // No member held more referrals than its intake.
+    assert!(scored.summary.inflow.max_peak_over_intake <= 1.0);
+    for mr in &scored.members {
+        assert!(mr.peak_held <= mr.intake, "{mr:?}");
+    }
+}
+
+#[test]
+fn records_archived_under_a_short_retention_still_count_in_the_summary() {
+    let mut short = small("eu-week");
+    short.core.retention = Some(Dur(3_600_000));
+    let mut long = small("eu-week");
+    long.core.retention = Some(Dur(30 * 86_400_000));
+    let a = run(&short, 3, "scored");
+    let b = run(&long, 3, "scored");
+    assert_clean(&a);
+    assert!(
+        a.summary.engine.records_retired > 100,
+        "{:?}",
+        a.summary.engine
+    );
+    assert!(a.summary.engine.records_retired > b.summary.engine.records_retired);
+    let (pa, pb) = (&a.summary.projects, &b.summary.projects);
+    assert_eq!(
+        (pa.filed, pa.kept, pa.referred, pa.accepted_elsewhere),
+        (pb.filed, pb.kept, pb.referred, pb.accepted_elsewhere)
+    );
+    assert_eq!(pa.match_quality, pb.match_quality);
+    let accepted = |r: &RunOutcome| r.members.iter().map(|m| m.accepted_in).sum::<u64>();
+    assert_eq!(accepted(&a), accepted(&b));
 }
 
 #[test]

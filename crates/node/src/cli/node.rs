@@ -114,7 +114,60 @@ pub enum NodeCommand {
         node: NodeArgs,
         #[command(flatten)]
         json: JsonFlag,
+        /// Print `measure,value` lines for a spreadsheet instead of a table.
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
     },
+    /// What the node told its people: decisions needed, answers, progress, jobs.
+    Notifications {
+        #[command(flatten)]
+        node: NodeArgs,
+        #[command(subcommand)]
+        command: NoticeCommand,
+    },
+}
+
+#[derive(clap::Subcommand)]
+pub enum NoticeCommand {
+    /// The latest notifications, or those after a sequence number.
+    List {
+        /// Only those not marked read.
+        #[arg(long)]
+        unread: bool,
+        /// Only those after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Mark every notification up to this sequence number read.
+    Read {
+        /// The sequence number (the first column of `notifications list`).
+        up_to: u64,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
+/// `--step` and `--state` of a progress report.
+#[derive(clap::Args)]
+pub struct ProgressArgs {
+    /// The journey step the company is at: first_contact, training, assessment,
+    /// solution_matching, financing, poc_sandbox or production.
+    #[arg(long)]
+    step: aiguillage_wire::Service,
+    /// in_progress, completed (the journey here ended well) or abandoned.
+    #[arg(long, default_value = "in_progress")]
+    state: aiguillage_wire::ProgressState,
+    /// A note for the record (and, for a referral, for its origin).
+    #[arg(long, default_value = "")]
+    note: String,
+}
+
+impl ProgressArgs {
+    fn body(&self) -> Value {
+        serde_json::json!({ "step": self.step, "state": self.state, "note": self.note })
+    }
 }
 
 #[derive(clap::Subcommand)]
@@ -128,6 +181,32 @@ pub enum ProjectCommand {
     },
     /// List the projects filed here.
     List {
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// A project with its routing explanation and its journey here.
+    Show {
+        /// The project's id, e.g. lu-l-aif/p3.
+        id: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Move a project served here along its journey, or end it.
+    Progress {
+        /// The project's id.
+        id: String,
+        #[command(flatten)]
+        progress: ProgressArgs,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Record that the one-stop shop advised the company against the project.
+    AdviseAgainst {
+        /// The project's id.
+        id: String,
+        /// Why it is not worth doing, in the adviser's words.
+        #[arg(long)]
+        reason: String,
         #[command(flatten)]
         json: JsonFlag,
     },
@@ -162,6 +241,25 @@ pub enum ReferralCommand {
         /// The referral's id.
         id: String,
         /// Why, for the origin and the record.
+        #[arg(long, default_value = "")]
+        detail: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Report progress on a referral taken in (its dossier has arrived).
+    Progress {
+        /// The referral's id.
+        id: String,
+        #[command(flatten)]
+        progress: ProgressArgs,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Withdraw a referral this member made (the client changed its mind).
+    Withdraw {
+        /// The referral's id.
+        id: String,
+        /// Why, for the target and the record.
         #[arg(long, default_value = "")]
         detail: String,
         #[command(flatten)]
@@ -205,10 +303,42 @@ impl NodeCommand {
             NodeCommand::Status { node, json } => status(&node, json.json),
             NodeCommand::Directory { node, json } => directory(&node, json.json),
             NodeCommand::Ledger { node, json } => get_and_print(&node, "/ledger", json.json),
-            NodeCommand::Kpi { node, json } => get_and_print(&node, "/kpi", json.json),
+            NodeCommand::Kpi { node, json, csv } => kpi(&node, json.json, csv),
+            NodeCommand::Notifications { node, command } => match command {
+                NoticeCommand::List {
+                    unread,
+                    after,
+                    json,
+                } => notifications(&node, unread, after, json.json),
+                NoticeCommand::Read { up_to, json } => {
+                    let v = node.client()?.post(
+                        "/notifications/read",
+                        &serde_json::json!({ "up_to": up_to }),
+                    )?;
+                    print(&v, json.json, |v| {
+                        println!("read up to {}", v["read_up_to"]);
+                    });
+                    Ok(())
+                }
+            },
             NodeCommand::Project { node, command } => match command {
                 ProjectCommand::File { file, json } => project_file(&node, &file, json.json),
-                ProjectCommand::List { json } => get_and_print(&node, "/projects", json.json),
+                ProjectCommand::List { json } => project_list(&node, json.json),
+                ProjectCommand::Show { id, json } => project_show(&node, &id, json.json),
+                ProjectCommand::Progress { id, progress, json } => act(
+                    &node,
+                    &id,
+                    &format!("/projects/{id}/progress"),
+                    &progress.body(),
+                    json.json,
+                ),
+                ProjectCommand::AdviseAgainst { id, reason, json } => act(
+                    &node,
+                    &id,
+                    &format!("/projects/{id}/advise-against"),
+                    &serde_json::json!({ "reason": reason }),
+                    json.json,
+                ),
             },
             NodeCommand::Referral { node, command } => match command {
                 ReferralCommand::List { json } => referral_list(&node, json.json),
@@ -219,6 +349,20 @@ impl NodeCommand {
                 ReferralCommand::Decline { id, detail, json } => {
                     referral_decide(&node, &id, false, &detail, json.json)
                 }
+                ReferralCommand::Progress { id, progress, json } => act(
+                    &node,
+                    &id,
+                    &format!("/referrals/{id}/progress"),
+                    &progress.body(),
+                    json.json,
+                ),
+                ReferralCommand::Withdraw { id, detail, json } => act(
+                    &node,
+                    &id,
+                    &format!("/referrals/{id}/withdraw"),
+                    &serde_json::json!({ "detail": detail }),
+                    json.json,
+                ),
             },
             NodeCommand::Job { node, command } => match command {
                 JobCommand::Submit { file, json } => job_submit(&node, &file, json.json),
@@ -349,12 +493,13 @@ fn referral_show(t: &NodeArgs, id: &str, json: bool) -> Result<()> {
 
 fn referral_decide(t: &NodeArgs, id: &str, accept: bool, detail: &str, json: bool) -> Result<()> {
     let action = if accept { "accept" } else { "decline" };
-    let v = t.client()?.post(
+    act(
+        t,
+        id,
         &format!("/referrals/{id}/{action}"),
         &serde_json::json!({ "detail": detail }),
-    )?;
-    print(&v, json, pretty);
-    Ok(())
+        json,
+    )
 }
 
 fn job_submit(t: &NodeArgs, path: &Path, json: bool) -> Result<()> {
@@ -374,6 +519,173 @@ fn job_submit(t: &NodeArgs, path: &Path, json: bool) -> Result<()> {
 fn get_and_print(t: &NodeArgs, path: &str, json: bool) -> Result<()> {
     let v = t.client()?.get(path)?;
     print(&v, json, pretty);
+    Ok(())
+}
+
+/// Posts an action on `subject` and says the state it left it in.
+fn act(t: &NodeArgs, subject: &str, path: &str, body: &Value, json: bool) -> Result<()> {
+    let v = t.client()?.post(path, body)?;
+    print(&v, json, |v| {
+        let state = v
+            .as_str()
+            .or(v["state"].as_str())
+            .or(v["state"]["state"].as_str())
+            .unwrap_or("done");
+        match v["step"].as_str() {
+            Some(step) => println!("{subject}: {state} at {step}"),
+            None => println!("{subject}: {state}"),
+        }
+    });
+    Ok(())
+}
+
+fn time(v: &Value) -> String {
+    crate::clock::format_time(aiguillage_wire::Timestamp(v.as_u64().unwrap_or(0)))
+}
+
+fn history(h: &Value) {
+    for t in h.as_array().into_iter().flatten() {
+        println!(
+            "  {} {:<16} {}",
+            time(&t["at"]),
+            t["state"].as_str().unwrap_or(""),
+            t["detail"].as_str().unwrap_or("")
+        );
+    }
+}
+
+fn project_list(t: &NodeArgs, json: bool) -> Result<()> {
+    let v = t.client()?.get("/projects")?;
+    print(&v, json, |v| {
+        println!(
+            "{:<22} {:<22} {:<10} {:<18} {:<16} referral",
+            "project", "sector", "outcome", "journey", "step"
+        );
+        for p in v.as_array().into_iter().flatten() {
+            println!(
+                "{:<22} {:<22} {:<10} {:<18} {:<16} {}",
+                p["card"]["project"].as_str().unwrap_or(""),
+                p["card"]["sector"].as_str().unwrap_or(""),
+                p["explanation"]["outcome"].as_str().unwrap_or(""),
+                p["journey"]["state"]["state"].as_str().unwrap_or(""),
+                p["journey"]["step"]
+                    .as_str()
+                    .or(p["card"]["stage"].as_str())
+                    .unwrap_or("-"),
+                p["referral"].as_str().unwrap_or("-")
+            );
+        }
+    });
+    Ok(())
+}
+
+fn project_show(t: &NodeArgs, id: &str, json: bool) -> Result<()> {
+    let v = t.client()?.get(&format!("/projects/{id}"))?;
+    print(&v, json, |v| {
+        let card = &v["card"];
+        println!(
+            "project {}: {} ({}, {}), filed {}",
+            card["project"].as_str().unwrap_or(id),
+            card["sector"].as_str().unwrap_or(""),
+            card["country"].as_str().unwrap_or(""),
+            card["company_size"].as_str().unwrap_or(""),
+            time(&v["filed_at"])
+        );
+        if let Some(text) = v["explanation"]["text"].as_str() {
+            println!("routing: {text}");
+        }
+        if let Some(r) = v["referral"].as_str() {
+            println!("referral {r} (see `aiguillage referral show {r}`)");
+        }
+        let j = &v["journey"];
+        println!(
+            "journey here: {} at {}",
+            j["state"]["state"].as_str().unwrap_or(""),
+            j["step"]
+                .as_str()
+                .unwrap_or(card["stage"].as_str().unwrap_or("-"))
+        );
+        if let Some(reason) = j["state"]["reason"].as_str() {
+            println!("  reason: {reason}");
+        }
+        history(&j["history"]);
+    });
+    Ok(())
+}
+
+fn notifications(t: &NodeArgs, unread: bool, after: u64, json: bool) -> Result<()> {
+    let mut path = format!("/notifications?after={after}");
+    if unread {
+        path.push_str("&unread=true");
+    }
+    let v = t.client()?.get(&path)?;
+    print(&v, json, |v| {
+        let rows = v["notifications"].as_array().cloned().unwrap_or_default();
+        if rows.is_empty() {
+            println!("no notifications{}", if unread { " unread" } else { "" });
+        }
+        for n in rows {
+            let text =
+                serde_json::from_value::<aiguillage_core::Notification>(n["notification"].clone())
+                    .map(|n| n.describe())
+                    .unwrap_or_else(|_| n["notification"].to_string());
+            let by = n["notification"]["decide_by"]
+                .as_u64()
+                .map(|_| format!(" by {}", time(&n["notification"]["decide_by"])))
+                .unwrap_or_default();
+            println!(
+                "{:>6} {} {} {text}{by}",
+                n["seq"].as_u64().unwrap_or(0),
+                time(&n["at"]),
+                if n["read"] == true { " " } else { "*" }
+            );
+        }
+        println!(
+            "read up to {}; mark read with `aiguillage notifications read N`",
+            v["read_up_to"]
+        );
+    });
+    Ok(())
+}
+
+/// The figures as `measure value` rows: nested tables joined with `.`, e.g.
+/// `referrals_out.de-jaif.health.accepted`.
+fn kpi_rows(v: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::Object(o) => {
+            for (k, val) in o {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                kpi_rows(val, &key, out);
+            }
+        }
+        Value::String(s) => out.push((prefix.to_owned(), s.clone())),
+        other => out.push((prefix.to_owned(), other.to_string())),
+    }
+}
+
+fn kpi(t: &NodeArgs, json: bool, csv: bool) -> Result<()> {
+    let v = t.client()?.get("/kpi")?;
+    if json {
+        pretty(&v);
+        return Ok(());
+    }
+    let mut rows = Vec::new();
+    kpi_rows(&v, "", &mut rows);
+    if csv {
+        println!("measure,value");
+        for (k, val) in rows {
+            println!("{k},{val}");
+        }
+    } else {
+        let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        for (k, val) in rows {
+            println!("{k:<w$}  {val:>10}");
+        }
+    }
     Ok(())
 }
 

@@ -148,8 +148,14 @@ impl Node {
                     return Err(ApiError::not_found(format!("no open project {project}")));
                 };
                 if !p.journey.state.is_open() {
+                    let why = match &p.referral {
+                        Some(r) if p.journey.state == aiguillage_core::JourneyState::Referred => {
+                            format!("the member that took referral {r} reports its progress")
+                        }
+                        _ => "its journey here has ended".to_owned(),
+                    };
                     return Err(ApiError::conflict(format!(
-                        "{project} is {}: its journey here cannot move",
+                        "{project} is {}: {why}",
                         p.journey.state.tag()
                     )));
                 }
