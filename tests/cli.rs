@@ -509,3 +509,96 @@ fn a_limit_of_zero_is_refused_with_its_name() {
         );
     }
 }
+
+#[test]
+fn a_sector_only_accepted_at_home_goes_to_a_member_that_has_it_as_a_priority_unless_the_margin_rule_keeps_it()
+ {
+    // An Austrian space start-up filed at at-aiat, where space is only accepted.
+    let root = repo_root();
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(root.join("config/examples/project-health-lu.toml"))
+        .unwrap()
+        .replace("sector = \"health\"", "sector = \"space\"")
+        .replace(
+            "secondary_sectors = [\"life_sciences\"]",
+            "secondary_sectors = []",
+        )
+        .replace("country = \"LU\"", "country = \"AT\"");
+    let file = dir.path().join("space-at.toml");
+    std::fs::write(&file, text).unwrap();
+    let route = |rule: &str| {
+        run_in(
+            &root,
+            &[
+                "route",
+                "--explain",
+                file.to_str().unwrap(),
+                "--from",
+                "at-aiat",
+                "--rule",
+                rule,
+                "--json",
+            ],
+        )
+        .ok()
+        .json()
+    };
+    let better = route("better_suited");
+    assert_eq!(better["outcome"], "refer", "{better}");
+    assert_eq!(better["rule"], "better_suited_elsewhere");
+    let ranked = better["ranked"].as_array().unwrap();
+    assert!(!ranked.is_empty());
+    for c in ranked {
+        let m = c["member"].as_str().unwrap();
+        let profile = std::fs::read_to_string(root.join(format!("config/factories/{m}.toml")))
+            .or_else(|_| std::fs::read_to_string(root.join(format!("config/antennas/{m}.toml"))))
+            .unwrap();
+        let priority = profile
+            .lines()
+            .find(|l| l.starts_with("priority ="))
+            .unwrap();
+        assert!(
+            priority.contains("\"space\""),
+            "{m} is offered it: {priority}"
+        );
+    }
+    // The earlier rule keeps it: home geography outweighs the priority match.
+    let margin = route("margin");
+    assert_eq!(margin["outcome"], "keep", "{margin}");
+    assert_eq!(margin["rule"], "accepted_not_beaten");
+    // The table names the rule; a wrong rule is refused with the choices.
+    let table = run_in(
+        &root,
+        &[
+            "route",
+            "--explain",
+            file.to_str().unwrap(),
+            "--from",
+            "at-aiat",
+        ],
+    )
+    .ok();
+    assert!(
+        table.stdout.contains("rule: better_suited_elsewhere (this member's policy for accepted sectors: better_suited)"),
+        "{}",
+        table.stdout
+    );
+    let wrong = run_in(
+        &root,
+        &[
+            "route",
+            "--explain",
+            file.to_str().unwrap(),
+            "--from",
+            "at-aiat",
+            "--rule",
+            "nearest",
+        ],
+    );
+    assert_ne!(wrong.code, Some(0));
+    assert!(
+        wrong.stderr.contains("better_suited or margin"),
+        "{}",
+        wrong.stderr
+    );
+}

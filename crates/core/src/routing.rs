@@ -256,8 +256,8 @@ pub enum Rule {
     /// The sector is only accepted here and it is a priority at a member that offers what
     /// the project needs.
     BetterSuitedElsewhere,
-    /// The sector is accepted here and no member has it as a priority with what the project
-    /// needs.
+    /// The sector is accepted here and no member inside the client's consent has it as a
+    /// priority with what the project needs and room to take it.
     NoBetterSuited,
     /// The sector is accepted here and no candidate beats us by the margin.
     AcceptedNotBeaten,
@@ -278,6 +278,23 @@ pub enum Rule {
 }
 
 impl Rule {
+    /// The rule's name, as in the explanation's JSON and the KPIs.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Rule::PrioritySector => "priority_sector",
+            Rule::BetterSuitedElsewhere => "better_suited_elsewhere",
+            Rule::NoBetterSuited => "no_better_suited",
+            Rule::AcceptedNotBeaten => "accepted_not_beaten",
+            Rule::AcceptedButBeaten => "accepted_but_beaten",
+            Rule::ClientChoseToStay => "client_chose_to_stay",
+            Rule::NoConsentToRefer => "no_consent_to_refer",
+            Rule::AdvisedAgainst => "advised_against",
+            Rule::SectorExcludedHere => "sector_excluded_here",
+            Rule::ServiceMissingHere => "service_missing_here",
+            Rule::KeepAllPolicy => "keep_all_policy",
+        }
+    }
+
     pub fn describe(&self) -> &'static str {
         match self {
             Rule::PrioritySector => {
@@ -287,7 +304,7 @@ impl Rule {
                 "the sector is only accepted here and is a priority at a member that offers what the project needs"
             }
             Rule::NoBetterSuited => {
-                "the sector is accepted here and no member has it as a priority with what the project needs"
+                "the sector is accepted here and no member inside the client's consent has it as a priority with what the project needs and room to take it"
             }
             Rule::ClientChoseToStay => "the client chose to stay here",
             Rule::NoConsentToRefer => "the client consents to no other member seeing the project",

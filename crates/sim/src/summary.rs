@@ -452,10 +452,7 @@ pub fn summarise(sim: &Sim<'_>) -> RunOutcome {
                 ended_at.is_some_and(|e| is_priority(&sim.members[e].profile, fp.card.sector));
             matched += u64::from(good);
             if can_match && !good {
-                let rule = serde_json::to_value(fp.explanation.rule)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default();
+                let rule = fp.explanation.rule.tag();
                 // A priority member that was full when the project was filed.
                 let full = fp.explanation.ineligible.iter().any(|i| {
                     i.rule == Ineligible::NoIntake

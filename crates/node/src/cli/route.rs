@@ -24,17 +24,45 @@ pub struct RouteArgs {
     /// Folder of member profiles.
     #[arg(long, default_value = "config")]
     members: PathBuf,
+    /// When a project in a sector the member only accepts leaves, as `[core.routing] rule`
+    /// in node.toml: better_suited (the default) or margin.
+    #[arg(long, default_value = "better_suited", value_parser = parse_rule)]
+    rule: routing::ReferralRule,
     #[command(flatten)]
     json: JsonFlag,
 }
 
-impl RouteArgs {
-    pub fn run(self) -> Result<()> {
-        explain(&self.explain, &self.from, &self.members, self.json.json)
+fn parse_rule(s: &str) -> Result<routing::ReferralRule, String> {
+    match s {
+        "better_suited" => Ok(routing::ReferralRule::BetterSuited),
+        "margin" => Ok(routing::ReferralRule::Margin),
+        _ => Err("expected better_suited or margin".into()),
     }
 }
 
-fn explain(project: &Path, from: &MemberId, members: &Path, json: bool) -> Result<()> {
+impl RouteArgs {
+    pub fn run(self) -> Result<()> {
+        let policy = RoutingPolicy {
+            rule: self.rule,
+            ..RoutingPolicy::default()
+        };
+        explain(
+            &self.explain,
+            &self.from,
+            &self.members,
+            &policy,
+            self.json.json,
+        )
+    }
+}
+
+fn explain(
+    project: &Path,
+    from: &MemberId,
+    members: &Path,
+    policy: &RoutingPolicy,
+    json: bool,
+) -> Result<()> {
     let text = files::read_to_string(project)?;
     let file = ProjectFile::from_toml(&text, &project.display().to_string())?;
     let card = file.card();
@@ -48,7 +76,6 @@ fn explain(project: &Path, from: &MemberId, members: &Path, json: bool) -> Resul
     let Some(me) = adverts.iter().position(|a| &a.member == from) else {
         bail!("{from} has no profile under {}", members.display());
     };
-    let policy = RoutingPolicy::default();
     let now = clock::now();
     let decision = routing::decide(
         &card,
@@ -60,10 +87,10 @@ fn explain(project: &Path, from: &MemberId, members: &Path, json: bool) -> Resul
             now,
             decline_half_life_ms: 0,
         },
-        &policy,
+        policy,
         now,
     );
-    let explanation = decision.explanation(&card, from, &policy);
+    let explanation = decision.explanation(&card, from, policy);
     if json {
         println!(
             "{}",
@@ -77,6 +104,14 @@ fn explain(project: &Path, from: &MemberId, members: &Path, json: bool) -> Resul
         Outcome::Exhausted => "NO MEMBER CAN TAKE IT",
     };
     println!("{verdict}: {}", explanation.text);
+    println!(
+        "rule: {} (this member's policy for accepted sectors: {})",
+        explanation.rule.tag(),
+        match policy.rule {
+            routing::ReferralRule::BetterSuited => "better_suited",
+            routing::ReferralRule::Margin => "margin",
+        }
+    );
     println!();
     let header: Vec<String> = Term::ALL
         .iter()
@@ -114,10 +149,17 @@ fn explain(project: &Path, from: &MemberId, members: &Path, json: bool) -> Resul
         weights.join(", ")
     );
     if explanation.eligible_unranked > 0 {
-        println!(
-            "{} more eligible member(s) ranked lower",
-            explanation.eligible_unranked
-        );
+        if explanation.rule == routing::Rule::BetterSuitedElsewhere {
+            println!(
+                "{} more eligible member(s) are not offered it: not better suited, or past the {} best",
+                explanation.eligible_unranked, policy.max_candidates
+            );
+        } else {
+            println!(
+                "{} more eligible member(s) ranked lower",
+                explanation.eligible_unranked
+            );
+        }
     }
     if !explanation.ineligible.is_empty() {
         println!();
