@@ -602,3 +602,117 @@ fn a_sector_only_accepted_at_home_goes_to_a_member_that_has_it_as_a_priority_unl
         wrong.stderr
     );
 }
+
+#[test]
+fn a_node_config_that_cannot_work_is_refused_before_anything_starts_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = dir.path().join("net");
+    let root = repo_root();
+    run_in(
+        &root,
+        &[
+            "devnet",
+            "--prepare-only",
+            "--members",
+            "lu-l-aif,de-jaif",
+            "--dir",
+            net.to_str().unwrap(),
+            "--config-dir",
+            root.join("config").to_str().unwrap(),
+        ],
+    )
+    .ok();
+    let member = net.join("lu-l-aif");
+    let base = std::fs::read_to_string(member.join("node.toml")).unwrap();
+    let table: toml::Table = toml::from_str(&base).unwrap();
+    let listen = table["listen"][0].as_str().unwrap().to_owned();
+    let edit = |f: &dyn Fn(&mut toml::Table)| {
+        let mut t = table.clone();
+        f(&mut t);
+        t
+    };
+    // Sets the value at a dotted path such as `core.routing.weights.sector`.
+    fn set_at(t: &mut toml::Table, path: &[&str], v: toml::Value) {
+        match path {
+            [last] => {
+                t.insert((*last).into(), v);
+            }
+            [first, rest @ ..] => {
+                let inner = t
+                    .entry(*first)
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                    .as_table_mut()
+                    .unwrap();
+                set_at(inner, rest, v);
+            }
+            [] => {}
+        }
+    }
+    let set = |path: &'static str, v: toml::Value| {
+        move |t: &mut toml::Table| {
+            let parts: Vec<&str> = path.split('.').collect();
+            set_at(t, &parts, v.clone());
+        }
+    };
+    let cases: Vec<(toml::Table, &str)> = vec![
+        (
+            edit(&set("core.routing.weights.sector", 40.0.into())),
+            "core.routing.weights.sector = 40",
+        ),
+        (
+            edit(&set("core.routing.weights.geography", (-0.4).into())),
+            "core.routing.weights.geography = -0.4",
+        ),
+        (
+            edit(&set("core.routing.accept_margin", f64::NAN.into())),
+            "core.routing.accept_margin = NaN",
+        ),
+        (edit(&set("core.routing.rule", "nearest".into())), "nearest"),
+        (edit(&set("core.resend_ms", 0.into())), "core.resend_ms = 0"),
+        (
+            edit(&|t| {
+                t.insert("gpus".into(), toml::Value::Integer(4_000_000_000));
+            }),
+            "gpus = 4000000000",
+        ),
+        (
+            edit(&|t| {
+                t.insert(
+                    "bootstrap".into(),
+                    toml::Value::Array(vec!["/ip4/127.0.0.1/tcp/1".into()]),
+                );
+            }),
+            "bootstrap[0] = \"/ip4/127.0.0.1/tcp/1\"",
+        ),
+    ];
+    for (i, (t, expect)) in cases.iter().enumerate() {
+        let path = member.join(format!("bad-{i}.toml"));
+        std::fs::write(&path, toml::to_string(t).unwrap()).unwrap();
+        let out = run_in(&root, &["run", "--config", path.to_str().unwrap()]).fails();
+        assert!(
+            out.stderr.contains(expect),
+            "case {i}: expected {expect:?} in:\n{}",
+            out.stderr
+        );
+        assert!(
+            !out.stderr.contains("listening"),
+            "case {i} started listening:\n{}",
+            out.stderr
+        );
+    }
+    // A short admin token, before the network starts.
+    std::fs::write(member.join("short.token"), "abc").unwrap();
+    let mut t = table.clone();
+    let mut admin = t["admin"].as_table().unwrap().clone();
+    admin.insert("token_file".into(), "short.token".into());
+    t.insert("admin".into(), toml::Value::Table(admin));
+    let path = member.join("short.toml");
+    std::fs::write(&path, toml::to_string(&t).unwrap()).unwrap();
+    let out = run_in(&root, &["run", "--config", path.to_str().unwrap()]).fails();
+    assert!(
+        out.stderr.contains("at least 16 characters"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains(&listen), "{}", out.stderr);
+}

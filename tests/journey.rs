@@ -6,10 +6,6 @@ mod support;
 
 use support::{Devnet, http, http_with, repo_root};
 
-fn referral_state(d: &Devnet, node: &str, id: &str) -> String {
-    support::state_of(&d.json(node, &["referral", "show", id]))
-}
-
 /// A copy of an example project file with `replace` applied, written into the devnet's
 /// folder.
 fn project_file(d: &Devnet, example: &str, replace: &[(&str, &str)]) -> std::path::PathBuf {
@@ -82,7 +78,7 @@ fn progress_the_lifecycle_does_not_allow_is_refused_with_the_state() {
     let v = d.json("lu-l-aif", &["project", "file", path.to_str().unwrap()]);
     let id = v["referral"].as_str().unwrap().to_owned();
     d.wait_for(30, "the dossier at es-1healthai", || {
-        referral_state(&d, "es-1healthai", &id) == "handed_over"
+        d.referral_state("es-1healthai", &id) == "handed_over"
     });
     let progress = |state: &str, note: &str| {
         http_with(
@@ -102,7 +98,7 @@ fn progress_the_lifecycle_does_not_allow_is_refused_with_the_state() {
     assert_eq!(status, 409, "{body}");
     assert!(body.contains("completed"), "{body}");
     d.wait_for(20, "the origin to see the completion", || {
-        referral_state(&d, "lu-l-aif", &id) == "completed"
+        d.referral_state("lu-l-aif", &id) == "completed"
     });
 }
 
@@ -115,7 +111,7 @@ fn decisions_and_notifications_survive_a_crash_and_advice_is_counted() {
     let id = v["referral"].as_str().unwrap().to_owned();
     d.wait_for(30, "the offer at cz-czai", || {
         d.cli("cz-czai", &["referral", "show", &id, "--json"]).code == Some(0)
-            && referral_state(&d, "cz-czai", &id) == "awaiting_decision"
+            && d.referral_state("cz-czai", &id) == "awaiting_decision"
     });
     // A named adviser at cz-czai decides, with a token made for her on the running node.
     let cz_dir = d.member_dir("cz-czai");
@@ -146,7 +142,7 @@ fn decisions_and_notifications_survive_a_crash_and_advice_is_counted() {
     );
     assert_eq!(status, 200, "{body}");
     d.wait_for(30, "the dossier at cz-czai", || {
-        referral_state(&d, "cz-czai", &id) == "handed_over"
+        d.referral_state("cz-czai", &id) == "handed_over"
     });
     // A viewer may read but not decide.
     let vera = add("vera", "viewer");

@@ -5,10 +5,6 @@ mod support;
 use aiguillage_wire::*;
 use support::{Devnet, http, repo_root};
 
-fn referral_state(d: &Devnet, node: &str, id: &str) -> String {
-    support::state_of(&d.json(node, &["referral", "show", id]))
-}
-
 fn file_project(d: &Devnet, node: &str, example: &str) -> String {
     let path = repo_root().join("config/examples").join(example);
     let v = d.json(node, &["project", "file", path.to_str().unwrap()]);
@@ -31,7 +27,7 @@ fn adverts_converge_and_a_health_project_from_luxembourg_is_referred_accepted_an
     }
     let id = file_project(&d, "lu-l-aif", "project-health-lu.toml");
     d.wait_for(20, "the hand-over", || {
-        referral_state(&d, "lu-l-aif", &id) == "handed_over"
+        d.referral_state("lu-l-aif", &id) == "handed_over"
     });
     let out = d.json("lu-l-aif", &["referral", "show", &id]);
     // es-1healthai has health as a priority and takes it at once; cz-czai only accepts it.
@@ -63,7 +59,7 @@ fn a_decline_moves_the_referral_to_the_next_candidate() {
                 .as_str()
                 .unwrap_or("")
                 .to_owned();
-            !t.is_empty() && referral_state(&d, &t, &id) == "awaiting_decision"
+            !t.is_empty() && d.referral_state(&t, &id) == "awaiting_decision"
         });
         t
     };
@@ -85,11 +81,11 @@ fn a_decline_moves_the_referral_to_the_next_candidate() {
     };
     d.wait_for(10, "the second offer", || {
         d.cli(second, &["referral", "show", &id, "--json"]).code == Some(0)
-            && referral_state(&d, second, &id) == "awaiting_decision"
+            && d.referral_state(second, &id) == "awaiting_decision"
     });
     d.cli(second, &["referral", "accept", &id]).ok();
     d.wait_for(10, "the hand-over", || {
-        referral_state(&d, "lu-l-aif", &id) == "handed_over"
+        d.referral_state("lu-l-aif", &id) == "handed_over"
     });
     let out = d.json("lu-l-aif", &["referral", "show", &id]);
     let attempts = out["referral"]["attempts"].as_array().unwrap();
@@ -106,7 +102,7 @@ fn a_target_killed_while_the_offer_is_open_restarts_with_it_and_the_referral_com
         d.cli("it-it4lia", &["referral", "show", &id, "--json"])
             .code
             == Some(0)
-            && referral_state(&d, "it-it4lia", &id) == "awaiting_decision"
+            && d.referral_state("it-it4lia", &id) == "awaiting_decision"
     });
     let before = d.json("it-it4lia", &["referral", "list"]);
     let status_before = d.json("it-it4lia", &["status"]);
@@ -126,7 +122,7 @@ fn a_target_killed_while_the_offer_is_open_restarts_with_it_and_the_referral_com
     }
     d.cli("it-it4lia", &["referral", "accept", &id]).ok();
     d.wait_for(20, "the hand-over after the restart", || {
-        referral_state(&d, "lu-l-aif", &id) == "handed_over"
+        d.referral_state("lu-l-aif", &id) == "handed_over"
     });
     let out = d.json("lu-l-aif", &["referral", "show", &id]);
     assert_eq!(
@@ -172,7 +168,7 @@ fn projects_filed_concurrently_each_get_their_own_answer_and_all_survive_a_crash
     }
     d.wait_for(30, "every referral handed over", || {
         ids.iter()
-            .all(|id| referral_state(&d, "lu-l-aif", id) == "handed_over")
+            .all(|id| d.referral_state("lu-l-aif", id) == "handed_over")
     });
 }
 
@@ -318,7 +314,7 @@ fn hostile_input_is_refused_and_counted_while_the_node_keeps_serving() {
     assert_ne!(de["seq"].as_u64(), Some(u64::MAX / 2));
     let id = file_project(&d, "lu-l-aif", "project-health-lu.toml");
     d.wait_for(20, "a referral after the attack", || {
-        referral_state(&d, "lu-l-aif", &id) == "handed_over"
+        d.referral_state("lu-l-aif", &id) == "handed_over"
     });
 }
 
@@ -345,7 +341,7 @@ fn a_rostered_member_cannot_replay_adverts_decide_for_others_or_claim_receipts()
     // Real work first: a referral and a job that some member takes.
     let id = file_project(&d, "lu-l-aif", "project-health-lu.toml");
     d.wait_for(20, "the hand-over", || {
-        referral_state(&d, "lu-l-aif", &id) == "handed_over"
+        d.referral_state("lu-l-aif", &id) == "handed_over"
     });
     let job_file = d.dir.path().join("job.toml");
     std::fs::write(
@@ -496,7 +492,7 @@ fn a_rostered_member_cannot_replay_adverts_decide_for_others_or_claim_receipts()
         after["referral"]["attempts"],
         referral["referral"]["attempts"]
     );
-    assert_eq!(referral_state(&d, "lu-l-aif", &id), "handed_over");
+    assert_eq!(d.referral_state("lu-l-aif", &id), "handed_over");
     assert_eq!(
         totals(&d),
         ledger_before,
@@ -602,7 +598,7 @@ fn a_flooding_member_is_rate_limited_while_the_node_keeps_serving_the_others() {
     // Luxembourg still serves the others: a referral goes through, its peer stays.
     let id = file_project(&d, "lu-l-aif", "project-health-lu.toml");
     d.wait_for(30, "a referral after the flood", || {
-        referral_state(&d, "lu-l-aif", &id) == "handed_over"
+        d.referral_state("lu-l-aif", &id) == "handed_over"
     });
     let status = d.json("lu-l-aif", &["status"]);
     assert!(status["peers_connected"].as_u64().unwrap() >= 1, "{status}");
@@ -705,7 +701,7 @@ fn an_address_holding_handshakes_open_is_refused_past_its_limit_while_members_ca
     // The member already connected is not affected.
     let id = file_project(&d, "lu-l-aif", "project-health-lu.toml");
     d.wait_for(20, "a referral while the address is at its limit", || {
-        referral_state(&d, "lu-l-aif", &id) == "handed_over"
+        d.referral_state("lu-l-aif", &id) == "handed_over"
     });
     // Handshakes that end free their places.
     drop(held);
@@ -967,7 +963,7 @@ fn a_finished_referral_leaves_memory_after_its_retention_and_is_still_shown() {
     d.restart("lu-l-aif");
     let id = file_project(&d, "lu-l-aif", "project-health-lu.toml");
     d.wait_for(30, "the dossier at es-1healthai", || {
-        referral_state(&d, "es-1healthai", &id) == "handed_over"
+        d.referral_state("es-1healthai", &id) == "handed_over"
     });
     // es-1healthai reports the project completed.
     let (status, body) = support::http_with(

@@ -144,16 +144,9 @@ impl Lab {
         for (i, m) in self.members.clone().iter().enumerate() {
             let dir = self.net.join(m);
             let log = std::fs::File::create(dir.join("node.log")).unwrap();
-            let child = Command::new("ip")
-                .args(["netns", "exec", &self.ns(i)])
-                .arg(bin())
-                .args(["run", "--config"])
-                .arg(dir.join("node.toml"))
-                .env("RUST_LOG", "info")
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap();
+            let mut cmd = Command::new("ip");
+            cmd.args(["netns", "exec", &self.ns(i)]).arg(bin());
+            let child = support::spawn_node(cmd, &dir.join("node.toml"), log);
             self.nodes.push(child);
         }
         self.wait_for(90, "every node to hold both other adverts", || {
@@ -215,19 +208,11 @@ impl Lab {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        let logs: String = self
-            .members
-            .iter()
-            .map(|m| {
-                let log =
-                    std::fs::read_to_string(self.net.join(m).join("node.log")).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(15).collect();
-                format!(
-                    "--- {m}\n{}\n",
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                )
-            })
-            .collect();
+        let logs = support::log_tails(
+            self.members
+                .iter()
+                .map(|m| (m.as_str(), self.net.join(m).join("node.log"))),
+        );
         panic!("timed out after {secs} s waiting for {what}\n{logs}");
     }
 

@@ -13,6 +13,32 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// Starts `aiguillage run` on a member's config in `cmd` (the binary, or a wrapper such as
+/// `ip netns exec`), its stdout and stderr going to `log`.
+pub fn spawn_node(mut cmd: Command, config: &Path, log: std::fs::File) -> std::process::Child {
+    cmd.args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+/// The last lines of each named log, for a timeout's message.
+pub fn log_tails<'a>(logs: impl IntoIterator<Item = (&'a str, PathBuf)>) -> String {
+    logs.into_iter()
+        .map(|(name, path)| {
+            let log = std::fs::read_to_string(path).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            format!(
+                "--- {name}\n{}\n",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            )
+        })
+        .collect()
+}
+
 /// The outcome of one `aiguillage` run, with stdout and stderr as text.
 pub struct Run {
     pub code: Option<i32>,
@@ -213,14 +239,7 @@ impl Devnet {
         let old = self.run_info(id)["pid"].as_u64().unwrap();
         let dir = self.member_dir(id);
         let log = std::fs::File::create(dir.join("restart.log")).unwrap();
-        let child = Command::new(bin())
-            .args(["run", "--config"])
-            .arg(dir.join("node.toml"))
-            .env("RUST_LOG", "info")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child = spawn_node(Command::new(bin()), &dir.join("node.toml"), log);
         self.restarted.push(child);
         for _ in 0..300 {
             if let Ok(text) = std::fs::read_to_string(dir.join("run.json"))
@@ -237,6 +256,17 @@ impl Devnet {
     }
 
     /// Polls `f` every 100 ms for up to `secs` seconds.
+    /// The state of referral `id` at `node`, or `absent` while the node has none (an offer
+    /// still on its way).
+    pub fn referral_state(&self, node: &str, id: &str) -> String {
+        let r = self.cli(node, &["referral", "show", id, "--json"]);
+        if r.code != Some(0) {
+            assert!(r.stderr.contains("HTTP 404"), "{}", r.stderr);
+            return "absent".into();
+        }
+        state_of(&r.json())
+    }
+
     pub fn wait_for(&self, secs: u64, what: &str, f: impl FnMut() -> bool) {
         self.wait_for_showing(secs, what, f, String::new);
     }

@@ -37,7 +37,7 @@ pub mod timers;
 pub mod verify_cache;
 
 pub use admission::{Admitted, Body, Refused};
-pub use config::CoreConfig;
+pub use config::{ConfigError, CoreConfig};
 pub use devnet::{DevnetAssumptions, DevnetCapacity};
 pub use file::FileError;
 pub use input_check::{InputError, check_email};

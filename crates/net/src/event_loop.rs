@@ -12,8 +12,11 @@ use futures::stream::FuturesUnordered;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, ValidationMode};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{StreamProtocol, Swarm, connection_limits, identify, kad, noise, ping, tcp, yamux};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{DialError, NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    Multiaddr, StreamProtocol, Swarm, connection_limits, identify, kad, noise, ping, tcp, yamux,
+};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
@@ -21,6 +24,7 @@ use tracing::{debug, info, warn};
 use crate::admission::{Admission, HandshakeLimit, NotRostered};
 use crate::framing;
 use crate::rate_limit::RateLimiter;
+use crate::redial::Redial;
 use crate::{
     Ack, Channel, Command, Frame, NetConfig, NetError, NetEvent, OnRefused, PeerId, Refusal, Reply,
     SyncAnswer, SyncAsk, Topic, Verdict,
@@ -107,6 +111,9 @@ fn score_params(
 /// How often the peers' scores are reported to the node.
 const SCORE_REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How often members due for a dial are looked for.
+const REDIAL_TICK: std::time::Duration = std::time::Duration::from_millis(250);
+
 pub struct EventLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
@@ -124,6 +131,8 @@ pub struct EventLoop {
     /// starting), answered once it has; at most `MAX_PARKED_SYNCS`.
     parked_syncs: Option<Vec<ResponseChannel<SyncAnswer>>>,
     limiter: RateLimiter<PeerId>,
+    /// Every member with a known address is kept connected.
+    redial: Redial,
     /// Direct messages waiting for the node's verdict, answered as each arrives.
     answers: FuturesUnordered<PendingAnswer>,
     /// The latest publish per topic that found no subscribed peer, retried on subscription.
@@ -254,13 +263,18 @@ impl EventLoop {
                     reason: e.to_string(),
                 })?;
         }
+        let mut redial = Redial::new(config.redial);
+        let now = Instant::now();
         for addr in &config.bootstrap {
             if let Some(Protocol::P2p(peer)) = addr.iter().last() {
                 swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                redial.learn(peer, addr.clone(), now);
+            } else if let Err(e) = swarm.dial(addr.clone()) {
+                warn!(%addr, "cannot dial bootstrap address: {e}");
             }
-            if let Err(e) = swarm.dial(addr.clone()) {
-                warn!(%addr, "cannot dial bootstrap peer: {e}");
-            }
+        }
+        for (peer, addr) in &config.known {
+            redial.learn(*peer, addr.clone(), now);
         }
         Ok(EventLoop {
             swarm,
@@ -275,6 +289,7 @@ impl EventLoop {
             sync_entries: BTreeMap::new(),
             parked_syncs: Some(Vec::new()),
             limiter: RateLimiter::new(config.peer_rate.per_s, config.peer_rate.burst),
+            redial,
             answers: FuturesUnordered::new(),
             unpublished: HashMap::new(),
             topics,
@@ -286,9 +301,12 @@ impl EventLoop {
     pub async fn run(mut self) {
         let mut scores = tokio::time::interval(SCORE_REPORT_EVERY);
         scores.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut redial = tokio::time::interval(REDIAL_TICK);
+        redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = scores.tick() => self.report_scores(),
+                _ = redial.tick() => self.dial_due(),
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 command = self.commands.recv() => match command {
                     Some(c) => self.on_command(c),
@@ -327,6 +345,51 @@ impl EventLoop {
         }
         if !scores.is_empty() {
             self.emit(NetEvent::PeerScores(scores));
+        }
+    }
+
+    /// Dials every member that is due: not connected, with a known address, and past its
+    /// backoff.
+    fn dial_due(&mut self) {
+        let now = Instant::now();
+        let swarm = &self.swarm;
+        let allowed = &self.allowed;
+        let due = self
+            .redial
+            .due(now, |p| allowed.contains(p) && !swarm.is_connected(p));
+        for (peer, addrs) in due {
+            let opts = DialOpts::peer_id(peer)
+                .addresses(addrs)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            match self.swarm.dial(opts) {
+                Ok(()) => {}
+                // Already connected or being dialled by another behaviour: look again later.
+                Err(DialError::DialPeerConditionFalse(_)) => self.redial.disconnected(peer, now),
+                Err(e) => self.dial_failed(peer, e.to_string()),
+            }
+        }
+    }
+
+    fn dial_failed(&mut self, peer: PeerId, error: String) {
+        let f = self.redial.failed(peer, Instant::now());
+        self.emit(NetEvent::DialFailed {
+            peer,
+            failures: f.failures,
+            error,
+            retry_in: f.retry_in,
+            log: f.log,
+        });
+    }
+
+    /// Records an address of a member; tells the node when its addresses changed.
+    fn learn_address(&mut self, peer: PeerId, addr: Multiaddr) {
+        if !self.allowed.contains(&peer) || !worth_keeping(&addr) {
+            return;
+        }
+        if self.redial.learn(peer, addr, Instant::now()) {
+            let addrs = self.redial.addresses(&peer).to_vec();
+            self.emit(NetEvent::PeerAddresses { peer, addrs });
         }
     }
 
@@ -425,6 +488,8 @@ impl EventLoop {
                     .admission
                     .set_allowed(peers.clone());
                 self.allowed = peers;
+                let allowed = &self.allowed;
+                self.redial.retain(|p| allowed.contains(p));
                 let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
                 for p in connected {
                     if !self.allowed.contains(&p) {
@@ -478,11 +543,14 @@ impl EventLoop {
                 ..
             } => {
                 // Admission refused peers outside the roster before they got here.
+                self.redial.connected(peer_id, Instant::now());
                 if endpoint.is_dialer() {
+                    let addr = endpoint.get_remote_address().clone();
                     self.swarm
                         .behaviour_mut()
                         .kad
-                        .add_address(&peer_id, endpoint.get_remote_address().clone());
+                        .add_address(&peer_id, addr.clone());
+                    self.learn_address(peer_id, addr);
                 }
                 if num_established.get() == 1 {
                     self.announced.insert(peer_id);
@@ -495,7 +563,11 @@ impl EventLoop {
                 num_established: 0,
                 ..
             } if self.announced.remove(&peer_id) => {
-                self.limiter.forget_refilled(Instant::now());
+                let now = Instant::now();
+                self.limiter.forget_refilled(now);
+                if self.allowed.contains(&peer_id) {
+                    self.redial.disconnected(peer_id, now);
+                }
                 self.emit(NetEvent::PeerDisconnected(peer_id));
             }
             SwarmEvent::IncomingConnectionError {
@@ -517,7 +589,18 @@ impl EventLoop {
                 let reason = refusal_reason(&cause);
                 debug!(?peer_id, reason, "outgoing connection refused");
                 self.refused(reason, "connection");
+                if let Some(peer) = peer_id {
+                    self.dial_failed(peer, format!("refused here: {reason}"));
+                }
             }
+            SwarmEvent::OutgoingConnectionError {
+                error,
+                peer_id: Some(peer),
+                ..
+            } if self.allowed.contains(&peer) => match error {
+                DialError::DialPeerConditionFalse(_) | DialError::Aborted => {}
+                other => self.dial_failed(peer, dial_error_text(&other)),
+            },
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             _ => {}
         }
@@ -572,14 +655,20 @@ impl EventLoop {
                 if self.allowed.contains(&peer_id) =>
             {
                 for addr in info.listen_addrs {
-                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer_id, addr.clone());
+                    self.learn_address(peer_id, addr);
                 }
             }
-            // Members keep a connection to every member they learn of.
-            BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. })
-                if self.allowed.contains(&peer) && !self.swarm.is_connected(&peer) =>
-            {
-                let _ = self.swarm.dial(peer);
+            // Members keep a connection to every member they learn of (`dial_due`).
+            BehaviourEvent::Kad(kad::Event::RoutingUpdated {
+                peer, addresses, ..
+            }) if self.allowed.contains(&peer) => {
+                for addr in addresses.iter() {
+                    self.learn_address(peer, addr.clone());
+                }
             }
             _ => {}
         }
@@ -706,4 +795,36 @@ impl EventLoop {
             Event::InboundFailure { .. } | Event::ResponseSent { .. } => {}
         }
     }
+}
+
+/// Addresses worth dialling again later: not unspecified, not relayed.
+fn worth_keeping(addr: &Multiaddr) -> bool {
+    addr.iter().all(|p| match p {
+        Protocol::Ip4(ip) => !ip.is_unspecified(),
+        Protocol::Ip6(ip) => !ip.is_unspecified(),
+        Protocol::P2pCircuit => false,
+        _ => true,
+    })
+}
+
+/// A dial error in one line: libp2p lists each address tried with its own error.
+fn dial_error_text(e: &DialError) -> String {
+    match e {
+        DialError::Transport(errors) => errors
+            .iter()
+            .map(|(addr, err)| format!("{addr}: {}", root_cause(err)))
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => other.to_string(),
+    }
+}
+
+fn root_cause(e: &dyn std::error::Error) -> String {
+    let mut last = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        last = s.to_string();
+        cur = s.source();
+    }
+    last
 }

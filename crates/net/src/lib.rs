@@ -16,6 +16,7 @@ mod admission;
 mod event_loop;
 pub mod framing;
 mod rate_limit;
+mod redial;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -23,11 +24,13 @@ use std::time::Duration;
 use aiguillage_wire::{PublicKey, WireError};
 pub use libp2p::gossipsub::{MessageAcceptance, MessageId};
 use libp2p::identity;
+pub use libp2p::multiaddr::Protocol;
 pub use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 pub use event_loop::{EventLoop, GRAYLIST_THRESHOLD};
+pub use redial::Backoff;
 
 /// The libp2p PeerId of a member's ed25519 public key; fails for bytes that are not a
 /// curve point.
@@ -72,6 +75,12 @@ pub struct NetConfig {
     pub listen: Vec<Multiaddr>,
     /// Addresses that end in `/p2p/<peer id>`.
     pub bootstrap: Vec<Multiaddr>,
+    /// Addresses of members learnt before (the node keeps them across restarts): dialled
+    /// at start like the bootstrap entries.
+    pub known: Vec<(PeerId, Multiaddr)>,
+    /// How soon a member that cannot be reached, or whose connection closed, is dialled
+    /// again.
+    pub redial: Backoff,
     /// Peers allowed to stay connected (the roster's members).
     pub allowed: HashSet<PeerId>,
     /// How long an idle connection to a member is kept; members keep theirs open.
@@ -160,6 +169,8 @@ impl NetConfig {
             keypair,
             listen: Vec::new(),
             bootstrap: Vec::new(),
+            known: Vec::new(),
+            redial: Backoff::default(),
             allowed: HashSet::new(),
             idle_timeout: Duration::from_secs(3600),
             heartbeat: Duration::from_millis(500),
@@ -189,6 +200,21 @@ pub enum NetEvent {
     },
     PeerConnected(PeerId),
     PeerDisconnected(PeerId),
+    /// The addresses now known for a member (newest first), when they change: worth
+    /// keeping across restarts.
+    PeerAddresses {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+    },
+    /// A dial of a member failed; it is dialled again in `retry_in`. `log` is set for the
+    /// first failure and then at most once a minute.
+    DialFailed {
+        peer: PeerId,
+        failures: u32,
+        error: String,
+        retry_in: Duration,
+        log: bool,
+    },
     /// Every connected peer's gossipsub score, now and then.
     PeerScores(Vec<(PeerId, f64)>),
     Listening(Multiaddr),

@@ -113,6 +113,22 @@ impl Limits {
     }
 }
 
+/// The most GPUs one member may declare.
+pub const MAX_GPUS: u32 = 1_000_000;
+
+/// A bootstrap entry must name the member it reaches: `/ip4/…/tcp/…/p2p/<peer id>`.
+pub fn check_bootstrap(entry: &str) -> Result<aiguillage_net::PeerId> {
+    let addr: aiguillage_net::Multiaddr = entry
+        .parse()
+        .map_err(|e| anyhow::anyhow!("not a multiaddr ({e})"))?;
+    match addr.iter().last() {
+        Some(aiguillage_net::Protocol::P2p(peer)) => Ok(peer),
+        _ => anyhow::bail!(
+            "it must end with /p2p/<peer id> (the member's PeerId; `aiguillage keys show` prints it)"
+        ),
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
@@ -159,7 +175,32 @@ impl NodeConfig {
         c.limits
             .check()
             .with_context(|| format!("{}: [limits]", path.display()))?;
+        c.check()
+            .with_context(|| format!("{} is not a config this node can run", path.display()))?;
         Ok(c)
+    }
+
+    /// Refuses what cannot work, naming the field: the core's settings, the GPU count,
+    /// listen and bootstrap addresses.
+    fn check(&self) -> Result<()> {
+        self.core.check()?;
+        if self.gpus > MAX_GPUS {
+            anyhow::bail!("gpus = {}: at most {MAX_GPUS} on one member", self.gpus);
+        }
+        if self.listen.is_empty() {
+            anyhow::bail!("listen is empty: the node needs an address to listen on");
+        }
+        for (i, l) in self.listen.iter().enumerate() {
+            l.parse::<aiguillage_net::Multiaddr>().map_err(|e| {
+                anyhow::anyhow!(
+                    "listen[{i}] = {l:?}: not a multiaddr such as /ip4/0.0.0.0/tcp/4710 ({e})"
+                )
+            })?;
+        }
+        for (i, b) in self.bootstrap.iter().enumerate() {
+            check_bootstrap(b).with_context(|| format!("bootstrap[{i}] = {b:?}"))?;
+        }
+        Ok(())
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {

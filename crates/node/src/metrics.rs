@@ -23,6 +23,8 @@ pub struct Metrics {
     pub peer_refused: IntCounterVec,
     /// Messages that could not be sealed: a bug, never an input error.
     pub seal_failures: IntCounterVec,
+    /// Failed dials of rostered members, by member.
+    pub dial_failures: IntCounterVec,
     pub referrals: IntGaugeVec,
     pub offer_answer_seconds: Histogram,
     pub overflow: IntCounterVec,
@@ -117,6 +119,12 @@ impl Metrics {
             "Messages that could not be sealed (a bug), by kind; none is sent again",
             &["kind"],
         );
+        let dial_failures = counter(
+            &registry,
+            "aiguillage_dial_failures_total",
+            "Failed dials of rostered members, by member; each is dialled again with backoff",
+            &["member"],
+        );
         let referrals = IntGaugeVec::new(
             Opts::new("aiguillage_referrals", "Referrals by direction and state"),
             &["direction", "state"],
@@ -192,6 +200,7 @@ impl Metrics {
             peer_score,
             peer_refused,
             seal_failures,
+            dial_failures,
             referrals,
             offer_answer_seconds,
             overflow,

@@ -116,6 +116,9 @@ pub struct Store {
     /// Records that left the core's memory, by the same keys.
     archive: sled::Tree,
     notices: sled::Tree,
+    /// Addresses learnt for members' PeerIds: not federation state, only what lets a
+    /// restarted node dial its peers at once.
+    peers: sled::Tree,
     last: Option<(u64, [u8; 32])>,
     /// The seq of the newest notification and of the oldest still kept.
     last_notice: u64,
@@ -169,6 +172,7 @@ impl Store {
         let audit = db.open_tree("audit")?;
         let archive = db.open_tree("archive")?;
         let notices = db.open_tree("notices")?;
+        let peers = db.open_tree("peers")?;
         let seq_of = |item: Option<(sled::IVec, sled::IVec)>| {
             item.and_then(|(k, _)| k.as_ref().try_into().ok().map(u64::from_be_bytes))
         };
@@ -187,6 +191,7 @@ impl Store {
             audit,
             archive,
             notices,
+            peers,
             last,
             last_notice,
             first_notice,
@@ -363,6 +368,35 @@ impl Store {
         self.db.insert(NOTICES_READ, &seq.to_be_bytes())?;
         self.db.flush()?;
         Ok(seq)
+    }
+
+    /// Every PeerId's addresses as learnt, newest first.
+    pub fn peer_addresses(&self) -> Result<Vec<(String, Vec<String>)>, StoreError> {
+        self.peers
+            .iter()
+            .map(|item| {
+                let (k, v) = item?;
+                Ok((String::from_utf8_lossy(&k).into_owned(), decode(&k, &v)?))
+            })
+            .collect()
+    }
+
+    /// Replaces `peer`'s addresses. Not flushed on its own: losing the newest change in a
+    /// crash only costs a dial that waits for the peer's own.
+    pub fn set_peer_addresses(&self, peer: &str, addrs: &[String]) -> Result<(), StoreError> {
+        self.peers.insert(peer.as_bytes(), encode(&addrs))?;
+        Ok(())
+    }
+
+    /// Forgets the addresses of every PeerId `keep` rejects (members a roster removed).
+    pub fn retain_peer_addresses(&self, keep: impl Fn(&str) -> bool) -> Result<(), StoreError> {
+        for item in self.peers.iter() {
+            let (k, _) = item?;
+            if !keep(&String::from_utf8_lossy(&k)) {
+                self.peers.remove(k)?;
+            }
+        }
+        Ok(())
     }
 
     /// The seq of the newest notification (0 for none).

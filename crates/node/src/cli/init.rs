@@ -25,19 +25,25 @@ pub struct InitOptions {
     /// The federation authority's public key in hex.
     #[arg(long)]
     pub authority: Option<String>,
-    /// libp2p listen address (repeatable); default /ip4/127.0.0.1/tcp/0.
+    /// libp2p listen address (repeatable); default TCP and QUIC on every interface, port
+    /// 4710: /ip4/0.0.0.0/tcp/4710 and /ip4/0.0.0.0/udp/4710/quic-v1.
     #[arg(long)]
     pub listen: Vec<String>,
     /// A member to dial at start, /ip4/…/tcp/…/p2p/<peer id> (repeatable).
     #[arg(long)]
     pub bootstrap: Vec<String>,
     /// The admin API's address (loopback unless node.toml says allow_remote).
-    #[arg(long, default_value = "127.0.0.1:0")]
+    #[arg(long, default_value = DEFAULT_ADMIN)]
     pub admin: SocketAddr,
     /// GPUs the local executor may use.
     #[arg(long, default_value_t = 0)]
     pub gpus: u32,
 }
+
+/// The member's libp2p port, TCP and QUIC (UDP), unless `--listen` says otherwise.
+pub const DEFAULT_P2P_PORT: u16 = 4710;
+/// The admin API and the console, on loopback.
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:4711";
 
 fn absolute(p: &Path) -> Result<PathBuf> {
     if p.is_absolute() {
@@ -49,6 +55,14 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 
 pub fn init(o: InitOptions) -> Result<PathBuf> {
     let profile = profiles::load_one(&o.profile)?;
+    for l in &o.listen {
+        l.parse::<aiguillage_net::Multiaddr>().with_context(|| {
+            format!("--listen {l:?} is not a multiaddr such as /ip4/0.0.0.0/tcp/4710")
+        })?;
+    }
+    for b in &o.bootstrap {
+        crate::config::check_bootstrap(b).with_context(|| format!("--bootstrap {b:?}"))?;
+    }
     std::fs::create_dir_all(&o.data_dir)
         .with_context(|| format!("creating {}", o.data_dir.display()))?;
     let config_path = o.data_dir.join("node.toml");
@@ -85,8 +99,8 @@ pub fn init(o: InitOptions) -> Result<PathBuf> {
             .unwrap_or_else(|| "SET-ME: the federation authority's public key in hex".into()),
         listen: if o.listen.is_empty() {
             vec![
-                "/ip4/127.0.0.1/tcp/0".into(),
-                "/ip4/127.0.0.1/udp/0/quic-v1".into(),
+                format!("/ip4/0.0.0.0/tcp/{DEFAULT_P2P_PORT}"),
+                format!("/ip4/0.0.0.0/udp/{DEFAULT_P2P_PORT}/quic-v1"),
             ]
         } else {
             o.listen.clone()
@@ -106,9 +120,18 @@ pub fn init(o: InitOptions) -> Result<PathBuf> {
     };
     config.save(&config_path)?;
     let public = PublicKey::of(&key);
+    let peer_id = aiguillage_net::peer_id_of(&public)?;
     println!("initialised {} in {}", profile.id, o.data_dir.display());
     println!("  key:        {} (public {public})", key_path.display());
-    println!("  peer id:    {}", aiguillage_net::peer_id_of(&public)?);
+    println!("  peer id:    {peer_id}");
+    for l in &config.listen {
+        let full = format!("{l}/p2p/{peer_id}");
+        if l.starts_with("/ip4/0.0.0.0/") || l.starts_with("/ip6/::/") {
+            println!("  others dial: {full} (with this host's address for 0.0.0.0)");
+        } else {
+            println!("  others dial: {full}");
+        }
+    }
     println!(
         "  admin:      http://{} (token in {})",
         o.admin,

@@ -90,6 +90,7 @@ impl Node {
                     peer_id: &self.run_info.peer_id,
                     listen: &self.run_info.listen,
                     peers_connected: self.peers.connected_count(),
+                    peers_not_connected: self.peers.not_connected(),
                     directory: s.directory.len(),
                     roster_serial: roster.map(|r| r.serial),
                     roster_members: roster.map(|r| r.members.len()),

@@ -332,6 +332,37 @@ impl Node {
                 self.peers.disconnected(&peer);
                 self.metrics.peers.set(self.peers.connected_count() as i64);
             }
+            NetEvent::PeerAddresses { peer, addrs } => {
+                let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+                if let Err(e) = self.store.set_peer_addresses(&peer.to_string(), &addrs) {
+                    warn!(%peer, "cannot keep the peer's addresses: {e}");
+                }
+            }
+            NetEvent::DialFailed {
+                peer,
+                failures,
+                error,
+                retry_in,
+                log,
+            } => {
+                let member = self
+                    .peers
+                    .member_of(&peer)
+                    .map_or_else(|| peer.to_string(), ToString::to_string);
+                self.metrics
+                    .dial_failures
+                    .with_label_values(&[member.as_str()])
+                    .inc();
+                if log {
+                    warn!(
+                        peer = %member,
+                        failures,
+                        retry_in_ms = retry_in.as_millis() as u64,
+                        "cannot reach member: {error}"
+                    );
+                }
+                self.peers.dial_failed(peer, failures, error);
+            }
             NetEvent::Listening(addr) => {
                 self.run_info
                     .listen

@@ -3,6 +3,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use serde::Serialize;
+
 use aiguillage_net::PeerId;
 use aiguillage_wire::{MemberId, Roster};
 
@@ -13,6 +15,20 @@ pub struct Peers {
     by_member: HashMap<MemberId, PeerId>,
     by_peer: HashMap<PeerId, MemberId>,
     connected: HashSet<PeerId>,
+    /// Members whose last dial failed: how many times since they were last connected, and
+    /// the last error.
+    unreachable: HashMap<PeerId, (u32, String)>,
+}
+
+/// A rostered member that is not connected, for `status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NotConnected {
+    pub member: MemberId,
+    /// Failed dials since it was last connected (0: no address known yet, or waiting for
+    /// the first dial).
+    pub failed_dials: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 impl Peers {
@@ -23,6 +39,7 @@ impl Peers {
             by_member: HashMap::new(),
             by_peer: HashMap::new(),
             connected: HashSet::new(),
+            unreachable: HashMap::new(),
         };
         if let Some(r) = roster {
             p.follow(r);
@@ -48,6 +65,7 @@ impl Peers {
         }
         let by_peer = &self.by_peer;
         self.connected.retain(|p| by_peer.contains_key(p));
+        self.unreachable.retain(|p, _| by_peer.contains_key(p));
         true
     }
 
@@ -71,7 +89,33 @@ impl Peers {
     pub fn connected(&mut self, peer: PeerId) {
         if self.by_peer.contains_key(&peer) {
             self.connected.insert(peer);
+            self.unreachable.remove(&peer);
         }
+    }
+
+    pub fn dial_failed(&mut self, peer: PeerId, failures: u32, error: String) {
+        if self.by_peer.contains_key(&peer) && !self.connected.contains(&peer) {
+            self.unreachable.insert(peer, (failures, error));
+        }
+    }
+
+    /// Every rostered member but this one that is not connected, by id.
+    pub fn not_connected(&self) -> Vec<NotConnected> {
+        let mut out: Vec<NotConnected> = self
+            .by_peer
+            .iter()
+            .filter(|(p, _)| **p != self.me && !self.connected.contains(*p))
+            .map(|(p, member)| {
+                let failed = self.unreachable.get(p);
+                NotConnected {
+                    member: member.clone(),
+                    failed_dials: failed.map_or(0, |f| f.0),
+                    last_error: failed.map(|f| f.1.clone()),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.member.cmp(&b.member));
+        out
     }
 
     pub fn disconnected(&mut self, peer: &PeerId) {
@@ -126,5 +170,32 @@ mod tests {
         assert_eq!(peers.connected_count(), 1);
         assert_eq!(peers.member_of(&fr), None);
         assert_eq!(peers.allowed(), HashSet::from([de]));
+    }
+
+    #[test]
+    fn status_names_each_member_not_connected_with_its_failed_dials() {
+        let r = roster(1, &[("lu-l-aif", 1), ("de-jaif", 2), ("fr-ai2f", 3)]);
+        let me = aiguillage_net::peer_id_of(&r.members[0].key).unwrap();
+        let mut peers = Peers::new(me, Some(&r));
+        let de = peers.peer_of(&MemberId::new("de-jaif").unwrap()).unwrap();
+        let fr = peers.peer_of(&MemberId::new("fr-ai2f").unwrap()).unwrap();
+        peers.dial_failed(de, 3, "connection refused".into());
+        let nc = peers.not_connected();
+        assert_eq!(nc.len(), 2);
+        assert_eq!(
+            (
+                nc[0].member.as_str(),
+                nc[0].failed_dials,
+                nc[0].last_error.as_deref()
+            ),
+            ("de-jaif", 3, Some("connection refused"))
+        );
+        assert_eq!((nc[1].member.as_str(), nc[1].failed_dials), ("fr-ai2f", 0));
+        peers.connected(de);
+        peers.connected(fr);
+        assert!(peers.not_connected().is_empty());
+        // A failure reported for a connected member (a second dial) changes nothing.
+        peers.dial_failed(de, 1, "late".into());
+        assert!(peers.not_connected().is_empty());
     }
 }

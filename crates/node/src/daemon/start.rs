@@ -76,6 +76,9 @@ pub(super) async fn start(config_path: &Path) -> Result<(Node, Inbox)> {
                 .with_context(|| format!("listen address {l:?}"))?,
         );
     }
+    for addr in &listen {
+        check_free(addr)?;
+    }
     let mut bootstrap = Vec::new();
     for b in &cfg.bootstrap {
         bootstrap.push(
@@ -110,12 +113,32 @@ pub(super) async fn start(config_path: &Path) -> Result<(Node, Inbox)> {
     let keypair = aiguillage_net::keypair_of(&key);
     let peer_id = keypair.public().to_peer_id();
     let peers = Peers::new(peer_id, core.roster());
+    for (i, b) in bootstrap.iter().enumerate() {
+        if let Some(aiguillage_net::Protocol::P2p(p)) = b.iter().last() {
+            if p == peer_id {
+                bail!(
+                    "{}: bootstrap[{i}] = {b} is this member itself",
+                    config_path.display()
+                );
+            }
+            if peers.member_of(&p).is_none() {
+                // Not fatal: a roster that removes a member must not stop the others from
+                // starting until their configs are edited.
+                warn!(
+                    "{}: bootstrap[{i}] = {b}: peer id {p} is no member of roster serial {} (a typo, or a member the roster removed); it is not dialled",
+                    config_path.display(),
+                    roster.serial
+                );
+            }
+        }
+    }
     let mut net = NetConfig::new(keypair);
     net.limits = cfg.limits.connections();
     net.peer_rate = cfg.limits.peer_rate();
     net.allowed = peers.allowed();
     net.listen = listen;
     net.bootstrap = bootstrap;
+    net.known = known_addresses(&store, &net.allowed);
     let metrics = Arc::new(Metrics::new());
     let counted = metrics.clone();
     net.on_refused = aiguillage_net::OnRefused(Arc::new(move |r: aiguillage_net::Refusal| {
@@ -216,4 +239,72 @@ pub(super) async fn start(config_path: &Path) -> Result<(Node, Inbox)> {
         refusals: refusals_rx,
     };
     Ok((node, inbox))
+}
+
+/// The addresses learnt for rostered members before this start, to dial them at once.
+fn known_addresses(
+    store: &Store,
+    allowed: &std::collections::HashSet<aiguillage_net::PeerId>,
+) -> Vec<(aiguillage_net::PeerId, Multiaddr)> {
+    let stored = match store.peer_addresses() {
+        Ok(s) => s,
+        Err(e) => {
+            warn!("cannot read the peers' addresses: {e}");
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for (peer, addrs) in stored {
+        let Ok(peer) = peer.parse::<aiguillage_net::PeerId>() else {
+            continue;
+        };
+        if !allowed.contains(&peer) {
+            continue;
+        }
+        // Oldest first, so that the newest ends up first in the network's list.
+        for a in addrs.iter().rev() {
+            if let Ok(addr) = a.parse::<Multiaddr>() {
+                out.push((peer, addr));
+            }
+        }
+    }
+    out
+}
+
+/// Refuses a listen address another process holds. libp2p binds its listeners with
+/// `SO_REUSEPORT`, so a second node on a busy port would start and share the port with the
+/// first; a plain bind fails on it instead.
+fn check_free(addr: &Multiaddr) -> Result<()> {
+    use aiguillage_net::Protocol;
+    let mut ip = None;
+    let mut port = None;
+    for p in addr.iter() {
+        match p {
+            Protocol::Ip4(a) => ip = Some(std::net::IpAddr::V4(a)),
+            Protocol::Ip6(a) => ip = Some(std::net::IpAddr::V6(a)),
+            Protocol::Tcp(n) => port = Some((n, true)),
+            Protocol::Udp(n) => port = Some((n, false)),
+            _ => {}
+        }
+    }
+    let (Some(ip), Some((port, tcp))) = (ip, port) else {
+        return Ok(());
+    };
+    if port == 0 {
+        return Ok(());
+    }
+    let sock = std::net::SocketAddr::new(ip, port);
+    let bound = if tcp {
+        std::net::TcpListener::bind(sock).map(drop)
+    } else {
+        std::net::UdpSocket::bind(sock).map(drop)
+    };
+    bound.map_err(|e| {
+        let what = if e.kind() == std::io::ErrorKind::AddrInUse {
+            "it is in use by another process (another node on this port?)".to_owned()
+        } else {
+            e.to_string()
+        };
+        anyhow::anyhow!("cannot listen on {addr}: {what}")
+    })
 }

@@ -22,6 +22,8 @@ pub struct Status<'a> {
     pub peer_id: &'a str,
     pub listen: &'a [String],
     pub peers_connected: usize,
+    /// Rostered members not connected, with their failed dials.
+    pub peers_not_connected: Vec<super::peers::NotConnected>,
     pub directory: usize,
     pub roster_serial: Option<u64>,
     pub roster_members: Option<usize>,

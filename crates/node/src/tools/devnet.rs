@@ -66,16 +66,42 @@ pub fn parse_gpu_override(s: &str) -> Result<(MemberId, u32)> {
 }
 
 /// Free loopback ports, held open until all are chosen so that none is picked twice.
+/// They are drawn below the kernel's ephemeral range: a member restarted on its port must
+/// not find it taken by some process's outgoing connection meanwhile.
 fn free_ports(n: usize) -> Result<Vec<(u16, u16)>> {
+    use rand::RngExt;
+    let (low, _) = ephemeral_range();
+    let (from, to) = (10_000u16, low.max(10_001));
     let mut held = Vec::new();
+    let mut rng = rand::rng();
     for _ in 0..n {
-        let t = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let u = std::net::UdpSocket::bind("127.0.0.1:0")?;
-        held.push((t, u));
+        let mut found = None;
+        for _ in 0..1000 {
+            let port = rng.random_range(from..to);
+            if let (Ok(t), Ok(u)) = (
+                std::net::TcpListener::bind(("127.0.0.1", port)),
+                std::net::UdpSocket::bind(("127.0.0.1", port)),
+            ) {
+                found = Some((t, u));
+                break;
+            }
+        }
+        held.push(found.with_context(|| format!("no free port from {from} to {to}"))?);
     }
     held.iter()
         .map(|(t, u)| Ok((t.local_addr()?.port(), u.local_addr()?.port())))
         .collect()
+}
+
+/// The kernel's range of ports for outgoing connections (Linux), or the IANA one.
+fn ephemeral_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().filter_map(|v| v.parse().ok());
+            Some((it.next()?, it.next()?))
+        })
+        .unwrap_or((49_152, 65_535))
 }
 
 /// Devnet timings: seconds where production uses hours and days.

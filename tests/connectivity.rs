@@ -1,0 +1,286 @@
+//! Connectivity that heals, on real node processes: a member finds its peers again after a
+//! restart with or without a bootstrap entry, says which members it cannot reach, and a
+//! second node on a busy port refuses to start.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use support::{Run, bin, repo_root};
+
+/// Members prepared by `devnet --prepare-only`, each started by hand, with the bootstrap
+/// lists the test gives.
+struct Fed {
+    _dir: tempfile::TempDir,
+    net: PathBuf,
+    nodes: Vec<(String, Child)>,
+}
+
+impl Fed {
+    /// `bootstrap` names, for each member, the members it may bootstrap to.
+    fn prepare(members: &[&str], bootstrap: &[(&str, &[&str])]) -> Fed {
+        let dir = tempfile::tempdir().unwrap();
+        let net = dir.path().join("net");
+        let list = members.join(",");
+        let config = repo_root().join("config");
+        support::run_in(
+            &repo_root(),
+            &[
+                "devnet",
+                "--prepare-only",
+                "--members",
+                &list,
+                "--dir",
+                net.to_str().unwrap(),
+                "--config-dir",
+                config.to_str().unwrap(),
+            ],
+        )
+        .ok();
+        // The devnet gives every member all the others; keep only the ones asked for.
+        let peer_ids: Vec<(String, String)> = members
+            .iter()
+            .map(|m| {
+                let info = support::run_in(
+                    &repo_root(),
+                    &[
+                        "keys",
+                        "show",
+                        net.join(m).join("key.pem").to_str().unwrap(),
+                    ],
+                )
+                .ok();
+                let id = info
+                    .stdout
+                    .lines()
+                    .find_map(|l| l.split_whitespace().find(|w| w.starts_with("12D3")))
+                    .unwrap()
+                    .to_owned();
+                ((*m).to_owned(), id)
+            })
+            .collect();
+        for (m, allowed) in bootstrap {
+            let path = net.join(m).join("node.toml");
+            let mut table: toml::Table =
+                toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let kept: Vec<toml::Value> = table["bootstrap"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| {
+                    let a = a.as_str().unwrap();
+                    peer_ids
+                        .iter()
+                        .any(|(member, id)| allowed.contains(&member.as_str()) && a.ends_with(id))
+                })
+                .cloned()
+                .collect();
+            table.insert("bootstrap".into(), toml::Value::Array(kept));
+            std::fs::write(&path, toml::to_string(&table).unwrap()).unwrap();
+        }
+        Fed {
+            _dir: dir,
+            net,
+            nodes: Vec::new(),
+        }
+    }
+
+    fn dir(&self, m: &str) -> PathBuf {
+        self.net.join(m)
+    }
+
+    fn start(&mut self, m: &str) {
+        let dir = self.dir(m);
+        let _ = std::fs::remove_file(dir.join("run.json"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("node.log"))
+            .unwrap();
+        let child = support::spawn_node(Command::new(bin()), &dir.join("node.toml"), log);
+        self.nodes.push((m.to_owned(), child));
+        self.wait(60, &format!("{m} to answer"), |f| f.status(m).is_some());
+    }
+
+    fn kill9(&mut self, m: &str) {
+        let i = self.nodes.iter().position(|(n, _)| n == m).unwrap();
+        let (_, mut child) = self.nodes.remove(i);
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    fn cli(&self, m: &str, args: &[&str]) -> Run {
+        let mut all = args.to_vec();
+        let dir = self.dir(m);
+        all.extend(["--data-dir", dir.to_str().unwrap()]);
+        support::run_in(&repo_root(), &all)
+    }
+
+    fn status(&self, m: &str) -> Option<serde_json::Value> {
+        let r = self.cli(m, &["status", "--json"]);
+        (r.code == Some(0)).then(|| r.json())
+    }
+
+    fn connected(&self, m: &str) -> u64 {
+        self.status(m)
+            .map_or(0, |s| s["peers_connected"].as_u64().unwrap_or(0))
+    }
+
+    fn wait(&self, secs: u64, what: &str, mut f: impl FnMut(&Fed) -> bool) -> Duration {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(secs) {
+            if f(self) {
+                return start.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let logs = support::log_tails(
+            self.nodes
+                .iter()
+                .map(|(m, _)| (m.as_str(), self.dir(m).join("node.log"))),
+        );
+        panic!("timed out after {secs} s waiting for {what}\n{logs}");
+    }
+}
+
+impl Drop for Fed {
+    fn drop(&mut self) {
+        for (_, c) in &mut self.nodes {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+const MEMBERS: [&str; 3] = ["lu-l-aif", "de-jaif", "fr-ai2f"];
+
+#[test]
+fn a_restarted_first_member_without_a_bootstrap_entry_finds_its_peers_again() {
+    // lu-l-aif is the first member: it knows nobody; the others know only it.
+    let mut fed = Fed::prepare(
+        &MEMBERS,
+        &[
+            ("lu-l-aif", &[]),
+            ("de-jaif", &["lu-l-aif"]),
+            ("fr-ai2f", &["lu-l-aif"]),
+        ],
+    );
+    for m in MEMBERS {
+        fed.start(m);
+    }
+    fed.wait(60, "every member connected to both others", |f| {
+        MEMBERS.iter().all(|m| f.connected(m) == 2)
+    });
+    fed.kill9("lu-l-aif");
+    fed.start("lu-l-aif");
+    // Without redialling, nothing would reconnect it before Kademlia's five-minute refresh.
+    let took = fed.wait(60, "lu-l-aif connected to both others again", |f| {
+        f.connected("lu-l-aif") == 2
+    });
+    eprintln!(
+        "lu-l-aif reconnected {:.1} s after it answered again",
+        took.as_secs_f64()
+    );
+    // And it holds their adverts again.
+    fed.wait(30, "lu-l-aif's directory", |f| {
+        f.status("lu-l-aif").is_some_and(|s| s["directory"] == 2)
+    });
+}
+
+#[test]
+fn a_member_started_before_its_bootstrap_peer_says_it_cannot_reach_it_and_connects_once_it_is_up() {
+    let mut fed = Fed::prepare(
+        &MEMBERS[..2],
+        &[("de-jaif", &["lu-l-aif"]), ("lu-l-aif", &[])],
+    );
+    fed.start("de-jaif");
+    fed.wait(30, "de-jaif to report lu-l-aif unreachable", |f| {
+        f.status("de-jaif").is_some_and(|s| {
+            s["peers_not_connected"].as_array().is_some_and(|nc| {
+                nc.iter().any(|p| {
+                    p["member"] == "lu-l-aif"
+                        && p["failed_dials"].as_u64().unwrap_or(0) >= 2
+                        && p["last_error"].as_str().is_some_and(|e| !e.is_empty())
+                })
+            })
+        })
+    });
+    let metrics = support::http(
+        std::net::SocketAddr::from(([127, 0, 0, 1], admin_port(&fed, "de-jaif"))),
+        "GET",
+        "/metrics",
+        None,
+    )
+    .1;
+    let failures = metrics
+        .lines()
+        .find(|l| l.starts_with("aiguillage_dial_failures_total{member=\"lu-l-aif\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(failures >= 2.0, "dial failures counted: {metrics}");
+    let log = std::fs::read_to_string(fed.dir("de-jaif").join("node.log")).unwrap();
+    let warned = log
+        .lines()
+        .filter(|l| l.contains("cannot reach member"))
+        .count();
+    assert!(warned >= 1, "the first failure is logged:\n{log}");
+    assert!(
+        (warned as f64) < failures,
+        "later failures within a minute are not logged ({warned} lines, {failures} failures)"
+    );
+    fed.start("lu-l-aif");
+    fed.wait(60, "de-jaif connected to lu-l-aif", |f| {
+        f.connected("de-jaif") == 1
+    });
+    let s = fed.status("de-jaif").unwrap();
+    assert_eq!(s["peers_not_connected"].as_array().unwrap().len(), 0, "{s}");
+}
+
+fn admin_port(fed: &Fed, m: &str) -> u16 {
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fed.dir(m).join("run.json")).unwrap())
+            .unwrap();
+    info["admin"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_second_node_on_a_busy_port_refuses_to_start_and_names_the_address() {
+    let mut fed = Fed::prepare(&MEMBERS[..2], &[]);
+    fed.start("lu-l-aif");
+    // A copy of lu-l-aif's folder without its store: only the port is shared.
+    let copy = fed.net.join("copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    for f in ["node.toml", "key.pem", "admin.token"] {
+        std::fs::copy(fed.dir("lu-l-aif").join(f), copy.join(f)).unwrap();
+    }
+    let table: toml::Table =
+        toml::from_str(&std::fs::read_to_string(copy.join("node.toml")).unwrap()).unwrap();
+    let tcp = table["listen"][0].as_str().unwrap().to_owned();
+    let out = Command::new(bin())
+        .args(["run", "--config"])
+        .arg(copy.join("node.toml"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {tcp}")) && stderr.contains("in use"),
+        "{stderr}"
+    );
+    assert!(
+        !copy.join("db").exists(),
+        "nothing was started before the check"
+    );
+    // The first node still answers alone on its port.
+    assert!(fed.status("lu-l-aif").is_some());
+}
