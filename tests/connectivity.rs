@@ -92,6 +92,24 @@ impl Fed {
     }
 
     fn start(&mut self, m: &str) {
+        self.start_with_env(m, &[]);
+    }
+
+    /// Sets `[core] key = value` in the member's node.toml.
+    fn set_core(&self, m: &str, key: &str, value: i64) {
+        let path = self.dir(m).join("node.toml");
+        let mut table: toml::Table =
+            toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let core = table
+            .entry("core")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .unwrap();
+        core.insert(key.into(), toml::Value::Integer(value));
+        std::fs::write(&path, toml::to_string(&table).unwrap()).unwrap();
+    }
+
+    fn start_with_env(&mut self, m: &str, env: &[(&str, &str)]) {
         let dir = self.dir(m);
         let _ = std::fs::remove_file(dir.join("run.json"));
         let log = std::fs::OpenOptions::new()
@@ -99,7 +117,9 @@ impl Fed {
             .append(true)
             .open(dir.join("node.log"))
             .unwrap();
-        let child = support::spawn_node(Command::new(bin()), &dir.join("node.toml"), log);
+        let mut cmd = Command::new(bin());
+        cmd.envs(env.iter().copied());
+        let child = support::spawn_node(cmd, &dir.join("node.toml"), log);
         self.nodes.push((m.to_owned(), child));
         self.wait(60, &format!("{m} to answer"), |f| f.status(m).is_some());
     }
@@ -237,6 +257,71 @@ fn a_member_started_before_its_bootstrap_peer_says_it_cannot_reach_it_and_connec
     });
     let s = fed.status("de-jaif").unwrap();
     assert_eq!(s["peers_not_connected"].as_array().unwrap().len(), 0, "{s}");
+}
+
+#[test]
+fn a_member_whose_clock_is_ten_minutes_ahead_reports_it_and_its_peers_name_it() {
+    let mut fed = Fed::prepare(
+        &MEMBERS,
+        &[
+            ("lu-l-aif", &[]),
+            ("de-jaif", &["lu-l-aif"]),
+            ("fr-ai2f", &["lu-l-aif"]),
+        ],
+    );
+    // Adverts republished every 3 s, so that gossip carries fresh ones within the test.
+    for m in MEMBERS {
+        fed.set_core(m, "advert_ttl_ms", 6_000);
+    }
+    fed.start_with_env("lu-l-aif", &[("AIGUILLAGE_CLOCK_SKEW_MS", "600000")]);
+    fed.start("de-jaif");
+    fed.start("fr-ai2f");
+    let near =
+        |v: &serde_json::Value, target: f64| v.as_f64().is_some_and(|x| (x - target).abs() < 15.0);
+    // Every peer's message looks ten minutes old at lu-l-aif: refused as expired, but
+    // signed by a member, so it still tells the clocks apart.
+    fed.wait(
+        90,
+        "lu-l-aif to find its clock 600 s ahead of both others",
+        |f| {
+            f.status("lu-l-aif")
+                .is_some_and(|s| near(&s["clock_offset_s"], 600.0) && s["clock_members"] == 2)
+        },
+    );
+    let metrics = support::http(
+        std::net::SocketAddr::from(([127, 0, 0, 1], admin_port(&fed, "lu-l-aif"))),
+        "GET",
+        "/metrics",
+        None,
+    )
+    .1;
+    let offset = metrics
+        .lines()
+        .find(|l| l.starts_with("aiguillage_clock_offset_seconds "))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(
+        offset.is_some_and(|o| (o - 600.0).abs() < 15.0),
+        "the metric says it: {offset:?}"
+    );
+    let log = std::fs::read_to_string(fed.dir("lu-l-aif").join("node.log")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("WARN") && l.contains("clock is") && l.contains("ahead")),
+        "a warning names the offset:\n{log}"
+    );
+    // de-jaif hears one member far ahead and one in step: its own clock is fine, and it
+    // names the member whose clock is not.
+    fed.wait(90, "de-jaif to name lu-l-aif's clock", |f| {
+        f.status("de-jaif").is_some_and(|s| {
+            near(&s["clock_offset_s"], 0.0)
+                && s["clocks_off"].as_array().is_some_and(|off| {
+                    off.len() == 1
+                        && off[0]["member"] == "lu-l-aif"
+                        && near(&off[0]["ahead_s"], 600.0)
+                })
+        })
+    });
 }
 
 fn admin_port(fed: &Fed, m: &str) -> u16 {

@@ -219,6 +219,23 @@ impl Core {
         Ok(Admitted { envelope, body })
     }
 
+    /// Whether an envelope refused for its time window (`expired`, `not_yet_valid`) was
+    /// still signed by a rostered member with its rostered key: then its `issued_at` says
+    /// something about the two clocks. Verifies the signature; the caller rate-limits.
+    pub fn time_witness(&self, envelope: &Envelope) -> bool {
+        let Some((roster, _)) = &self.state.roster else {
+            return false;
+        };
+        if roster
+            .member(&envelope.signer)
+            .is_none_or(|m| m.key != envelope.key)
+        {
+            return false;
+        }
+        self.verifications.one();
+        envelope.verify_signature().is_ok()
+    }
+
     /// Signatures verified by admission since the core was built.
     pub fn verifications(&self) -> u64 {
         self.verifications.0.get()

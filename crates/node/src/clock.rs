@@ -1,15 +1,40 @@
 //! Wall-clock time for the binary; the libraries take time as a parameter.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aiguillage_wire::Timestamp;
 use anyhow::{Context, Result, bail};
 
+/// Milliseconds added to the system clock: zero except when `AIGUILLAGE_CLOCK_SKEW_MS`
+/// asks a test node to run with a wrong clock.
+static SKEW_MS: AtomicI64 = AtomicI64::new(0);
+
+/// The variable that sets a test node's clock skew.
+pub const SKEW_VAR: &str = "AIGUILLAGE_CLOCK_SKEW_MS";
+
+/// Reads [`SKEW_VAR`] once, at start; returns the skew when one is set.
+pub fn skew_from_env() -> Result<Option<i64>> {
+    let Ok(text) = std::env::var(SKEW_VAR) else {
+        return Ok(None);
+    };
+    let ms: i64 = text
+        .trim()
+        .parse()
+        .with_context(|| format!("{SKEW_VAR}={text:?} is not a whole number of milliseconds"))?;
+    if ms.unsigned_abs() > 365 * 86_400_000 {
+        bail!("{SKEW_VAR}={ms} is more than a year; the limit is 31536000000");
+    }
+    SKEW_MS.store(ms, Ordering::Relaxed);
+    Ok(Some(ms))
+}
+
 pub fn now() -> Timestamp {
     let since = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO);
-    Timestamp(since.as_millis() as u64)
+    let ms = since.as_millis() as i64 + SKEW_MS.load(Ordering::Relaxed);
+    Timestamp(ms.max(0) as u64)
 }
 
 /// Parses `now`, an RFC 3339 date-time (`2026-11-25T10:00:00Z`) or a date (`2026-11-25`).

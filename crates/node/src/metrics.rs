@@ -25,6 +25,10 @@ pub struct Metrics {
     pub seal_failures: IntCounterVec,
     /// Failed dials of rostered members, by member.
     pub dial_failures: IntCounterVec,
+    /// This clock minus the members' median, in seconds.
+    pub clock_offset: prometheus::Gauge,
+    /// How far each member's clock is ahead of this one, in seconds.
+    pub peer_clock_ahead: GaugeVec,
     pub referrals: IntGaugeVec,
     pub offer_answer_seconds: Histogram,
     pub overflow: IntCounterVec,
@@ -125,6 +129,20 @@ impl Metrics {
             "Failed dials of rostered members, by member; each is dialled again with backoff",
             &["member"],
         );
+        let clock_offset = prometheus::Gauge::new(
+            "aiguillage_clock_offset_seconds",
+            "This node's clock minus the median of the members' (from their messages' issued_at); positive when it is ahead",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(clock_offset.clone()))
+            .expect("metric names are unique");
+        let peer_clock_ahead = gauge(
+            &registry,
+            "aiguillage_peer_clock_ahead_seconds",
+            "How far the member's clock is ahead of this node's, from its freshest message in five minutes",
+            &["member"],
+        );
         let referrals = IntGaugeVec::new(
             Opts::new("aiguillage_referrals", "Referrals by direction and state"),
             &["direction", "state"],
@@ -201,6 +219,8 @@ impl Metrics {
             peer_refused,
             seal_failures,
             dial_failures,
+            clock_offset,
+            peer_clock_ahead,
             referrals,
             offer_answer_seconds,
             overflow,

@@ -85,12 +85,27 @@ impl Node {
         match call {
             ApiCall::Status => {
                 let roster = self.core.roster();
+                let now = clock::now();
+                let offset = self.clock.offset(now);
+                let clocks_off = self
+                    .clock
+                    .members(now)
+                    .into_iter()
+                    .filter(|(_, ahead)| ahead.abs() > super::clock_watch::WARN_MS)
+                    .map(|(m, ahead)| views::ClockOff {
+                        member: m.as_str().to_owned().into(),
+                        ahead_s: ahead as f64 / 1000.0,
+                    })
+                    .collect();
                 Ok(to_json(&Status {
                     member: self.core.me(),
                     peer_id: &self.run_info.peer_id,
                     listen: &self.run_info.listen,
                     peers_connected: self.peers.connected_count(),
                     peers_not_connected: self.peers.not_connected(),
+                    clock_offset_s: offset.map(|o| o.ms as f64 / 1000.0),
+                    clock_members: offset.map_or(0, |o| o.members),
+                    clocks_off,
                     directory: s.directory.len(),
                     roster_serial: roster.map(|r| r.serial),
                     roster_members: roster.map(|r| r.members.len()),

@@ -260,6 +260,7 @@ impl Node {
         if !self.peers.follow(roster) {
             return false;
         }
+        self.clock.retain(|m| roster.member(m).is_some());
         info!(
             serial = roster.serial,
             members = roster.members.len(),
@@ -307,6 +308,15 @@ impl Node {
         let s = self.core.state();
         let m = &self.metrics;
         m.peers.set(self.peers.connected_count() as i64);
+        let now = crate::clock::now();
+        m.clock_offset
+            .set(self.clock.offset(now).map_or(0.0, |o| o.ms as f64 / 1000.0));
+        m.peer_clock_ahead.reset();
+        for (member, ahead) in self.clock.members(now) {
+            m.peer_clock_ahead
+                .with_label_values(&[member.as_str()])
+                .set(ahead as f64 / 1000.0);
+        }
         m.referrals.reset();
         for r in s.outgoing.values() {
             m.referrals.with_label_values(&["out", r.state.tag()]).inc();

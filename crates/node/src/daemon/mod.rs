@@ -6,6 +6,7 @@
 //! the store refused a commit, or a task it depends on went away.
 
 mod calls;
+mod clock_watch;
 mod commit;
 mod peers;
 mod start;
@@ -27,6 +28,7 @@ use crate::executor::{Executor, Report};
 use crate::metrics::Metrics;
 use crate::{clock, files};
 
+use clock_watch::{ClockNews, ClockWatch};
 use commit::Batch;
 use peers::Peers;
 pub use start::open_store;
@@ -70,6 +72,8 @@ pub(crate) struct Node {
     batch: Option<Batch>,
     /// Set once the node must stop; nothing is applied after it.
     stop: Option<Stop>,
+    /// This clock against the members', from their messages' `issued_at`.
+    clock: ClockWatch,
 }
 
 pub async fn run(config_path: &Path) -> Result<()> {
@@ -241,9 +245,18 @@ impl Node {
                 let signer = admitted.envelope.signer.clone();
                 self.metrics.received(channel, kind, bytes.len());
                 self.peer_heard(&signer, now);
+                // A sync answer carries stored copies, as old as they are: no clock sample.
+                if channel != Channel::Sync {
+                    self.clock_sample(&signer, admitted.envelope.issued_at, now);
+                }
                 self.apply_with_refusal(Input::Received(admitted)).1
             }
-            Err(r) => Some(r.into()),
+            Err(r) => {
+                if channel != Channel::Sync && matches!(r.reason, "expired" | "not_yet_valid") {
+                    self.time_refused(&r, bytes, now);
+                }
+                Some(r.into())
+            }
         };
         match refusal {
             None => Verdict::Admitted,
@@ -261,6 +274,39 @@ impl Node {
                     .inc();
                 Verdict::refused(r.reason)
             }
+        }
+    }
+
+    fn clock_sample(&mut self, member: &MemberId, issued_at: Timestamp, now: Timestamp) {
+        match self.clock.sample(member, issued_at, now) {
+            Some(ClockNews::Off(o)) => warn!(
+                offset_s = o.ms as f64 / 1000.0,
+                members = o.members,
+                "this node's clock is {} than the members' (median of {}); messages past {} s are refused, check NTP",
+                clock_watch::describe(o.ms),
+                o.members,
+                aiguillage_wire::MAX_CLOCK_SKEW_MS / 1000,
+            ),
+            Some(ClockNews::Back(o)) => info!(
+                offset_s = o.ms as f64 / 1000.0,
+                members = o.members,
+                "this node's clock agrees with the members' again"
+            ),
+            None => {}
+        }
+    }
+
+    /// A message refused for its time window: if a rostered member signed it, its
+    /// `issued_at` is still a clock sample (verified at most every ten seconds per member).
+    fn time_refused(&mut self, r: &aiguillage_core::Refused, bytes: &[u8], now: Timestamp) {
+        let Some(signer) = &r.signer else { return };
+        if !self.clock.may_witness(signer, now) {
+            return;
+        }
+        if let Ok(envelope) = aiguillage_wire::Envelope::from_bytes(bytes)
+            && self.core.time_witness(&envelope)
+        {
+            self.clock_sample(&envelope.signer, envelope.issued_at, now);
         }
     }
 

@@ -40,6 +40,14 @@ pub fn open_store(data_dir: &Path) -> Result<Store> {
 
 pub(super) async fn start(config_path: &Path) -> Result<(Node, Inbox)> {
     let cfg = NodeConfig::load(config_path)?;
+    if let Some(ms) = clock::skew_from_env()? {
+        warn!(
+            skew_ms = ms,
+            "{} is set: this node runs with its clock {} (for tests)",
+            clock::SKEW_VAR,
+            super::clock_watch::describe(ms)
+        );
+    }
     let profile = profiles::load_one(&cfg.profile)?;
     if profile.id != cfg.member {
         bail!(
@@ -210,6 +218,7 @@ pub(super) async fn start(config_path: &Path) -> Result<(Node, Inbox)> {
         run_path: cfg.data_dir.join("run.json"),
         batch: None,
         stop: None,
+        clock: Default::default(),
     };
     if let Some(total_gpus) = first_capacity {
         node.apply(Input::Capacity { total_gpus });

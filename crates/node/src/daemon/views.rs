@@ -24,6 +24,12 @@ pub struct Status<'a> {
     pub peers_connected: usize,
     /// Rostered members not connected, with their failed dials.
     pub peers_not_connected: Vec<super::peers::NotConnected>,
+    /// This clock minus the members' median (s, positive: ahead), once a member was heard.
+    pub clock_offset_s: Option<f64>,
+    /// How many members the estimate rests on.
+    pub clock_members: usize,
+    /// Members whose clock differs from this one by more than 10 s: (member, s ahead).
+    pub clocks_off: Vec<ClockOff<'a>>,
     pub directory: usize,
     pub roster_serial: Option<u64>,
     pub roster_members: Option<usize>,
@@ -34,6 +40,13 @@ pub struct Status<'a> {
     pub referrals_in: usize,
     pub jobs: usize,
     pub jobs_hosted: usize,
+}
+
+/// A member whose clock is off from this node's.
+#[derive(Serialize)]
+pub struct ClockOff<'a> {
+    pub member: std::borrow::Cow<'a, str>,
+    pub ahead_s: f64,
 }
 
 /// One row of `GET /directory`.
