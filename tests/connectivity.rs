@@ -143,6 +143,15 @@ impl Fed {
         (r.code == Some(0)).then(|| r.json())
     }
 
+    /// The value of the series `series` (name and labels as printed) on `/metrics`.
+    fn metric(&self, m: &str, series: &str) -> Option<f64> {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], admin_port(self, m)));
+        let text = support::http(addr, "GET", "/metrics", None).1;
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     fn connected(&self, m: &str) -> u64 {
         self.status(m)
             .map_or(0, |s| s["peers_connected"].as_u64().unwrap_or(0))
@@ -175,18 +184,16 @@ impl Drop for Fed {
 }
 
 const MEMBERS: [&str; 3] = ["lu-l-aif", "de-jaif", "fr-ai2f"];
+/// lu-l-aif is the first member: it knows nobody; the others know only it.
+const STAR: [(&str, &[&str]); 3] = [
+    ("lu-l-aif", &[]),
+    ("de-jaif", &["lu-l-aif"]),
+    ("fr-ai2f", &["lu-l-aif"]),
+];
 
 #[test]
 fn a_restarted_first_member_without_a_bootstrap_entry_finds_its_peers_again() {
-    // lu-l-aif is the first member: it knows nobody; the others know only it.
-    let mut fed = Fed::prepare(
-        &MEMBERS,
-        &[
-            ("lu-l-aif", &[]),
-            ("de-jaif", &["lu-l-aif"]),
-            ("fr-ai2f", &["lu-l-aif"]),
-        ],
-    );
+    let mut fed = Fed::prepare(&MEMBERS, &STAR);
     for m in MEMBERS {
         fed.start(m);
     }
@@ -227,20 +234,13 @@ fn a_member_started_before_its_bootstrap_peer_says_it_cannot_reach_it_and_connec
             })
         })
     });
-    let metrics = support::http(
-        std::net::SocketAddr::from(([127, 0, 0, 1], admin_port(&fed, "de-jaif"))),
-        "GET",
-        "/metrics",
-        None,
-    )
-    .1;
-    let failures = metrics
-        .lines()
-        .find(|l| l.starts_with("aiguillage_dial_failures_total{member=\"lu-l-aif\"}"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok())
+    let failures = fed
+        .metric(
+            "de-jaif",
+            "aiguillage_dial_failures_total{member=\"lu-l-aif\"}",
+        )
         .unwrap_or(0.0);
-    assert!(failures >= 2.0, "dial failures counted: {metrics}");
+    assert!(failures >= 2.0, "dial failures counted: {failures}");
     let log = std::fs::read_to_string(fed.dir("de-jaif").join("node.log")).unwrap();
     let warned = log
         .lines()
@@ -261,14 +261,7 @@ fn a_member_started_before_its_bootstrap_peer_says_it_cannot_reach_it_and_connec
 
 #[test]
 fn a_member_whose_clock_is_ten_minutes_ahead_reports_it_and_its_peers_name_it() {
-    let mut fed = Fed::prepare(
-        &MEMBERS,
-        &[
-            ("lu-l-aif", &[]),
-            ("de-jaif", &["lu-l-aif"]),
-            ("fr-ai2f", &["lu-l-aif"]),
-        ],
-    );
+    let mut fed = Fed::prepare(&MEMBERS, &STAR);
     // Adverts republished every 3 s, so that gossip carries fresh ones within the test.
     for m in MEMBERS {
         fed.set_core(m, "advert_ttl_ms", 6_000);
@@ -288,18 +281,7 @@ fn a_member_whose_clock_is_ten_minutes_ahead_reports_it_and_its_peers_name_it() 
                 .is_some_and(|s| near(&s["clock_offset_s"], 600.0) && s["clock_members"] == 2)
         },
     );
-    let metrics = support::http(
-        std::net::SocketAddr::from(([127, 0, 0, 1], admin_port(&fed, "lu-l-aif"))),
-        "GET",
-        "/metrics",
-        None,
-    )
-    .1;
-    let offset = metrics
-        .lines()
-        .find(|l| l.starts_with("aiguillage_clock_offset_seconds "))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok());
+    let offset = fed.metric("lu-l-aif", "aiguillage_clock_offset_seconds");
     assert!(
         offset.is_some_and(|o| (o - 600.0).abs() < 15.0),
         "the metric says it: {offset:?}"
