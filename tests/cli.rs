@@ -715,4 +715,26 @@ fn a_node_config_that_cannot_work_is_refused_before_anything_starts_naming_the_f
         out.stderr
     );
     assert!(!out.stderr.contains(&listen), "{}", out.stderr);
+    // Asked for JSON, the fatal error is a JSON line too, its message at the top level.
+    let out = run_in(
+        &root,
+        &[
+            "run",
+            "--log-format",
+            "json",
+            "--config",
+            path.to_str().unwrap(),
+        ],
+    )
+    .fails();
+    let last: serde_json::Value =
+        serde_json::from_str(out.stderr.lines().last().unwrap()).expect("a JSON line");
+    assert_eq!(last["level"], "ERROR", "{last}");
+    assert_eq!(last["exit_code"], 1, "{last}");
+    assert!(
+        last["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("at least 16 characters")),
+        "{last}"
+    );
 }

@@ -44,6 +44,35 @@ fn adverts_converge_and_a_health_project_from_luxembourg_is_referred_accepted_an
         incoming["referral"]["dossier"]["company"],
         "Example Diagnostics SARL"
     );
+    // What an operator reads: the peers and each transition at INFO, the member on every
+    // line, no colour codes in a file.
+    let log = log_of(&d, "lu-l-aif");
+    assert!(!log.contains('\u{1b}'), "no ANSI codes:\n{log}");
+    for line in log.lines().filter(|l| l.starts_with("20")) {
+        assert!(
+            line.split_whitespace().nth(1) == Some("lu-l-aif"),
+            "the member after the time: {line}"
+        );
+    }
+    for needle in [
+        "roster serial 1 installed (3 members)",
+        "member es-1healthai connected",
+        &format!("referral {id} accepted by es-1healthai"),
+    ] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains(" INFO ") && l.contains(needle)),
+            "an INFO line says {needle:?}:\n{log}"
+        );
+    }
+    d.wait_for(20, "es-1healthai to log the hand-over", || {
+        log_of(&d, "es-1healthai")
+            .contains(&format!("referral {id}: dossier received from lu-l-aif"))
+    });
+}
+
+fn log_of(d: &Devnet, member: &str) -> String {
+    std::fs::read_to_string(d.member_dir(member).join("node.log")).unwrap_or_default()
 }
 
 #[test]
@@ -1120,6 +1149,12 @@ fn a_request_with_a_bad_signature_is_answered_bad_signature() {
         ),
         1
     );
+    d.wait_for(10, "the refusal in lu-l-aif's log", || {
+        log_of(&d, "lu-l-aif").lines().any(|l| {
+            l.contains("refused a message from fr-ai2f (bad_signature)")
+                && l.contains("summarised each minute")
+        })
+    });
 }
 
 #[test]

@@ -50,13 +50,37 @@ fn twenty_kills_while_referrals_and_jobs_flow_lose_and_duplicate_nothing() {
         d.restart(victim);
     }
 
-    d.wait_for(120, "every referral handed over and every job done", || {
-        referrals.iter().all(|id| {
-            support::state_of(&d.json(ORIGIN, &["referral", "show", id])) == "handed_over"
-        }) && jobs
+    let pending = || {
+        let mut left: Vec<String> = referrals
             .iter()
-            .all(|j| d.json(ORIGIN, &["job", "show", j])["job"]["phase"]["phase"] == "done")
-    });
+            .map(|id| {
+                (
+                    id,
+                    support::state_of(&d.json(ORIGIN, &["referral", "show", id])),
+                )
+            })
+            .filter(|(_, s)| s != "handed_over")
+            .map(|(id, s)| format!("{id} {s}"))
+            .collect();
+        left.extend(
+            jobs.iter()
+                .map(|j| {
+                    (
+                        j,
+                        d.json(ORIGIN, &["job", "show", j])["job"]["phase"].clone(),
+                    )
+                })
+                .filter(|(_, p)| p["phase"] != "done")
+                .map(|(j, p)| format!("{j} {p}")),
+        );
+        left
+    };
+    d.wait_for_showing(
+        120,
+        "every referral handed over and every job done",
+        || pending().is_empty(),
+        || format!("still open: {:?}", pending()),
+    );
 
     // Each referral: accepted by exactly one target, which holds it handed over; the other
     // victim never accepted it.

@@ -139,7 +139,7 @@ impl Devnet {
             .arg("--config-dir")
             .arg(repo_root().join("config"))
             .args(extra)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "info")
             .stdout(std::process::Stdio::piped())
             .stderr(std::fs::File::create(dir.path().join("devnet.stderr")).unwrap())
             .spawn()
@@ -222,11 +222,14 @@ impl Devnet {
             .status()
             .unwrap();
         assert!(status.success());
-        // Wait until it is gone.
-        for _ in 0..100 {
+        // Wait until it is gone: a zombie whose other threads have exited too (until they
+        // have, they hold its files and ports).
+        for _ in 0..250 {
+            let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count());
             if !Path::new(&format!("/proc/{pid}")).exists()
-                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .is_ok_and(|s| s.contains(") Z "))
+                || (threads <= 1
+                    && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                        .is_ok_and(|s| s.contains(") Z ")))
             {
                 return;
             }

@@ -301,6 +301,29 @@ pub enum Notification {
 }
 
 impl Notification {
+    /// The event's name, as its JSON `event` field spells it.
+    pub fn tag(&self) -> &'static str {
+        use Notification as N;
+        match self {
+            N::ProjectFiled { .. } => "project_filed",
+            N::DecisionNeeded { .. } => "decision_needed",
+            N::ReferralAccepted { .. } => "referral_accepted",
+            N::ReferralDeclined { .. } => "referral_declined",
+            N::ReferralExhausted { .. } => "referral_exhausted",
+            N::ReferralProgress { .. } => "referral_progress",
+            N::DossierReceived { .. } => "dossier_received",
+            N::ReferralWithdrawn { .. } => "referral_withdrawn",
+            N::ProjectProgress { .. } => "project_progress",
+            N::JobSubmitted { .. } => "job_submitted",
+            N::JobQueued { .. } => "job_queued",
+            N::JobMissed { .. } => "job_missed",
+            N::JobRunningLocally { .. } => "job_running_locally",
+            N::JobPlaced { .. } => "job_placed",
+            N::JobReplaced { .. } => "job_replaced",
+            N::JobFinished { .. } => "job_finished",
+        }
+    }
+
     /// One line for a person: what happened, to what.
     pub fn describe(&self) -> String {
         use Notification as N;

@@ -381,6 +381,17 @@ fn a_job_whose_residency_excludes_everyone_stays_queued_with_a_reason() {
     };
     assert!(reason.contains("residency"), "{reason}");
     assert!(reason.contains("SE"), "{reason}");
+    // Five more placement rounds find the same reason: no new history line, no new word.
+    net.run_for(5 * 10_000 + 1_000);
+    let j = &net.core("lu-l-aif").state().jobs[&job];
+    let queued_lines = j.history.iter().filter(|t| t.state == "queued").count();
+    assert_eq!(queued_lines, 1, "{:?}", j.history);
+    let queued_notes = net
+        .notifications
+        .iter()
+        .filter(|(_, n)| matches!(n, Notification::JobQueued { job: q, .. } if *q == job))
+        .count();
+    assert_eq!(queued_notes, 1);
 }
 
 #[test]
@@ -478,4 +489,53 @@ fn an_antenna_advertising_itself_as_a_factory_is_refused() {
             .role,
         Role::Antenna
     );
+}
+
+#[test]
+fn every_notification_is_tagged_as_its_json_names_its_event() {
+    let mut net = net5();
+    net.file("lu-l-aif", card(Sector::Health, "LU"));
+    net.file("lu-l-aif", card(Sector::FinanceInsurance, "LU"));
+    net.submit("lu-l-aif", 1, 10, 0, &[]);
+    net.submit("de-jaif", 2, 10, 0, &[]);
+    net.run_for(30_000);
+    let mut seen = std::collections::BTreeSet::new();
+    for (_, n) in &net.notifications {
+        let json = serde_json::to_value(n).unwrap();
+        assert_eq!(json["event"], n.tag(), "{json}");
+        seen.insert(n.tag());
+    }
+    assert!(seen.len() >= 5, "{seen:?}");
+}
+
+#[test]
+fn a_job_lost_at_the_only_host_that_can_run_it_goes_back_to_it_once_it_returns() {
+    // Only de-jaif takes overflow from a full lu-l-aif.
+    let mut net = Net::new(&["lu-l-aif", "de-jaif"], &[("lu-l-aif", 0)], |_, _| {});
+    let job = net.submit("lu-l-aif", 1, 20, 0, &[]);
+    net.run_for(2_000);
+    let host = net.core("lu-l-aif").state().jobs[&job]
+        .host()
+        .unwrap()
+        .clone();
+    assert_eq!(host.as_str(), "de-jaif");
+    net.crash("de-jaif");
+    net.run_for(30_000);
+    assert!(
+        matches!(
+            net.core("lu-l-aif").state().jobs[&job].phase,
+            JobPhase::Queued { .. }
+        ),
+        "{:?}",
+        net.core("lu-l-aif").state().jobs[&job].phase
+    );
+    net.restart("de-jaif");
+    net.run_for(120_000);
+    let j = &net.core("lu-l-aif").state().jobs[&job];
+    assert!(
+        matches!(&j.phase, JobPhase::Done { state: JobState::Succeeded, host: Some(h), .. } if *h == host),
+        "{:?}",
+        j.phase
+    );
+    assert!(j.epoch >= 2, "placed again under a new lease: {}", j.epoch);
 }

@@ -92,7 +92,12 @@ impl Core {
             })
             .map(|p| p.host.clone())
             .collect();
-        let (invited, reason) = self.eligible_hosts(now, &requirements, &tried);
+        let (mut invited, mut reason) = self.eligible_hosts(now, &requirements, &tried);
+        if invited.is_empty() && !tried.is_empty() {
+            // Every other host that could run it was tried: one that lost it or did not
+            // answer may be back (a restarted host), so it is asked again.
+            (invited, reason) = self.eligible_hosts(now, &requirements, &[]);
+        }
         if invited.is_empty() {
             self.queue(now, job, reason);
             return;
@@ -221,17 +226,23 @@ impl Core {
         self.notify(Notification::JobRunningLocally { job: job.clone() });
     }
 
+    /// Queues the job for another placement round. A job already queued for the same
+    /// reason keeps its history and is not announced again: only a change is news.
     pub(crate) fn queue(&mut self, now: Timestamp, job: &JobId, reason: String) {
-        let phase = JobPhase::Queued {
-            reason: reason.clone(),
-        };
-        if !self.move_job(now, job, "queued", reason.clone(), phase) {
+        let Some(j) = self.state.jobs.get(job) else {
             return;
+        };
+        let unchanged = matches!(&j.phase, JobPhase::Queued { reason: r } if *r == reason);
+        if !unchanged {
+            let phase = JobPhase::Queued {
+                reason: reason.clone(),
+            };
+            self.move_job(now, job, "queued", reason.clone(), phase);
+            self.notify(Notification::JobQueued {
+                job: job.clone(),
+                reason,
+            });
         }
-        self.notify(Notification::JobQueued {
-            job: job.clone(),
-            reason,
-        });
         self.state.timers.schedule(
             now.saturating_add_ms(self.config.replace_retry_ms),
             Deadline::Replace(job.clone()),

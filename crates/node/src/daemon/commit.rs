@@ -213,7 +213,10 @@ impl Node {
                 }
                 Output::StartJob { job, epoch, spec } => self.executor.start(job, epoch, spec),
                 Output::CancelJob { job, epoch } => self.executor.cancel(job, epoch),
-                Output::Notify(n) => self.count(&n),
+                Output::Notify(n) => {
+                    log_notification(&n);
+                    self.count(&n);
+                }
                 Output::SealFailed {
                     kind,
                     subject,
@@ -335,5 +338,16 @@ impl Node {
         m.gpu_seconds
             .with_label_values(&["consumed"])
             .set(consumed as i64);
+    }
+}
+
+/// Every referral and job transition, one INFO line (WARN when something was lost).
+fn log_notification(n: &Notification) {
+    let event = n.tag();
+    match n {
+        Notification::ReferralExhausted { .. } | Notification::JobMissed { .. } => {
+            warn!(event, "{}", n.describe())
+        }
+        _ => info!(event, "{}", n.describe()),
     }
 }

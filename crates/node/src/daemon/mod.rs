@@ -9,6 +9,7 @@ mod calls;
 mod clock_watch;
 mod commit;
 mod peers;
+mod refusal_log;
 mod start;
 mod views;
 
@@ -74,11 +75,15 @@ pub(crate) struct Node {
     stop: Option<Stop>,
     /// This clock against the members', from their messages' `issued_at`.
     clock: ClockWatch,
+    /// Refusals, for the log.
+    refusal_log: refusal_log::RefusalLog,
 }
 
 pub async fn run(config_path: &Path) -> Result<()> {
     let (mut node, mut inbox) = start::start(config_path).await?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut summary = tokio::time::interval(std::time::Duration::from_secs(60));
+    summary.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stop = loop {
         if let Some(stop) = node.stop.take() {
             break stop;
@@ -159,6 +164,7 @@ pub async fn run(config_path: &Path) -> Result<()> {
             () = sleep => {
                 node.apply(Input::Tick);
             }
+            _ = summary.tick() => node.summarise_refusals(),
             _ = tokio::signal::ctrl_c() => node.stop = Some(Stop::Signal),
             _ = terminate.recv() => node.stop = Some(Stop::Signal),
         }
@@ -216,6 +222,13 @@ impl Node {
     fn on_executor(&mut self, report: Report) {
         match report {
             Report::Job { job, epoch, event } => {
+                // The executor's word on a job run here, for this member or a remote one.
+                match &event {
+                    aiguillage_core::ExecutorEvent::Queued { .. } => {
+                        debug!(%job, epoch, "executor: {}", event.describe())
+                    }
+                    _ => info!(%job, epoch, "executor: job {job} {}", event.describe()),
+                }
                 self.apply(Input::Executor { job, epoch, event });
             }
             Report::Capacity(total_gpus) => {
@@ -264,14 +277,21 @@ impl Node {
                 debug!(from = ?r.from, reason = %r.reason, %channel, "refused: {}", r.detail);
                 self.metrics
                     .refused(&r.reason, r.kind.as_deref().unwrap_or("-"), channel.name());
-                let member = self
-                    .peers
-                    .member_of(&peer)
-                    .map_or_else(|| peer.to_string(), |m| m.to_string());
+                let member = self.peers.name(&peer);
                 self.metrics
                     .peer_refused
                     .with_label_values(&[member.as_str(), r.reason.as_str()])
                     .inc();
+                if self.refusal_log.refused(&member, &r.reason) {
+                    info!(
+                        peer = %member,
+                        reason = %r.reason,
+                        %channel,
+                        "refused a message from {member} ({}): {}; further refusals are summarised each minute",
+                        r.reason,
+                        r.detail
+                    );
+                }
                 Verdict::refused(r.reason)
             }
         }
@@ -307,6 +327,13 @@ impl Node {
             && self.core.time_witness(&envelope)
         {
             self.clock_sample(&envelope.signer, envelope.issued_at, now);
+        }
+    }
+
+    /// The refusals of the last minute, one line per member that sent or relayed them.
+    fn summarise_refusals(&mut self) {
+        for (member, total, reasons) in self.refusal_log.summary() {
+            info!(peer = %member, refused = total, "refused {total} messages from {member} in the last minute: {reasons}");
         }
     }
 
@@ -351,8 +378,10 @@ impl Node {
             }
             NetEvent::PeerConnected(peer) => {
                 self.peers.connected(peer);
-                self.metrics.peers.set(self.peers.connected_count() as i64);
-                debug!(member = ?self.peers.member_of(&peer), "peer connected");
+                let connected = self.peers.connected_count();
+                self.metrics.peers.set(connected as i64);
+                let member = self.peers.name(&peer);
+                info!(peer = %member, connected, "member {member} connected");
                 let client = self.client.clone();
                 let tx = self.sync_tx.clone();
                 tokio::spawn(async move {
@@ -376,7 +405,10 @@ impl Node {
             }
             NetEvent::PeerDisconnected(peer) => {
                 self.peers.disconnected(&peer);
-                self.metrics.peers.set(self.peers.connected_count() as i64);
+                let connected = self.peers.connected_count();
+                self.metrics.peers.set(connected as i64);
+                let member = self.peers.name(&peer);
+                info!(peer = %member, connected, "member {member} left");
             }
             NetEvent::PeerAddresses { peer, addrs } => {
                 let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
@@ -391,10 +423,7 @@ impl Node {
                 retry_in,
                 log,
             } => {
-                let member = self
-                    .peers
-                    .member_of(&peer)
-                    .map_or_else(|| peer.to_string(), ToString::to_string);
+                let member = self.peers.name(&peer);
                 self.metrics
                     .dial_failures
                     .with_label_values(&[member.as_str()])

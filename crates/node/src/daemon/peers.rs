@@ -122,6 +122,12 @@ impl Peers {
         self.connected.remove(peer);
     }
 
+    /// The member a peer is, or its peer id when it is none: for logs and labels.
+    pub fn name(&self, peer: &PeerId) -> String {
+        self.member_of(peer)
+            .map_or_else(|| peer.to_string(), ToString::to_string)
+    }
+
     pub fn connected_count(&self) -> usize {
         self.connected.len()
     }

@@ -40,6 +40,7 @@ pub fn open_store(data_dir: &Path) -> Result<Store> {
 
 pub(super) async fn start(config_path: &Path) -> Result<(Node, Inbox)> {
     let cfg = NodeConfig::load(config_path)?;
+    crate::logging::set_member(cfg.member.as_str());
     if let Some(ms) = clock::skew_from_env()? {
         warn!(
             skew_ms = ms,
@@ -107,6 +108,13 @@ pub(super) async fn start(config_path: &Path) -> Result<(Node, Inbox)> {
         Err(e) => bail!("refusing roster {}: {e}", cfg.roster.display()),
     }
     let roster = core.roster().context("no roster")?;
+    info!(
+        serial = roster.serial,
+        members = roster.members.len(),
+        "roster serial {} installed ({} members)",
+        roster.serial,
+        roster.members.len()
+    );
     let me = roster
         .member(&cfg.member)
         .with_context(|| format!("{} is not in the roster", cfg.member))?;
@@ -219,6 +227,7 @@ pub(super) async fn start(config_path: &Path) -> Result<(Node, Inbox)> {
         batch: None,
         stop: None,
         clock: Default::default(),
+        refusal_log: Default::default(),
     };
     if let Some(total_gpus) = first_capacity {
         node.apply(Input::Capacity { total_gpus });
@@ -283,6 +292,9 @@ fn known_addresses(
 /// Refuses a listen address another process holds. libp2p binds its listeners with
 /// `SO_REUSEPORT`, so a second node on a busy port would start and share the port with the
 /// first; a plain bind fails on it instead.
+/// How long a listen port in use is waited for before the start is refused.
+const PORT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn check_free(addr: &Multiaddr) -> Result<()> {
     use aiguillage_net::Protocol;
     let mut ip = None;
@@ -303,11 +315,23 @@ fn check_free(addr: &Multiaddr) -> Result<()> {
         return Ok(());
     }
     let sock = std::net::SocketAddr::new(ip, port);
-    let bound = if tcp {
-        std::net::TcpListener::bind(sock).map(drop)
-    } else {
-        std::net::UdpSocket::bind(sock).map(drop)
+    let bind = || {
+        if tcp {
+            std::net::TcpListener::bind(sock).map(drop)
+        } else {
+            std::net::UdpSocket::bind(sock).map(drop)
+        }
     };
+    // Right after a crash the old process's last threads may hold the port for a moment
+    // (as they may hold the store's lock): a port in use is tried again for a while.
+    let deadline = std::time::Instant::now() + PORT_WAIT;
+    let mut bound = bind();
+    while matches!(&bound, Err(e) if e.kind() == std::io::ErrorKind::AddrInUse)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        bound = bind();
+    }
     bound.map_err(|e| {
         let what = if e.kind() == std::io::ErrorKind::AddrInUse {
             "it is in use by another process (another node on this port?)".to_owned()
