@@ -2,12 +2,14 @@
 //! and only then do the outputs leave. A store that refuses a commit stops the node: its
 //! memory already holds changes the store does not, and a restart resumes from the store.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use aiguillage_core::{Input, Notification, Output, StateKey};
+use aiguillage_core::{
+    HostPhase, InState, Input, JobPhase, Notification, OutState, Output, StateKey,
+};
 use aiguillage_net::{Channel, NetError, Reply, Topic, Verdict};
 use aiguillage_store::Changes;
-use aiguillage_wire::{Envelope, MessageKind};
+use aiguillage_wire::{Envelope, MessageKind, Timestamp};
 use tracing::{debug, error, info, warn};
 
 use super::{Node, Stop};
@@ -148,7 +150,12 @@ impl Node {
             audit: &audit,
             notices: &notices,
         };
-        if let Err(e) = self.store.commit(self.core.state(), &changes, &self.key) {
+        let started = std::time::Instant::now();
+        let committed = self.store.commit(self.core.state(), &changes, &self.key);
+        self.metrics
+            .store_flush_seconds
+            .observe(started.elapsed().as_secs_f64());
+        if let Err(e) = committed {
             error!(
                 "cannot persist state: {e}. Stopping with {} output(s) unsent; restart the \
                  node once its store is writable",
@@ -264,6 +271,11 @@ impl Node {
             return false;
         }
         self.clock.retain(|m| roster.member(m).is_some());
+        // The members the roster removed leave the per-member gauges.
+        self.metrics.peer_up.reset();
+        let members = self.peers.rostered_up();
+        self.metrics
+            .members(members.iter().map(|(m, _)| m.as_str()));
         info!(
             serial = roster.serial,
             members = roster.members.len(),
@@ -275,6 +287,20 @@ impl Node {
             let _ = client.set_allowed(allowed).await;
         });
         true
+    }
+
+    /// A job started (here or at its first host): how long it waited since submission.
+    fn observe_wait(&self, job: &aiguillage_wire::JobId) {
+        if let Some(j) = self.core.state().jobs.get(job)
+            && j.epoch <= 1
+        {
+            let waited = crate::clock::now()
+                .millis()
+                .saturating_sub(j.submitted_at.millis());
+            self.metrics
+                .job_wait_seconds
+                .observe(waited as f64 / 1000.0);
+        }
     }
 
     fn count(&self, n: &Notification) {
@@ -295,9 +321,22 @@ impl Node {
                     );
                 }
             }
-            Notification::JobPlaced { .. } => m.overflow.with_label_values(&["placed"]).inc(),
+            Notification::JobPlaced { job, .. } => {
+                m.overflow.with_label_values(&["placed"]).inc();
+                self.observe_wait(job);
+            }
+            Notification::JobRunningLocally { job } => self.observe_wait(job),
             Notification::JobReplaced { .. } => m.overflow.with_label_values(&["replaced"]).inc(),
-            Notification::JobQueued { .. } => m.overflow.with_label_values(&["queued"]).inc(),
+            Notification::JobQueued { job, .. } => {
+                // A job counts once, however often it waits again.
+                let first =
+                    self.core.state().jobs.get(job).is_some_and(|j| {
+                        j.history.iter().filter(|t| t.state == "queued").count() == 1
+                    });
+                if first {
+                    m.overflow.with_label_values(&["queued"]).inc();
+                }
+            }
             Notification::JobFinished { host: Some(_), .. } => {
                 m.overflow.with_label_values(&["finished"]).inc()
             }
@@ -310,8 +349,14 @@ impl Node {
     pub(super) fn update_gauges(&self) {
         let s = self.core.state();
         let m = &self.metrics;
-        m.peers.set(self.peers.connected_count() as i64);
         let now = crate::clock::now();
+        let secs = |ms: u64| ms as f64 / 1000.0;
+        m.peers.set(self.peers.connected_count() as i64);
+        for (member, up) in self.peers.rostered_up() {
+            m.peer_up
+                .with_label_values(&[member.as_str()])
+                .set(i64::from(up));
+        }
         m.clock_offset
             .set(self.clock.offset(now).map_or(0.0, |o| o.ms as f64 / 1000.0));
         m.peer_clock_ahead.reset();
@@ -320,24 +365,69 @@ impl Node {
                 .with_label_values(&[member.as_str()])
                 .set(ahead as f64 / 1000.0);
         }
-        m.referrals.reset();
+        let fresh: Vec<_> = s.directory.fresh(now).collect();
+        m.directory_members.set(fresh.len() as i64);
+        m.directory_oldest_advert_age.set(
+            fresh
+                .iter()
+                .map(|l| l.envelope.issued_at)
+                .min()
+                .map_or(0.0, |t| secs(now.millis().saturating_sub(t.millis()))),
+        );
+        if let Some((roster, envelope)) = &s.roster {
+            m.roster_serial.set(roster.serial as i64);
+            m.roster_expiry.set(secs(envelope.expires_at.millis()));
+        }
+        let mut referrals: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+        for state in OutState::ALL {
+            referrals.insert(("out", state.tag()), 0);
+        }
+        for state in InState::TAGS {
+            referrals.insert(("in", state), 0);
+        }
         for r in s.outgoing.values() {
-            m.referrals.with_label_values(&["out", r.state.tag()]).inc();
+            *referrals.entry(("out", r.state.tag())).or_default() += 1;
         }
+        let mut oldest_waiting: Option<Timestamp> = None;
+        let mut pending = 0;
         for r in s.incoming.values() {
-            m.referrals.with_label_values(&["in", r.state.tag()]).inc();
+            *referrals.entry(("in", r.state.tag())).or_default() += 1;
+            if matches!(r.state, InState::AwaitingDecision { .. }) {
+                pending += 1;
+                oldest_waiting =
+                    Some(oldest_waiting.map_or(r.received_at, |t| t.min(r.received_at)));
+            }
         }
-        let (mut hosted, mut consumed) = (0u64, 0u64);
+        for ((direction, state), n) in referrals {
+            m.referrals.with_label_values(&[direction, state]).set(n);
+        }
+        m.decisions_pending.set(pending);
+        m.decision_oldest_age
+            .set(oldest_waiting.map_or(0.0, |t| secs(now.millis().saturating_sub(t.millis()))));
+        let mut jobs: BTreeMap<&str, i64> = JobPhase::TAGS.iter().map(|t| (*t, 0)).collect();
+        for j in s.jobs.values() {
+            *jobs.entry(j.phase.tag()).or_default() += 1;
+        }
+        for (phase, n) in jobs {
+            m.jobs.with_label_values(&[phase]).set(n);
+        }
+        let mut hosted: BTreeMap<&str, i64> = HostPhase::TAGS.iter().map(|t| (*t, 0)).collect();
+        for h in s.hosted.values() {
+            *hosted.entry(h.phase.tag()).or_default() += 1;
+        }
+        for (phase, n) in hosted {
+            m.hosted_jobs.with_label_values(&[phase]).set(n);
+        }
+        // The ledger's totals only grow: the counters follow them.
+        let (mut hosted_s, mut consumed_s) = (0u64, 0u64);
         for (_, t) in s.ledger.peers() {
-            hosted += t.gpu_seconds_hosted;
-            consumed += t.gpu_seconds_consumed;
+            hosted_s += t.gpu_seconds_hosted;
+            consumed_s += t.gpu_seconds_consumed;
         }
-        m.gpu_seconds
-            .with_label_values(&["hosted"])
-            .set(hosted as i64);
-        m.gpu_seconds
-            .with_label_values(&["consumed"])
-            .set(consumed as i64);
+        for (direction, total) in [("hosted", hosted_s), ("consumed", consumed_s)] {
+            let c = m.gpu_seconds.with_label_values(&[direction]);
+            c.inc_by(total.saturating_sub(c.get()));
+        }
     }
 }
 

@@ -128,6 +128,18 @@ impl Peers {
             .map_or_else(|| peer.to_string(), ToString::to_string)
     }
 
+    /// Every rostered member but this one, with whether it is connected now.
+    pub fn rostered_up(&self) -> Vec<(MemberId, bool)> {
+        let mut up: Vec<_> = self
+            .by_peer
+            .iter()
+            .filter(|(peer, _)| **peer != self.me)
+            .map(|(peer, member)| (member.clone(), self.connected.contains(peer)))
+            .collect();
+        up.sort();
+        up
+    }
+
     pub fn connected_count(&self) -> usize {
         self.connected.len()
     }

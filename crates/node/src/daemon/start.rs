@@ -156,6 +156,8 @@ pub(super) async fn start(config_path: &Path) -> Result<(Node, Inbox)> {
     net.bootstrap = bootstrap;
     net.known = known_addresses(&store, &net.allowed);
     let metrics = Arc::new(Metrics::new());
+    let members = peers.rostered_up();
+    metrics.members(members.iter().map(|(m, _)| m.as_str()));
     let counted = metrics.clone();
     net.on_refused = aiguillage_net::OnRefused(Arc::new(move |r: aiguillage_net::Refusal| {
         // Refused in the network task, before the kind was read.
