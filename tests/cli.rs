@@ -738,3 +738,98 @@ fn a_node_config_that_cannot_work_is_refused_before_anything_starts_naming_the_f
         "{last}"
     );
 }
+
+#[test]
+fn a_member_installs_its_signed_roster_with_one_command_and_a_wrong_one_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let config = init_lu(
+        d,
+        &["--listen", "/ip4/127.0.0.1/tcp/0", "--admin", "127.0.0.1:0"],
+    );
+    let authority = new_key(d, "authority.pem");
+    let other = new_key(d, "other.pem");
+    new_key(d, "stranger.pem");
+    // The authority's roster with lu-l-aif under its own key, signed.
+    roster_new(d);
+    roster_add(d, "lu-l-aif", "node/key.pem", "factory", "LU", &[]).ok();
+    roster_add(d, "de-jaif", "stranger.pem", "factory", "DE", &[]).ok();
+    roster_sign(d, "authority.pem", "signed.cbor").ok();
+    let install = |file: &str, key: &str| {
+        run_in(
+            d,
+            &[
+                "roster",
+                "install",
+                file,
+                "--authority",
+                key,
+                "--config",
+                config.to_str().unwrap(),
+            ],
+        )
+    };
+    let before = std::fs::read_to_string(&config).unwrap();
+    // Signed by another key than the authority's: refused, nothing changed.
+    let out = install("signed.cbor", &other).fails();
+    assert!(out.stderr.contains("refusing roster"), "{}", out.stderr);
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), before);
+    assert!(!config.with_file_name("roster.cbor").exists());
+
+    let out = install("signed.cbor", &authority).ok();
+    assert!(
+        out.stdout.contains("installed roster serial 3 of \"eurohpc\" (2 members"),
+        "{}",
+        out.stdout
+    );
+    let table: toml::Table = toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    assert_eq!(table["authority"].as_str(), Some(authority.as_str()));
+    assert_eq!(table["roster"].as_str(), Some("roster.cbor"));
+    assert_eq!(
+        std::fs::read(config.with_file_name("roster.cbor")).unwrap(),
+        std::fs::read(d.join("signed.cbor")).unwrap()
+    );
+    // The rest of node.toml is as init wrote it.
+    assert_eq!(table["member"].as_str(), Some("lu-l-aif"));
+    assert!(
+        table["core"]
+            .as_table()
+            .is_some_and(|c| c.contains_key("offer_ttl_ms"))
+    );
+    // The node starts on it.
+    let mut node = std::process::Command::new(support::bin())
+        .args(["run", "--config", config.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let run_json = config.with_file_name("run.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !run_json.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = node.kill();
+    let _ = node.wait();
+    assert!(
+        run_json.exists(),
+        "the node started on the installed roster"
+    );
+
+    // A roster without this member, and one that has it under another key.
+    run_in(d, &["roster", "remove", "roster.toml", "--id", "lu-l-aif"]).ok();
+    roster_sign(d, "authority.pem", "without.cbor").ok();
+    let out = install("without.cbor", &authority).fails();
+    assert!(
+        out.stderr.contains("does not list lu-l-aif"),
+        "{}",
+        out.stderr
+    );
+    roster_add(d, "lu-l-aif", "other.pem", "factory", "LU", &[]).ok();
+    roster_sign(d, "authority.pem", "otherkey.cbor").ok();
+    let out = install("otherkey.cbor", &authority).fails();
+    assert!(
+        out.stderr
+            .contains("the authority has another key for this member"),
+        "{}",
+        out.stderr
+    );
+}

@@ -224,7 +224,8 @@ fn every_listed_series_exists_from_the_start_and_a_real_prometheus_answers_the_d
 fn get_http10(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut conn = std::net::TcpStream::connect(addr).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     write!(conn, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
     let mut answer = String::new();
     conn.read_to_string(&mut answer).unwrap();

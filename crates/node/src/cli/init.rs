@@ -141,9 +141,12 @@ pub fn init(o: InitOptions) -> Result<PathBuf> {
     println!("next:");
     if o.roster.is_none() || o.authority.is_none() {
         println!(
-            "  - send the public key above to the federation authority; put the signed roster at"
+            "  - send the public key above to the federation authority; install what it sends:"
         );
-        println!("    the `roster` path and its public key in `authority` in node.toml");
+        println!(
+            "    aiguillage roster install ROSTER --authority AUTHORITY_KEY --config {}",
+            config_path.display()
+        );
     }
     if o.bootstrap.is_empty() {
         println!("  - add other members' addresses to `bootstrap` in node.toml");

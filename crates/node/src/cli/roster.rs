@@ -93,6 +93,20 @@ pub enum RosterCommand {
         #[command(flatten)]
         json: JsonFlag,
     },
+    /// Install the signed roster the authority sent at a member set up by `init`: it is
+    /// verified against the authority's key, the member must be in it with its own key,
+    /// and it is copied next to node.toml, which then names it and the authority.
+    Install {
+        /// The signed roster.
+        file: PathBuf,
+        /// The federation authority's public key in hex (the authority sends it with the
+        /// roster).
+        #[arg(long)]
+        authority: PublicKey,
+        /// The member's node.toml, as `init` wrote it.
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Show a roster (signed or draft) as a table.
     Show {
         /// The roster, signed or draft.
@@ -161,6 +175,11 @@ impl RosterCommand {
                 authority,
                 json,
             } => verify(&file, &authority, json.json),
+            RosterCommand::Install {
+                file,
+                authority,
+                config,
+            } => install(&file, &authority, &config),
             RosterCommand::Show {
                 file,
                 authority,
@@ -382,6 +401,108 @@ fn verify(path: &Path, authority: &PublicKey, json: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `roster install`: checks the roster for this member, copies it beside node.toml and
+/// sets node.toml's `roster` and `authority` (the other lines are left as they are).
+fn install(file: &Path, authority: &PublicKey, config: &Path) -> Result<()> {
+    let verified = load_signed(file, authority, clock::now())?;
+    let roster = &verified.message;
+    let text = files::read_to_string(config)?;
+    let table: toml::Table = toml::from_str(&text)
+        .with_context(|| format!("{} is not a node.toml", config.display()))?;
+    let field = |name: &str| {
+        table
+            .get(name)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+            .with_context(|| format!("{}: no `{name}`", config.display()))
+    };
+    let member: MemberId = field("member")?
+        .parse()
+        .with_context(|| format!("{}: member", config.display()))?;
+    let base = config.parent().unwrap_or(Path::new("."));
+    let key_path = base.join(field("key")?);
+    let key = PublicKey::of(&files::read_secret_key(&key_path)?);
+    let Some(entry) = roster.member(&member) else {
+        bail!(
+            "roster serial {} does not list {member}: send its public key ({}) to the authority",
+            roster.serial,
+            key.to_hex()
+        );
+    };
+    if entry.key != key {
+        bail!(
+            "roster serial {} lists {member} with key {}, but {} holds {}: the authority has another key for this member",
+            roster.serial,
+            entry.key.to_hex(),
+            key_path.display(),
+            key.to_hex()
+        );
+    }
+    let target = match table.get("roster").and_then(|v| v.as_str()) {
+        Some(p) if !p.is_empty() => base.join(p),
+        _ => base.join("roster.cbor"),
+    };
+    let relative = target.strip_prefix(base).map_or_else(
+        |_| target.display().to_string(),
+        |p| p.display().to_string(),
+    );
+    files::write_atomic(&target, &verified.envelope.to_bytes())?;
+    let updated = set_top_level(
+        &set_top_level(&text, "roster", &relative),
+        "authority",
+        &authority.to_hex(),
+    );
+    let _: toml::Table = toml::from_str(&updated).context("the updated node.toml")?;
+    files::write_atomic(config, updated.as_bytes())?;
+    println!(
+        "installed roster serial {} of {:?} ({} members, expires {}) at {}",
+        roster.serial,
+        roster.federation,
+        roster.members.len(),
+        clock::format_time(verified.envelope.expires_at),
+        target.display()
+    );
+    println!(
+        "{} now names it and authority {}; start the node (a running one takes newer rosters from its peers)",
+        config.display(),
+        authority.to_hex()
+    );
+    Ok(())
+}
+
+/// Sets `key = "value"` among the lines before the first table header, replacing the line
+/// that sets it or adding one.
+fn set_top_level(text: &str, key: &str, value: &str) -> String {
+    let line = format!("{key} = {}", toml::Value::String(value.to_owned()));
+    let mut out = Vec::new();
+    let mut done = false;
+    let mut in_top = true;
+    for l in text.lines() {
+        if l.trim_start().starts_with('[') {
+            if in_top && !done {
+                out.push(line.clone());
+                done = true;
+            }
+            in_top = false;
+        }
+        let sets_key = l.split_once('=').is_some_and(|(k, _)| k.trim() == key);
+        if in_top && sets_key {
+            if !done {
+                out.push(line.clone());
+                done = true;
+            }
+            continue;
+        }
+        out.push(l.to_owned());
+    }
+    if !done {
+        out.push(line);
+    }
+    let mut s = out.join("\n");
+    s.push('\n');
+    s
 }
 
 /// Shows a signed roster (verified when `--authority` is given) or a draft.
