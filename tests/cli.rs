@@ -778,7 +778,8 @@ fn a_member_installs_its_signed_roster_with_one_command_and_a_wrong_one_is_refus
 
     let out = install("signed.cbor", &authority).ok();
     assert!(
-        out.stdout.contains("installed roster serial 3 of \"eurohpc\" (2 members"),
+        out.stdout
+            .contains("installed roster serial 3 of \"eurohpc\" (2 members"),
         "{}",
         out.stdout
     );

@@ -353,3 +353,113 @@ fn an_adviser_follows_a_kept_project_and_the_notifications_from_the_cli() {
         table.stdout
     );
 }
+
+#[test]
+fn every_cli_verb_answers_people_with_a_table_or_a_sentence_and_json_only_when_asked() {
+    let d = Devnet::start_with(&["lu-l-aif", "es-1healthai"], &["--gpus", "lu-l-aif=0"]);
+    let health = repo_root().join("config/examples/project-health-lu.toml");
+    let job = repo_root().join("config/examples/job-small.toml");
+    // Eleven referrals, so that ids 10 and 11 must sort after 2.
+    let mut referrals = Vec::new();
+    for _ in 0..11 {
+        let v = d.json("lu-l-aif", &["project", "file", health.to_str().unwrap()]);
+        referrals.push(v["referral"].as_str().unwrap().to_owned());
+    }
+    let submitted = d
+        .cli("lu-l-aif", &["job", "submit", job.to_str().unwrap()])
+        .ok();
+    assert!(
+        submitted.stdout.starts_with("job lu-l-aif/"),
+        "{}",
+        submitted.stdout
+    );
+    let job_id = submitted
+        .stdout
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let last = referrals.last().unwrap().clone();
+    d.wait_for(30, "the last referral handed over", || {
+        d.referral_state("lu-l-aif", &last) == "handed_over"
+    });
+    let human = |node: &str, args: &[&str]| {
+        let out = d.cli(node, args).ok().stdout;
+        let first = out.trim_start().chars().next();
+        assert!(
+            !matches!(first, Some('{' | '[')),
+            "`{}` printed JSON without --json:\n{out}",
+            args.join(" ")
+        );
+        assert!(
+            !out.trim().is_empty(),
+            "`{}` printed nothing",
+            args.join(" ")
+        );
+        out
+    };
+    let header = |out: &str, words: &[&str]| {
+        let first = out.lines().next().unwrap_or("");
+        for w in words {
+            assert!(first.contains(w), "header {first:?} lacks {w:?}:\n{out}");
+        }
+    };
+    header(
+        &human("lu-l-aif", &["directory"]),
+        &["member", "country", "gpus"],
+    );
+    header(
+        &human("lu-l-aif", &["project", "list"]),
+        &["project", "sector", "filed"],
+    );
+    let list = human("lu-l-aif", &["referral", "list"]);
+    header(&list, &["referral", "direction", "state"]);
+    let order: Vec<&str> = list
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(order, referrals, "ids in numeric order:\n{list}");
+    header(
+        &human("lu-l-aif", &["job", "list"]),
+        &["job", "phase", "host"],
+    );
+    header(&human("lu-l-aif", &["ledger"]), &["member", "GPU-h hosted"]);
+    header(&human("lu-l-aif", &["kpi"]), &["measure", "value"]);
+    assert!(human("lu-l-aif", &["status"]).contains("roster serial"));
+    assert!(human("lu-l-aif", &["job", "show", &job_id]).contains(&format!("job {job_id}")));
+    assert!(human("lu-l-aif", &["notifications", "list"]).contains("filed"));
+    let project = d.json("lu-l-aif", &["project", "list"])[0]["card"]["project"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(human("lu-l-aif", &["project", "show", &project]).contains("journey here"));
+    // The target's view of a referral: the card, and after hand-over the client's contact.
+    let shown = human("es-1healthai", &["referral", "show", &referrals[0]]);
+    for needle in [
+        "from lu-l-aif",
+        "health in LU",
+        "needs:",
+        "client: ",
+        "contact ",
+    ] {
+        assert!(shown.contains(needle), "{needle:?} in:\n{shown}");
+    }
+    // Times are local ISO 8601 with their offset, never epoch milliseconds.
+    let tz = d
+        .cli("lu-l-aif", &["project", "list"])
+        .ok()
+        .stdout
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    assert!(
+        tz.split_whitespace()
+            .any(|w| w.len() == 25 && w.as_bytes()[10] == b'T' && w[19..].contains(':')),
+        "{tz}"
+    );
+    // And --json is JSON.
+    let v = d.json("lu-l-aif", &["referral", "list"]);
+    assert!(v.is_array());
+}

@@ -12,6 +12,24 @@ pub fn read_to_string(path: &Path) -> Result<String> {
     fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
+/// Reads a text file of at most `limit` bytes; a longer one (or an endless one such as
+/// /dev/zero) is refused after `limit + 1` bytes, naming `what` and the limit.
+pub fn read_to_string_bounded(path: &Path, limit: u64, what: &str) -> Result<String> {
+    use std::io::Read;
+    let file = fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() as u64 > limit {
+        bail!(
+            "{}: a {what} may hold at most {limit} bytes; this one is longer",
+            path.display()
+        );
+    }
+    String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8 text", path.display()))
+}
+
 pub fn read(path: &Path) -> Result<Vec<u8>> {
     fs::read(path).with_context(|| format!("reading {}", path.display()))
 }

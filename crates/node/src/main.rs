@@ -19,6 +19,14 @@ use clap::Parser;
 
 fn main() {
     let cli = cli::Cli::parse();
+    if cli.ends_quietly_on_a_closed_pipe() {
+        // `aiguillage referral list | head`: end like any Unix tool when the reader has
+        // gone, instead of panicking on the failed write (Rust ignores SIGPIPE by default).
+        // SAFETY: restoring the default action of a signal before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let format = cli.log_format;
     logging::init(format);
     if let Err(e) = cli.run() {

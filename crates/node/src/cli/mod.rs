@@ -10,6 +10,7 @@ mod node;
 mod profile;
 pub mod roster;
 mod route;
+mod table;
 mod token;
 mod tools;
 
@@ -93,6 +94,16 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 impl Cli {
+    /// Whether the command prints a bounded answer and ends (every command but the node,
+    /// the devnet and the benchmarks, which hold processes and sockets): such a command
+    /// may simply end when its reader closes the pipe.
+    pub fn ends_quietly_on_a_closed_pipe(&self) -> bool {
+        !matches!(
+            self.command,
+            Command::Run { .. } | Command::Devnet(_) | Command::Bench(_)
+        )
+    }
+
     pub fn run(self) -> Result<()> {
         match self.command {
             Command::Keys(c) => c.run(),
@@ -107,6 +118,56 @@ impl Cli {
             Command::Route(a) => a.run(),
             Command::Token(c) => c.run(),
             Command::Node(c) => c.run(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every option and argument of every command says what it is for, and the options
+    /// that choose a node appear only under the commands that talk to one.
+    #[test]
+    fn every_option_has_help_and_node_options_only_where_they_apply() {
+        fn walk(
+            cmd: &clap::Command,
+            path: &str,
+            missing: &mut Vec<String>,
+            node: &mut Vec<String>,
+        ) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} --{id}"));
+                }
+                if matches!(id, "api" | "token_file" | "data_dir") {
+                    node.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                    missing.push(format!("{path} {} (the command)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing, node);
+            }
+        }
+        let cmd = super::Cli::command();
+        let (mut missing, mut node) = (Vec::new(), Vec::new());
+        walk(&cmd, "aiguillage", &mut missing, &mut node);
+        assert!(missing.is_empty(), "without help: {missing:#?}");
+        for offered in &node {
+            let top = offered.split_whitespace().nth(1).unwrap_or("");
+            assert!(
+                !matches!(
+                    top,
+                    "run" | "keys" | "roster" | "profile" | "advert" | "route" | "devnet" | "bench"
+                ),
+                "{offered}: a node option under a command that talks to no node"
+            );
         }
     }
 }

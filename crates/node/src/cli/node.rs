@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 
 use super::JsonFlag;
+use super::table::{Table, id_order, local_time_of};
 use crate::admin_client::AdminClient;
 
 /// Which node to talk to. Given once in the environment (`AIGUILLAGE_DATA_DIR`, or
@@ -302,7 +303,7 @@ impl NodeCommand {
         match self {
             NodeCommand::Status { node, json } => status(&node, json.json),
             NodeCommand::Directory { node, json } => directory(&node, json.json),
-            NodeCommand::Ledger { node, json } => get_and_print(&node, "/ledger", json.json),
+            NodeCommand::Ledger { node, json } => ledger(&node, json.json),
             NodeCommand::Kpi { node, json, csv } => kpi(&node, json.json, csv),
             NodeCommand::Notifications { node, command } => match command {
                 NoticeCommand::List {
@@ -366,13 +367,17 @@ impl NodeCommand {
             },
             NodeCommand::Job { node, command } => match command {
                 JobCommand::Submit { file, json } => job_submit(&node, &file, json.json),
-                JobCommand::List { json } => get_and_print(&node, "/jobs", json.json),
+                JobCommand::List { json } => job_list(&node, json.json),
                 JobCommand::Show { id, json } => job_show(&node, &id, json.json),
                 JobCommand::Cancel { id, json } => job_cancel(&node, &id, json.json),
             },
         }
     }
 }
+
+/// The largest project or job file the CLI reads; a larger one is refused before it is
+/// read whole.
+const MAX_INPUT_BYTES: u64 = 1 << 20;
 
 fn print(v: &Value, json: bool, human: impl Fn(&Value)) {
     if json {
@@ -389,11 +394,59 @@ fn pretty(v: &Value) {
 fn status(t: &NodeArgs, json: bool) -> Result<()> {
     let v = t.client()?.get("/status")?;
     print(&v, json, |v| {
-        if let Some(o) = v.as_object() {
-            for (k, val) in o {
-                println!("{k:<16} {val}");
-            }
+        let n = |k: &str| v[k].as_u64().map_or("-".to_owned(), |x| x.to_string());
+        println!(
+            "member {} (peer id {})",
+            v["member"].as_str().unwrap_or("?"),
+            v["peer_id"].as_str().unwrap_or("?")
+        );
+        for l in v["listen"].as_array().into_iter().flatten() {
+            println!("  listening on {}", l.as_str().unwrap_or(""));
         }
+        println!(
+            "roster serial {} ({} members); connected to {} member(s); directory {}",
+            n("roster_serial"),
+            n("roster_members"),
+            n("peers_connected"),
+            n("directory")
+        );
+        for p in v["peers_not_connected"].as_array().into_iter().flatten() {
+            println!(
+                "  not connected: {} ({} failed dial(s){})",
+                p["member"].as_str().unwrap_or("?"),
+                p["failed_dials"].as_u64().unwrap_or(0),
+                p["last_error"]
+                    .as_str()
+                    .map(|e| format!(", last: {e}"))
+                    .unwrap_or_default()
+            );
+        }
+        match v["clock_offset_s"].as_f64() {
+            Some(o) => println!(
+                "clock: {o:+.3} s against the median of {} member(s)",
+                n("clock_members")
+            ),
+            None => println!("clock: no member heard yet"),
+        }
+        for c in v["clocks_off"].as_array().into_iter().flatten() {
+            println!(
+                "  {}'s clock is {:+.1} s from this one",
+                c["member"].as_str().unwrap_or("?"),
+                c["ahead_s"].as_f64().unwrap_or(0.0)
+            );
+        }
+        println!("GPUs: {} free of {}", n("gpus_free"), n("gpus_total"));
+        let mut t = Table::new(&["held in memory", "count"]);
+        for (label, key) in [
+            ("projects", "projects"),
+            ("referrals out", "referrals_out"),
+            ("referrals in", "referrals_in"),
+            ("jobs submitted here", "jobs"),
+            ("jobs hosted here", "jobs_hosted"),
+        ] {
+            t.row(vec![label.into(), n(key)]);
+        }
+        t.print();
     });
     Ok(())
 }
@@ -401,10 +454,17 @@ fn status(t: &NodeArgs, json: bool) -> Result<()> {
 fn directory(t: &NodeArgs, json: bool) -> Result<()> {
     let v = t.client()?.get("/directory")?;
     print(&v, json, |v| {
-        println!(
-            "{:<14} {:<8} {:<3} {:>5} {:>5} {:>6}  priority",
-            "member", "role", "cc", "gpus", "free", "intake"
-        );
+        let mut t = Table::new(&[
+            "member",
+            "role",
+            "country",
+            "gpus",
+            "free",
+            "intake",
+            "advert issued",
+            "priority",
+        ]);
+        let n = |x: &Value| x.as_u64().map_or("-".to_owned(), |x| x.to_string());
         for a in v.as_array().into_iter().flatten() {
             let prio: Vec<&str> = a["priority"]
                 .as_array()
@@ -412,23 +472,24 @@ fn directory(t: &NodeArgs, json: bool) -> Result<()> {
                 .flatten()
                 .filter_map(Value::as_str)
                 .collect();
-            println!(
-                "{:<14} {:<8} {:<3} {:>5} {:>5} {:>6}  {}",
-                a["member"].as_str().unwrap_or(""),
-                a["role"].as_str().unwrap_or(""),
-                a["country"].as_str().unwrap_or(""),
-                a["gpus_total"],
-                a["gpus_free"],
-                a["referral_intake"],
-                prio.join(",")
-            );
+            t.row(vec![
+                a["member"].as_str().unwrap_or("").into(),
+                a["role"].as_str().unwrap_or("").into(),
+                a["country"].as_str().unwrap_or("").into(),
+                n(&a["gpus_total"]),
+                n(&a["gpus_free"]),
+                n(&a["referral_intake"]),
+                local_time_of(&a["issued_at"]),
+                prio.join(","),
+            ]);
         }
+        t.print_or("no adverts yet (is the node connected? see `aiguillage status`)");
     });
     Ok(())
 }
 
 fn project_file(t: &NodeArgs, path: &Path, json: bool) -> Result<()> {
-    let text = crate::files::read_to_string(path)?;
+    let text = crate::files::read_to_string_bounded(path, MAX_INPUT_BYTES, "project file")?;
     let file: toml::Value =
         toml::from_str(&text).with_context(|| format!("{} is not TOML", path.display()))?;
     // Validate locally first, so errors name the file and line.
@@ -452,21 +513,24 @@ fn project_file(t: &NodeArgs, path: &Path, json: bool) -> Result<()> {
 fn referral_list(t: &NodeArgs, json: bool) -> Result<()> {
     let v = t.client()?.get("/referrals")?;
     print(&v, json, |v| {
-        for r in v.as_array().into_iter().flatten() {
+        let mut rows: Vec<&Value> = v.as_array().into_iter().flatten().collect();
+        rows.sort_by_key(|r| id_order(r["referral"].as_str().unwrap_or("")));
+        let mut t = Table::new(&["referral", "direction", "sector", "state", "with"]);
+        for r in rows {
             let state = r["state"]["state"]
                 .as_str()
                 .or(r["state"].as_str())
                 .unwrap_or("");
             let other = r["target"].as_str().or(r["origin"].as_str()).unwrap_or("-");
-            println!(
-                "{:<18} {:<4} {:<22} {:<18} {}",
-                r["referral"].as_str().unwrap_or(""),
-                r["direction"].as_str().unwrap_or(""),
-                r["sector"].as_str().unwrap_or(""),
-                state,
-                other
-            );
+            t.row(vec![
+                r["referral"].as_str().unwrap_or("").into(),
+                r["direction"].as_str().unwrap_or("").into(),
+                r["sector"].as_str().unwrap_or("").into(),
+                state.into(),
+                other.into(),
+            ]);
         }
+        t.print_or("no referrals");
     });
     Ok(())
 }
@@ -474,19 +538,77 @@ fn referral_list(t: &NodeArgs, json: bool) -> Result<()> {
 fn referral_show(t: &NodeArgs, id: &str, json: bool) -> Result<()> {
     let v = t.client()?.get(&format!("/referrals/{id}"))?;
     print(&v, json, |v| {
-        if let Some(text) = v["explanation"]["text"].as_str() {
-            println!("routing: {text}");
-        }
-        for h in v["referral"]["history"].as_array().into_iter().flatten() {
+        let r = &v["referral"];
+        let state = r["state"]["state"].as_str().unwrap_or("?");
+        let card = &r["card"];
+        if v["direction"] == "in" {
             println!(
-                "  {} {:<14} {}",
-                crate::clock::format_time(aiguillage_wire::Timestamp(
-                    h["at"].as_u64().unwrap_or(0)
-                )),
-                h["state"].as_str().unwrap_or(""),
-                h["detail"].as_str().unwrap_or("")
+                "referral {id} from {}: {state}",
+                r["origin"].as_str().unwrap_or("?")
+            );
+        } else {
+            println!("referral {id} (originated here): {state}");
+        }
+        if card.is_object() {
+            let list = |x: &Value| {
+                let items: Vec<&str> = x
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                if items.is_empty() {
+                    "-".to_owned()
+                } else {
+                    items.join(", ")
+                }
+            };
+            println!(
+                "  project {}: {} in {}, {} company, stage {}",
+                card["project"].as_str().unwrap_or("?"),
+                card["sector"].as_str().unwrap_or("?"),
+                card["country"].as_str().unwrap_or("?"),
+                card["company_size"].as_str().unwrap_or("?"),
+                card["stage"].as_str().unwrap_or("?")
+            );
+            println!("  needs: {}", list(&card["services_needed"]));
+            if let Some(h) = card["gpu_hours"].as_u64() {
+                println!("  GPU-hours: {h}");
+            }
+            println!("  languages: {}", list(&card["languages"]));
+        }
+        if state == "awaiting_decision" {
+            println!(
+                "  decide by {} (`aiguillage referral accept|decline {id}`)",
+                local_time_of(&r["respond_by"])
             );
         }
+        let dossier = &r["dossier"];
+        if dossier.is_object() {
+            println!(
+                "  client: {}, contact {} <{}>",
+                dossier["company"].as_str().unwrap_or("?"),
+                dossier["contact_name"].as_str().unwrap_or("?"),
+                dossier["contact_email"].as_str().unwrap_or("?")
+            );
+            if let Some(summary) = dossier["summary"].as_str() {
+                println!("  summary: {summary}");
+            }
+        }
+        for a in r["attempts"].as_array().into_iter().flatten() {
+            println!(
+                "  attempt {} at {}: {} (offered {}, answer by {})",
+                a["attempt"],
+                a["target"].as_str().unwrap_or("?"),
+                a["outcome"]["outcome"].as_str().unwrap_or("waiting"),
+                local_time_of(&a["offered_at"]),
+                local_time_of(&a["respond_by"])
+            );
+        }
+        if let Some(text) = v["explanation"]["text"].as_str() {
+            println!("  routing: {text}");
+        }
+        history(&r["history"]);
     });
     Ok(())
 }
@@ -503,7 +625,7 @@ fn referral_decide(t: &NodeArgs, id: &str, accept: bool, detail: &str, json: boo
 }
 
 fn job_submit(t: &NodeArgs, path: &Path, json: bool) -> Result<()> {
-    let text = crate::files::read_to_string(path)?;
+    let text = crate::files::read_to_string_bounded(path, MAX_INPUT_BYTES, "job file")?;
     let file: toml::Value =
         toml::from_str(&text).with_context(|| format!("{} is not TOML", path.display()))?;
     let parsed: crate::job_file::JobFile =
@@ -512,13 +634,81 @@ fn job_submit(t: &NodeArgs, path: &Path, json: bool) -> Result<()> {
         .check()
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let v = t.client()?.post("/jobs", &serde_json::to_value(file)?)?;
-    print(&v, json, pretty);
+    print(&v, json, |v| {
+        let job = v["job"].as_str().unwrap_or("?");
+        println!(
+            "job {job} submitted: {} (follow it with `aiguillage job show {job}`)",
+            v["phase"]
+                .as_str()
+                .or(v["phase"]["phase"].as_str())
+                .unwrap_or("accepted")
+        );
+    });
     Ok(())
 }
 
-fn get_and_print(t: &NodeArgs, path: &str, json: bool) -> Result<()> {
-    let v = t.client()?.get(path)?;
-    print(&v, json, pretty);
+fn job_list(t: &NodeArgs, json: bool) -> Result<()> {
+    let v = t.client()?.get("/jobs")?;
+    print(&v, json, |v| {
+        let mut rows: Vec<&Value> = v.as_array().into_iter().flatten().collect();
+        rows.sort_by_key(|r| id_order(r["job"].as_str().unwrap_or("")));
+        let mut t = Table::new(&["job", "direction", "gpus", "phase", "host", "lease"]);
+        for r in rows {
+            t.row(vec![
+                r["job"].as_str().unwrap_or("").into(),
+                r["direction"].as_str().unwrap_or("").into(),
+                r["gpus"].to_string(),
+                r["phase"]
+                    .as_str()
+                    .or(r["phase"]["phase"].as_str())
+                    .unwrap_or("")
+                    .into(),
+                r["host"]
+                    .as_str()
+                    .or(r["origin"].as_str().map(|_| "here"))
+                    .unwrap_or("here")
+                    .into(),
+                r["epoch"].to_string(),
+            ]);
+        }
+        t.print_or("no jobs");
+    });
+    Ok(())
+}
+
+fn ledger(t: &NodeArgs, json: bool) -> Result<()> {
+    let v = t.client()?.get("/ledger")?;
+    print(&v, json, |v| {
+        let mut t = Table::new(&[
+            "member",
+            "GPU-h hosted",
+            "GPU-h consumed",
+            "referrals sent (accepted)",
+            "received (accepted)",
+            "balance",
+        ]);
+        let hours = |x: &Value| format!("{:.2}", x.as_u64().unwrap_or(0) as f64 / 3600.0);
+        for r in v.as_array().into_iter().flatten() {
+            let tot = &r["totals"];
+            t.row(vec![
+                r["member"].as_str().unwrap_or("").into(),
+                hours(&tot["gpu_seconds_hosted"]),
+                hours(&tot["gpu_seconds_consumed"]),
+                format!(
+                    "{} ({})",
+                    tot["referrals_sent"], tot["referrals_sent_accepted"]
+                ),
+                format!(
+                    "{} ({})",
+                    tot["referrals_received"], tot["referrals_received_accepted"]
+                ),
+                r["balance"]
+                    .as_f64()
+                    .map_or("-".into(), |b| format!("{b:.2}")),
+            ]);
+        }
+        t.print_or("nothing exchanged with another member yet");
+    });
     Ok(())
 }
 
@@ -540,7 +730,7 @@ fn act(t: &NodeArgs, subject: &str, path: &str, body: &Value, json: bool) -> Res
 }
 
 fn time(v: &Value) -> String {
-    crate::clock::format_time(aiguillage_wire::Timestamp(v.as_u64().unwrap_or(0)))
+    local_time_of(v)
 }
 
 fn history(h: &Value) {
@@ -557,24 +747,27 @@ fn history(h: &Value) {
 fn project_list(t: &NodeArgs, json: bool) -> Result<()> {
     let v = t.client()?.get("/projects")?;
     print(&v, json, |v| {
-        println!(
-            "{:<22} {:<22} {:<10} {:<18} {:<16} referral",
-            "project", "sector", "outcome", "journey", "step"
-        );
-        for p in v.as_array().into_iter().flatten() {
-            println!(
-                "{:<22} {:<22} {:<10} {:<18} {:<16} {}",
-                p["card"]["project"].as_str().unwrap_or(""),
-                p["card"]["sector"].as_str().unwrap_or(""),
-                p["explanation"]["outcome"].as_str().unwrap_or(""),
-                p["journey"]["state"]["state"].as_str().unwrap_or(""),
+        let mut rows: Vec<&Value> = v.as_array().into_iter().flatten().collect();
+        rows.sort_by_key(|p| id_order(p["card"]["project"].as_str().unwrap_or("")));
+        let mut t = Table::new(&[
+            "project", "sector", "filed", "outcome", "journey", "step", "referral",
+        ]);
+        for p in rows {
+            t.row(vec![
+                p["card"]["project"].as_str().unwrap_or("").into(),
+                p["card"]["sector"].as_str().unwrap_or("").into(),
+                local_time_of(&p["filed_at"]),
+                p["explanation"]["outcome"].as_str().unwrap_or("").into(),
+                p["journey"]["state"]["state"].as_str().unwrap_or("").into(),
                 p["journey"]["step"]
                     .as_str()
                     .or(p["card"]["stage"].as_str())
-                    .unwrap_or("-"),
-                p["referral"].as_str().unwrap_or("-")
-            );
+                    .unwrap_or("-")
+                    .into(),
+                p["referral"].as_str().unwrap_or("-").into(),
+            ]);
         }
+        t.print_or("no projects filed here");
     });
     Ok(())
 }
@@ -681,10 +874,11 @@ fn kpi(t: &NodeArgs, json: bool, csv: bool) -> Result<()> {
             println!("{k},{val}");
         }
     } else {
-        let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        let mut t = Table::new(&["measure", "value"]);
         for (k, val) in rows {
-            println!("{k:<w$}  {val:>10}");
+            t.row(vec![k, val]);
         }
+        t.print();
     }
     Ok(())
 }
@@ -740,10 +934,7 @@ fn job_show(t: &NodeArgs, id: &str, json: bool) -> Result<()> {
             }
         }
         for h in job["history"].as_array().into_iter().flatten() {
-            let at = h["at"]
-                .as_u64()
-                .map(|ms| crate::clock::format_time(aiguillage_wire::Timestamp(ms)))
-                .unwrap_or_default();
+            let at = local_time_of(&h["at"]);
             println!(
                 "  {at}  {} {}",
                 h["state"].as_str().unwrap_or(""),

@@ -85,6 +85,14 @@ pub(super) async fn start(config_path: &Path) -> Result<(Node, Inbox)> {
                 .with_context(|| format!("listen address {l:?}"))?,
         );
     }
+    if let Some(pid) = running_node(&cfg.data_dir) {
+        let dir: std::path::PathBuf = cfg.data_dir.components().collect();
+        bail!(
+            "a node already runs on {} as pid {pid} (see {}); stop it first (kill -TERM {pid})",
+            dir.display(),
+            dir.join("run.json").display()
+        );
+    }
     for addr in &listen {
         check_free(addr)?;
     }
@@ -294,6 +302,22 @@ fn known_addresses(
 /// Refuses a listen address another process holds. libp2p binds its listeners with
 /// `SO_REUSEPORT`, so a second node on a busy port would start and share the port with the
 /// first; a plain bind fails on it instead.
+/// The pid of a live `aiguillage` process that `run.json` in the data folder names, if any:
+/// a second node on the same folder is refused at once, naming it.
+fn running_node(data_dir: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(data_dir.join("run.json")).ok()?;
+    let info: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let pid = u32::try_from(info["pid"].as_u64()?).ok()?;
+    if pid == std::process::id() {
+        return None;
+    }
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let alive = !stat.contains(") Z ");
+    let ours = String::from_utf8_lossy(&cmdline).contains("aiguillage");
+    (alive && ours).then_some(pid)
+}
+
 /// How long a listen port in use is waited for before the start is refused.
 const PORT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
