@@ -159,7 +159,13 @@ fn jobs_from_a_full_factory_run_on_slurm_and_on_local_processes_and_come_back_si
     d.wait_for(30, "the first job to be leased", || {
         phase(&d, A, &first).0 == "leased"
     });
-    let fails = job_file(&d, "fails", 3, "echo failing; sleep 1; exit 3", &[]);
+    let fails = job_file(
+        &d,
+        "fails",
+        3,
+        "echo failing; echo disk quota >&2; sleep 1; exit 3",
+        &[],
+    );
     let second = submit(&d, A, &fails);
     d.wait_for(90, "both jobs to finish", || {
         phase(&d, A, &first).0 == "done" && phase(&d, A, &second).0 == "done"
@@ -197,6 +203,35 @@ fn jobs_from_a_full_factory_run_on_slurm_and_on_local_processes_and_come_back_si
             assert!(dir.join("run.json").exists() && dir.join("exit_status").exists());
         }
     }
+    // The origin fetches each job's output from its host over the overflow protocol; the
+    // host and the third member may not.
+    for (job, host, expect) in [(&first, &h1, "ran on"), (&second, &h2, "failing")] {
+        let out = d.cli(A, &["job", "output", job, "--json"]).ok().json();
+        assert_eq!(out["source"], host.as_str(), "{out}");
+        assert!(out["stdout"].as_str().unwrap().contains(expect), "{out}");
+        let human = d.cli(A, &["job", "output", job]).ok().stdout;
+        assert!(
+            human.starts_with(&format!("--- stdout of job {job} at {host}")),
+            "{human}"
+        );
+        let at_host = d.cli(host, &["job", "output", job]).fails();
+        assert!(
+            at_host.stderr.contains("only its origin may ask"),
+            "{}",
+            at_host.stderr
+        );
+        let other = if host == B_SLURM { C_LOCAL } else { B_SLURM };
+        let elsewhere = d.cli(other, &["job", "output", job]).fails();
+        assert!(
+            elsewhere.stderr.contains("only its origin") || elsewhere.stderr.contains("404"),
+            "{}",
+            elsewhere.stderr
+        );
+    }
+    let out = d.cli(A, &["job", "output", &second, "--json"]).ok().json();
+    assert_eq!(out["stderr"], "disk quota\n", "{out}");
+    assert_eq!(out["stderr_size"], 11, "{out}");
+
     // The first job's GPUs were the host's: three of them, by slot or by Slurm.
     let stdout = std::fs::read_to_string(job_dir(&d, &h1, &first, 1).join("stdout")).unwrap();
     let devices = stdout.trim().trim_start_matches("ran on ").to_owned();

@@ -34,6 +34,8 @@ fuzz_target!(|data: &[u8]| {
     body::<JobStatus>(&envelope);
     body::<UsageReceipt>(&envelope);
     body::<ReceiptAck>(&envelope);
+    body::<OutputRequest>(&envelope);
+    body::<JobOutput>(&envelope);
     // Round trip: what decoded re-encodes to the same bytes.
     assert_eq!(envelope.to_bytes(), data);
 });

@@ -8,8 +8,9 @@ use std::cell::Cell;
 
 use aiguillage_wire::{
     Accept, Advert, Bid, CallForBids, Channel, Confirm, Decline, Envelope, HandOver, Heartbeat,
-    JobStatus, MemberId, Message, MessageKind, Offer, Progress, ReceiptAck, Release, Reserve,
-    Reserved, Roster, Timestamp, TrustError, UsageReceipt, WireError, Withdraw,
+    JobOutput, JobStatus, MemberId, Message, MessageKind, Offer, OutputRequest, Progress,
+    ReceiptAck, Release, Reserve, Reserved, Roster, Timestamp, TrustError, UsageReceipt, WireError,
+    Withdraw,
 };
 
 use crate::Core;
@@ -65,6 +66,8 @@ bodies! {
     JobStatus(JobStatus),
     UsageReceipt(UsageReceipt),
     ReceiptAck(ReceiptAck),
+    OutputRequest(OutputRequest),
+    JobOutput(JobOutput) boxed _,
 }
 
 /// Decodes the body of an envelope whose signature need not be checked again (one this

@@ -73,6 +73,13 @@ pub enum Input {
     },
     /// The local operator cancels a job it submitted.
     CancelJob { job: JobId },
+    /// The local operator asks the host of a job it submitted for the end of its output.
+    RequestOutput { job: JobId },
+    /// The node read the end of a hosted job's output, which `to` (its origin) asked for.
+    OutputRead {
+        to: MemberId,
+        output: aiguillage_wire::JobOutput,
+    },
     /// The local executor reports on a job it runs (`epoch` 0 for the member's own jobs).
     Executor {
         job: JobId,
@@ -190,6 +197,14 @@ pub enum Output {
     },
     /// Cancel a job on the local executor.
     CancelJob { job: JobId, epoch: u64 },
+    /// Read the end (at most `max_bytes` of each) of a hosted job's stdout and stderr and
+    /// hand it back as [`Input::OutputRead`] for `to`, the job's origin.
+    ReadOutput {
+        job: JobId,
+        epoch: u64,
+        to: MemberId,
+        max_bytes: u32,
+    },
     /// Append to the audit log.
     Audit(AuditEvent),
     /// Tell the local operator.

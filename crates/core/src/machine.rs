@@ -187,6 +187,8 @@ impl Core {
                 env,
             } => self.submit_job(now, requirements, command, env),
             Input::CancelJob { job } => self.cancel_job(now, &job),
+            Input::RequestOutput { job } => self.request_output(now, &job),
+            Input::OutputRead { to, output } => self.send_output(now, &to, output),
             Input::Executor { job, epoch, event } => self.executor_event(now, &job, epoch, event),
             Input::Capacity { total_gpus } => {
                 if self.state.total_gpus != total_gpus {
@@ -319,6 +321,8 @@ impl Core {
             Body::JobStatus(m) => self.on_job_status(now, &signer, m),
             Body::UsageReceipt(m) => self.on_receipt(now, &signer, m, envelope),
             Body::ReceiptAck(m) => self.on_receipt_ack(now, &signer, m),
+            Body::OutputRequest(m) => self.on_output_request(now, &signer, m),
+            Body::JobOutput(m) => self.on_job_output(now, &signer, *m),
         }
     }
 

@@ -90,10 +90,13 @@ impl Core {
             K::Accept | K::Decline | K::Progress => {
                 ReferralId::new(subject).ok().map(StateKey::Incoming)
             }
-            K::CallForBids | K::Reserve | K::Confirm | K::Release | K::ReceiptAck => {
-                JobId::new(subject).ok().map(StateKey::Job)
-            }
-            K::Bid | K::Reserved | K::Heartbeat | K::JobStatus | K::UsageReceipt => {
+            K::CallForBids
+            | K::Reserve
+            | K::Confirm
+            | K::Release
+            | K::ReceiptAck
+            | K::OutputRequest => JobId::new(subject).ok().map(StateKey::Job),
+            K::Bid | K::Reserved | K::Heartbeat | K::JobStatus | K::UsageReceipt | K::JobOutput => {
                 JobId::new(subject).ok().map(StateKey::Hosted)
             }
             K::Advert | K::Roster => None,

@@ -539,3 +539,74 @@ fn a_job_lost_at_the_only_host_that_can_run_it_goes_back_to_it_once_it_returns()
     );
     assert!(j.epoch >= 2, "placed again under a new lease: {}", j.epoch);
 }
+
+#[test]
+fn the_origin_fetches_a_hosted_jobs_output_and_no_other_member_can_ask_or_answer() {
+    let mut net = Net::new(FIVE, &[("lu-l-aif", 0)], |_, _| {});
+    let job = net.submit("lu-l-aif", 1, 120, 0, &[]);
+    net.run_for(2_000);
+    let lu = Net::id("lu-l-aif");
+    let host = net.core("lu-l-aif").state().jobs[&job]
+        .host()
+        .unwrap()
+        .clone();
+    net.input(&lu, Input::RequestOutput { job: job.clone() });
+    net.run_for(1_000);
+    let out = net.core("lu-l-aif").state().jobs[&job]
+        .output
+        .clone()
+        .expect("the host's answer is kept with the job");
+    assert_eq!(out.host, host);
+    assert_eq!(out.output.epoch, 1);
+    assert!(String::from_utf8_lossy(&out.output.stdout).contains(&format!("output of {job}")));
+    assert_eq!(out.output.stderr, b"warning\n");
+
+    // A third member cannot ask the host for lu-l-aif's job: the job id names its origin.
+    let third = FIVE
+        .iter()
+        .find(|m| **m != "lu-l-aif" && **m != host.as_str())
+        .unwrap();
+    let honest = net.seal_as(
+        "lu-l-aif",
+        &OutputRequest {
+            job: job.clone(),
+            epoch: 1,
+            max_bytes: 1024,
+        },
+    );
+    let forged = net.forged_as(third, honest);
+    let before = net.refusals.len();
+    net.receive(&host, forged);
+    assert!(
+        net.refusals[before..]
+            .iter()
+            .any(|(at, r)| *at == host && r.reason == "signer_mismatch"),
+        "{:?}",
+        &net.refusals[before..]
+    );
+    // Nor answer for the host: lu-l-aif keeps only its host's output.
+    let fake = net.seal_as(
+        third,
+        &JobOutput {
+            job: job.clone(),
+            epoch: 1,
+            stdout: b"forged".to_vec(),
+            stdout_size: 6,
+            stderr: Vec::new(),
+            stderr_size: 0,
+        },
+    );
+    let before = net.refusals.len();
+    net.receive(&lu, fake);
+    assert!(
+        net.refusals[before..]
+            .iter()
+            .any(|(at, r)| *at == lu && r.reason == "not_our_job"),
+        "{:?}",
+        &net.refusals[before..]
+    );
+    assert_eq!(
+        net.core("lu-l-aif").state().jobs[&job].output.as_ref(),
+        Some(&out)
+    );
+}

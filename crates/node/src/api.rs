@@ -52,6 +52,11 @@ pub enum ApiCall {
     Job(JobId),
     SubmitJob(Box<JobFile>),
     CancelJob(JobId),
+    /// `POST /jobs/{id}/output`: ask the job's host for the end of its output (or read it
+    /// here, for a job that ran here).
+    FetchOutput(JobId),
+    /// `GET /jobs/{id}/output`: the output last fetched.
+    Output(JobId),
     Ledger,
     Kpi,
     Notifications {
@@ -78,6 +83,7 @@ impl ApiCall {
             | ApiCall::Referral(_)
             | ApiCall::Jobs
             | ApiCall::Job(_)
+            | ApiCall::Output(_)
             | ApiCall::Ledger
             | ApiCall::Kpi
             | ApiCall::Notifications { .. }
@@ -89,9 +95,10 @@ impl ApiCall {
             | ApiCall::Withdraw { .. }
             | ApiCall::Progress { .. }
             | ApiCall::MarkRead { .. } => Role::Adviser,
-            ApiCall::SubmitJob(_) | ApiCall::CancelJob(_) | ApiCall::PublishAdvert => {
-                Role::Operator
-            }
+            ApiCall::SubmitJob(_)
+            | ApiCall::CancelJob(_)
+            | ApiCall::FetchOutput(_)
+            | ApiCall::PublishAdvert => Role::Operator,
         }
     }
 }
@@ -248,7 +255,10 @@ pub fn router(access: Access, calls: ApiSender) -> Router {
         .route(
             "/jobs/{*rest}",
             get(|s: S, h: HeaderMap, Path(rest): Path<String>| async move {
-                call(s, h, ApiCall::Job(job_id(&rest)?)).await
+                match rest.strip_suffix("/output") {
+                    Some(id) => call(s, h, ApiCall::Output(job_id(id)?)).await,
+                    None => call(s, h, ApiCall::Job(job_id(&rest)?)).await,
+                }
             })
             .post(job_action),
         )
@@ -451,6 +461,9 @@ async fn project_action(
 async fn job_action(s: S, h: HeaderMap, Path(rest): Path<String>) -> Result<Json<Value>, ApiError> {
     match rest.rsplit_once('/') {
         Some((id, "cancel")) => call(s, h, ApiCall::CancelJob(job_id(id)?)).await,
-        _ => Err(ApiError::not_found("POST /jobs/{id}/cancel")),
+        Some((id, "output")) => call(s, h, ApiCall::FetchOutput(job_id(id)?)).await,
+        _ => Err(ApiError::not_found(
+            "POST /jobs/{id}/cancel or /jobs/{id}/output",
+        )),
     }
 }

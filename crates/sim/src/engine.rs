@@ -555,6 +555,8 @@ impl<'s> Sim<'s> {
                         ));
                     }
                 }
+                // The simulated jobs write no output.
+                Output::ReadOutput { .. } => {}
                 Output::Notify(n) => self.notified(m, n),
                 Output::Refused(r) => {
                     *self.metrics.refusals.entry(r.reason).or_default() += 1;

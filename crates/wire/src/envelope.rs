@@ -138,6 +138,29 @@ impl Envelope {
         })
     }
 
+    /// Signs `payload` as a message of `kind` with no check at all: for tests and tools
+    /// that build what a receiver must refuse. Honest senders use [`Envelope::seal`].
+    pub fn seal_unchecked(
+        kind: MessageKind,
+        signer: &MemberId,
+        key: &SigningKey,
+        issued_at: Timestamp,
+        expires_at: Timestamp,
+        payload: Vec<u8>,
+    ) -> Envelope {
+        let public = PublicKey::of(key);
+        let input = signing_input(kind, signer, &public, issued_at, expires_at, &payload);
+        Envelope {
+            kind,
+            signer: signer.clone(),
+            key: public,
+            issued_at,
+            expires_at,
+            payload,
+            signature: key.sign(&input).to_bytes(),
+        }
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
         codec::to_vec(&EnvelopeOut(
             PROTOCOL_VERSION,

@@ -76,6 +76,8 @@ kinds! {
     JobStatus    = 27, "job_status",    8 * KIB,   16,   30 * DAY_MS;
     UsageReceipt = 28, "usage_receipt", 4 * KIB,   16,   400 * DAY_MS;
     ReceiptAck   = 29, "receipt_ack",   4 * KIB,   16,   400 * DAY_MS;
+    OutputRequest = 30, "output_request", 4 * KIB, 16,   DAY_MS;
+    JobOutput    = 31, "job_output",    400 * KIB, 16,   DAY_MS;
 }
 
 /// The largest payload any kind allows.
@@ -140,6 +142,8 @@ impl Channel {
                     | JobStatus
                     | UsageReceipt
                     | ReceiptAck
+                    | OutputRequest
+                    | JobOutput
             ),
             Channel::Sync => matches!(kind, Advert | Roster),
         }

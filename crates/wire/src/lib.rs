@@ -30,8 +30,8 @@ pub use ids::{CountryCode, JobId, Language, MemberId, ProjectId, ReferralId, Tim
 pub use keys::{PublicKey, SigningKey};
 pub use kind::{Channel, MAX_DEPTH, MAX_PAYLOAD_BYTES, MessageKind};
 pub use overflow::{
-    Bid, CallForBids, Confirm, EnvVar, Heartbeat, JobRequirements, JobSpec, JobStatus, ReceiptAck,
-    Release, Reserve, Reserved, UsageReceipt,
+    Bid, CallForBids, Confirm, EnvVar, Heartbeat, JobOutput, JobRequirements, JobSpec, JobStatus,
+    OUTPUT_TAIL_BYTES, OutputRequest, ReceiptAck, Release, Reserve, Reserved, UsageReceipt,
 };
 pub use referral::{
     Accept, ConsentScope, Decline, Dossier, HandOver, Offer, Progress, ProjectCard, Withdraw,

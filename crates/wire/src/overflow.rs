@@ -129,6 +129,32 @@ pub struct UsageReceipt {
     pub exit_code: Option<i32>,
 }
 
+/// The most of each of a job's stdout and stderr one [`JobOutput`] carries: its end.
+pub const OUTPUT_TAIL_BYTES: usize = 192 * 1024;
+
+/// Origin → host: send the end of the job's stdout and stderr (at most `max_bytes` of
+/// each, itself at most [`OUTPUT_TAIL_BYTES`]). Only the job's origin may ask.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputRequest {
+    pub job: JobId,
+    pub epoch: u64,
+    pub max_bytes: u32,
+}
+
+/// Host → origin: the end of the job's output as the host holds it now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobOutput {
+    pub job: JobId,
+    pub epoch: u64,
+    /// The last bytes of stdout; `stdout_size` says how long the whole is.
+    #[serde(with = "serde_bytes")]
+    pub stdout: Vec<u8>,
+    pub stdout_size: u64,
+    #[serde(with = "serde_bytes")]
+    pub stderr: Vec<u8>,
+    pub stderr_size: u64,
+}
+
 /// Origin → host: the receipt was recorded.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReceiptAck {
@@ -302,4 +328,48 @@ fn check_epoch(epoch: u64) -> Result<(), WireError> {
         return Err(WireError::invalid("epoch", "epochs count from 1"));
     }
     Ok(())
+}
+
+impl Message for OutputRequest {
+    const KIND: MessageKind = MessageKind::OutputRequest;
+    fn subject(&self) -> Option<&str> {
+        Some(self.job.as_str())
+    }
+    fn validate(&self, signer: &MemberId) -> Result<(), WireError> {
+        check_origin("job", self.job.as_str(), signer)?;
+        check_epoch(self.epoch)?;
+        if self.max_bytes == 0 || self.max_bytes as usize > OUTPUT_TAIL_BYTES {
+            return Err(WireError::invalid(
+                "max_bytes",
+                "must be 1 to 196608 (OUTPUT_TAIL_BYTES)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Message for JobOutput {
+    const KIND: MessageKind = MessageKind::JobOutput;
+    fn subject(&self) -> Option<&str> {
+        Some(self.job.as_str())
+    }
+    fn validate(&self, signer: &MemberId) -> Result<(), WireError> {
+        check_not_origin("job", self.job.as_str(), signer)?;
+        check_epoch(self.epoch)?;
+        for (field, bytes, size) in [
+            ("stdout", &self.stdout, self.stdout_size),
+            ("stderr", &self.stderr, self.stderr_size),
+        ] {
+            if bytes.len() > OUTPUT_TAIL_BYTES {
+                return Err(WireError::invalid(
+                    field,
+                    "holds more than OUTPUT_TAIL_BYTES",
+                ));
+            }
+            if (bytes.len() as u64) > size {
+                return Err(WireError::invalid(field, "is longer than its stated size"));
+            }
+        }
+        Ok(())
+    }
 }

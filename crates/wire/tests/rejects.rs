@@ -416,21 +416,8 @@ fn a_text_string_where_bytes_are_due_is_refused() {
 
 /// Signs `payload` as a message of `kind`, so that only the body decoder can refuse it.
 fn sealed_as(kind: MessageKind, payload: Vec<u8>) -> Vec<u8> {
-    let mut envelope =
-        Envelope::seal(&advert(), &lu(), &key(), T0, T0.saturating_add_ms(LIFE)).unwrap();
-    envelope.kind = kind;
-    envelope.payload = payload;
-    let input = signing_input(
-        envelope.kind,
-        &envelope.signer,
-        &envelope.key,
-        envelope.issued_at,
-        envelope.expires_at,
-        &envelope.payload,
-    );
-    use ed25519_dalek::Signer;
-    envelope.signature = key().sign(&input).to_bytes();
-    envelope.to_bytes()
+    Envelope::seal_unchecked(kind, &lu(), &key(), T0, T0.saturating_add_ms(LIFE), payload)
+        .to_bytes()
 }
 
 fn open_as_every_kind(payload: &[u8]) {
@@ -455,6 +442,8 @@ fn open_as_every_kind(payload: &[u8]) {
     one::<JobStatus>(payload);
     one::<UsageReceipt>(payload);
     one::<ReceiptAck>(payload);
+    one::<OutputRequest>(payload);
+    one::<JobOutput>(payload);
 }
 
 proptest! {

@@ -8,6 +8,7 @@
 mod executor;
 mod host;
 mod origin;
+mod output;
 
 /// A receipt stays verifiable for a year: it is the evidence behind both ledgers.
 pub(crate) const RECEIPT_TTL_MS: u64 = 365 * 24 * 3_600_000;

@@ -44,6 +44,7 @@ impl Core {
             placements: Vec::new(),
             receipt: None,
             history: Vec::new(),
+            output: None,
         };
         record(&mut j.history, now, "submitted", "");
         self.state.jobs.insert(job.clone(), j);

@@ -351,6 +351,33 @@ impl Net {
                         );
                     }
                 }
+                // The simulated job's output is its id, repeated.
+                Output::ReadOutput {
+                    job,
+                    epoch,
+                    to,
+                    max_bytes,
+                } => {
+                    let text = format!("output of {job}\n").repeat(3);
+                    let mut stdout = text.into_bytes();
+                    stdout.truncate(max_bytes as usize);
+                    let size = stdout.len() as u64;
+                    let from = from.clone();
+                    self.input(
+                        &from,
+                        Input::OutputRead {
+                            to,
+                            output: JobOutput {
+                                job,
+                                epoch,
+                                stdout,
+                                stdout_size: size,
+                                stderr: b"warning\n".to_vec(),
+                                stderr_size: 8,
+                            },
+                        },
+                    );
+                }
                 Output::Notify(n) => self.notifications.push((from.clone(), n)),
                 Output::Refused(r) => self.refusals.push((from.clone(), r)),
                 Output::SealFailed {
@@ -484,6 +511,19 @@ impl Net {
     }
 
     /// Seals `message` as member `id` with its rostered key.
+    /// `envelope` signed again as `id`, its payload unchanged: a member claiming what it
+    /// may not (the honest seal refuses to make such a message).
+    pub fn forged_as(&self, id: &str, envelope: Envelope) -> Envelope {
+        Envelope::seal_unchecked(
+            envelope.kind,
+            &Net::id(id),
+            &key_of(id),
+            envelope.issued_at,
+            envelope.expires_at,
+            envelope.payload,
+        )
+    }
+
     pub fn seal_as<M: Message>(&self, id: &str, message: &M) -> Envelope {
         Envelope::seal(
             message,

@@ -296,6 +296,17 @@ pub enum JobCommand {
         #[command(flatten)]
         json: JsonFlag,
     },
+    /// The end of the stdout and stderr of a job this member submitted (the last 192 KiB of
+    /// each), fetched from the host it ran at.
+    Output {
+        /// The job's id.
+        id: String,
+        /// How long to wait for the host's answer.
+        #[arg(long, default_value = "30s")]
+        wait: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
 }
 
 impl NodeCommand {
@@ -370,6 +381,9 @@ impl NodeCommand {
                 JobCommand::List { json } => job_list(&node, json.json),
                 JobCommand::Show { id, json } => job_show(&node, &id, json.json),
                 JobCommand::Cancel { id, json } => job_cancel(&node, &id, json.json),
+                JobCommand::Output { id, wait, json } => {
+                    job_output(&node, &id, crate::clock::parse_duration(&wait)?, json.json)
+                }
             },
         }
     }
@@ -955,6 +969,56 @@ fn job_cancel(t: &NodeArgs, id: &str, json: bool) -> Result<()> {
             "job {id}: {}",
             v["phase"].as_str().unwrap_or("cancel requested")
         )
+    });
+    Ok(())
+}
+
+/// `job output`: asks the host (or reads it here), waits for the answer, prints it.
+fn job_output(t: &NodeArgs, id: &str, wait: std::time::Duration, json: bool) -> Result<()> {
+    let client = t.client()?;
+    let asked = client.post(&format!("/jobs/{id}/output"), &serde_json::json!({}))?;
+    let output = if asked["stdout"].is_string() {
+        asked
+    } else {
+        let since = asked["requested_at"].as_u64().unwrap_or(0);
+        let end = std::time::Instant::now() + wait;
+        loop {
+            if let Ok(v) = client.get(&format!("/jobs/{id}/output"))
+                && v["fetched_at"].as_u64().is_some_and(|at| at >= since)
+            {
+                break v;
+            }
+            if std::time::Instant::now() >= end {
+                anyhow::bail!(
+                    "{} did not send the output of job {id} within {} (is it connected? see `aiguillage status`)",
+                    asked["host"].as_str().unwrap_or("the host"),
+                    humantime::format_duration(wait)
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    print(&output, json, |v| {
+        let source = v["source"].as_str().unwrap_or("?");
+        let at = if source == "here" {
+            "here".to_owned()
+        } else {
+            format!("at {source}")
+        };
+        for stream in ["stdout", "stderr"] {
+            let text = v[stream].as_str().unwrap_or("");
+            let size = v[format!("{stream}_size")].as_u64().unwrap_or(0);
+            let shown = if (text.len() as u64) < size {
+                format!("the last {} of {size} bytes", text.len())
+            } else {
+                format!("{size} bytes")
+            };
+            println!("--- {stream} of job {id} {at} ({shown})");
+            print!("{text}");
+            if !text.is_empty() && !text.ends_with('\n') {
+                println!();
+            }
+        }
     });
     Ok(())
 }

@@ -376,6 +376,63 @@ impl Node {
                     )),
                 }
             }
+            ApiCall::FetchOutput(id) => {
+                let Some(j) = s.jobs.get(&id) else {
+                    if let Some(h) = s.hosted.get(&id) {
+                        return Err(ApiError::forbidden(format!(
+                            "job {id} runs here for {}; only its origin may ask for its output",
+                            h.origin
+                        )));
+                    }
+                    return Err(ApiError::not_found(format!("no submitted job {id}")));
+                };
+                let now = clock::now();
+                let ran_here = j.placements.iter().all(|p| !p.confirmed)
+                    && (matches!(j.phase, aiguillage_core::JobPhase::Local)
+                        || matches!(&j.phase, aiguillage_core::JobPhase::Done { host: None, .. }));
+                if ran_here {
+                    let out = crate::executor::job_output(
+                        self.executor.root(),
+                        &id,
+                        0,
+                        aiguillage_wire::OUTPUT_TAIL_BYTES,
+                    );
+                    return Ok(to_json(&views::OutputView::new(&out, "here".into(), now)));
+                }
+                let Some(host) = j
+                    .placements
+                    .iter()
+                    .rev()
+                    .find(|p| p.confirmed)
+                    .map(|p| p.host.clone())
+                else {
+                    return Err(ApiError::conflict(format!(
+                        "job {id} has not started anywhere yet ({}): no output",
+                        j.phase.tag()
+                    )));
+                };
+                self.apply(Input::RequestOutput { job: id.clone() });
+                Ok(serde_json::json!({
+                    "job": id,
+                    "host": host,
+                    "requested_at": now,
+                }))
+            }
+            ApiCall::Output(id) => {
+                let Some(j) = s.jobs.get(&id) else {
+                    return Err(ApiError::not_found(format!("no submitted job {id}")));
+                };
+                match &j.output {
+                    Some(o) => Ok(to_json(&views::OutputView::new(
+                        &o.output,
+                        o.host.to_string(),
+                        o.fetched_at,
+                    ))),
+                    None => Err(ApiError::not_found(format!(
+                        "no output fetched for job {id} yet: POST /jobs/{id}/output asks its host"
+                    ))),
+                }
+            }
             ApiCall::CancelJob(id) => {
                 if !s.jobs.contains_key(&id) {
                     return Err(ApiError::not_found(format!("no submitted job {id}")));

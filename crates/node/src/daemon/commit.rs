@@ -220,6 +220,12 @@ impl Node {
                 }
                 Output::StartJob { job, epoch, spec } => self.executor.start(job, epoch, spec),
                 Output::CancelJob { job, epoch } => self.executor.cancel(job, epoch),
+                Output::ReadOutput {
+                    job,
+                    epoch,
+                    to,
+                    max_bytes,
+                } => self.read_output(job, epoch, to, max_bytes),
                 Output::Notify(n) => {
                     log_notification(&n);
                     self.count(&n);
@@ -287,6 +293,18 @@ impl Node {
             let _ = client.set_allowed(allowed).await;
         });
         true
+    }
+
+    /// The origin of a job hosted here asked for its output: read off the loop, then sent.
+    fn read_output(
+        &self,
+        job: aiguillage_wire::JobId,
+        epoch: u64,
+        to: aiguillage_wire::MemberId,
+        max_bytes: u32,
+    ) {
+        let max = max_bytes.min(aiguillage_wire::OUTPUT_TAIL_BYTES as u32);
+        self.executor.read_output(job, epoch, to, max);
     }
 
     /// A job started (here or at its first host): how long it waited since submission.

@@ -234,6 +234,9 @@ impl Node {
             Report::Capacity(total_gpus) => {
                 self.apply(Input::Capacity { total_gpus });
             }
+            Report::Output { to, output } => {
+                self.apply(Input::OutputRead { to, output });
+            }
         }
     }
 

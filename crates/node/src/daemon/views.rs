@@ -243,3 +243,37 @@ pub struct LedgerRow<'a> {
     pub totals: &'a aiguillage_core::ledger::Totals,
     pub balance: f64,
 }
+
+/// `GET|POST /jobs/{id}/output`: the end of a job's stdout and stderr, as text.
+#[derive(Serialize)]
+pub struct OutputView {
+    pub job: JobId,
+    /// Where it ran: `here`, or the host it was fetched from.
+    pub source: String,
+    pub epoch: u64,
+    pub fetched_at: Timestamp,
+    pub stdout: String,
+    pub stdout_size: u64,
+    pub stderr: String,
+    pub stderr_size: u64,
+}
+
+impl OutputView {
+    /// `source` is `here` or the host's id.
+    pub fn new(
+        o: &aiguillage_wire::JobOutput,
+        source: String,
+        fetched_at: Timestamp,
+    ) -> OutputView {
+        OutputView {
+            job: o.job.clone(),
+            source,
+            epoch: o.epoch,
+            fetched_at,
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stdout_size: o.stdout_size,
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+            stderr_size: o.stderr_size,
+        }
+    }
+}

@@ -281,7 +281,7 @@ mod tests {
                 .unwrap()
             {
                 Report::Job { job, event, .. } => return (job.as_str().to_owned(), event),
-                Report::Capacity(_) => {}
+                Report::Capacity(_) | Report::Output { .. } => {}
             }
         }
     }

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use aiguillage_core::ExecutorEvent;
-use aiguillage_wire::{JobId, JobSpec};
+use aiguillage_wire::{JobId, JobSpec, MemberId};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
@@ -126,6 +126,11 @@ pub enum Report {
     },
     /// The GPUs the backend really has changed (also sent once at start).
     Capacity(u32),
+    /// The end of a hosted job's output, read for `to`, its origin.
+    Output {
+        to: MemberId,
+        output: aiguillage_wire::JobOutput,
+    },
 }
 
 enum Command {
@@ -143,10 +148,42 @@ enum Command {
     Recover(Vec<(JobId, u64, JobSpec, bool)>, oneshot::Sender<()>),
 }
 
+/// The last `max` bytes of a file and its whole size; nothing for a file not written yet.
+pub fn tail(path: &Path, max: usize) -> (Vec<u8>, u64) {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return (Vec::new(), 0);
+    };
+    let size = f.metadata().map_or(0, |m| m.len());
+    let start = size.saturating_sub(max as u64);
+    let mut out = Vec::new();
+    if f.seek(SeekFrom::Start(start)).is_ok() {
+        let _ = f.take(max as u64).read_to_end(&mut out);
+    }
+    (out, size)
+}
+
+/// The end of the stdout and stderr of the job run under `epoch` in folder `root`.
+pub fn job_output(root: &Path, job: &JobId, epoch: u64, max: usize) -> aiguillage_wire::JobOutput {
+    let dir = root.join(job_slug(job, epoch));
+    let (stdout, stdout_size) = tail(&dir.join("stdout"), max);
+    let (stderr, stderr_size) = tail(&dir.join("stderr"), max);
+    aiguillage_wire::JobOutput {
+        job: job.clone(),
+        epoch,
+        stdout,
+        stdout_size,
+        stderr,
+        stderr_size,
+    }
+}
+
 /// The node's handle on its executor task.
 #[derive(Clone)]
 pub struct Executor {
     commands: mpsc::UnboundedSender<Command>,
+    root: PathBuf,
+    reports: mpsc::Sender<Report>,
 }
 
 impl Executor {
@@ -155,6 +192,11 @@ impl Executor {
         let (tx, rx) = mpsc::unbounded_channel();
         let instance = instance_id(&root);
         info!(backend = %backend.describe(), "executor ready");
+        let handle = Executor {
+            commands: tx,
+            root: root.clone(),
+            reports: reports.clone(),
+        };
         tokio::spawn(
             Driver {
                 backend,
@@ -168,7 +210,27 @@ impl Executor {
             }
             .run(rx),
         );
-        Executor { commands: tx }
+        handle
+    }
+
+    /// The folder jobs run in.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Reads the end of a job's output off the node's loop and reports it for `to`.
+    pub fn read_output(&self, job: JobId, epoch: u64, to: MemberId, max_bytes: u32) {
+        let root = self.root.clone();
+        let reports = self.reports.clone();
+        tokio::spawn(async move {
+            let read = tokio::task::spawn_blocking(move || {
+                job_output(&root, &job, epoch, max_bytes as usize)
+            })
+            .await;
+            if let Ok(output) = read {
+                let _ = reports.send(Report::Output { to, output }).await;
+            }
+        });
     }
 
     pub fn start(&self, job: JobId, epoch: u64, spec: JobSpec) {
