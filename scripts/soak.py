@@ -7,7 +7,8 @@ Usage: scripts/soak.py [--minutes 30] [--members a,b,c] [--every 60] [--out soak
 
 It starts `aiguillage devnet --keep-running` (real node processes on loopback), then files a
 project and submits a small GPU job at a rotating member every couple of seconds, accepts
-referrals that wait for an operator, and every `--every` seconds records per node its
+referrals that wait for an operator, ends the journeys (a project kept at home, a referral
+handed over to its target) as advisers do, and every `--every` seconds records per node its
 resident memory (VmRSS), open file descriptors and threads. At the end it prints, per node,
 the first and last samples and the growth, and stops the devnet.
 """
@@ -62,6 +63,9 @@ def main():
     p.add_argument("--every", type=float, default=60.0)
     p.add_argument("--out", default="soak.csv")
     p.add_argument("--binary", default=os.path.join(ROOT, "target/release/aiguillage"))
+    p.add_argument("--keep-open", action="store_true",
+                   help="leave every journey open (as before journeys were ended here): "
+                        "then nothing a project made ever finishes, and memory grows with them")
     a = p.parse_args()
     if not os.access(a.binary, os.X_OK):
         sys.exit(f"{a.binary} not found: build it first with `cargo build --release`")
@@ -97,7 +101,7 @@ def main():
     start = time.time()
     end = start + a.minutes * 60
     next_sample = start
-    n = filed = submitted = decided = 0
+    n = filed = submitted = decided = ended = 0
     try:
         while True:
             now = time.time()
@@ -109,12 +113,19 @@ def main():
                                      "fds": s[1], "threads": s[2]})
                 next_sample += a.every
                 print(f"soak: {round(now - start)} s, filed {filed}, jobs {submitted}, "
-                      f"decisions {decided}", flush=True)
+                      f"decisions {decided}, journeys ended {ended}", flush=True)
             if now >= end:
                 break
             at = members[n % len(members)]
-            if cli(a.binary, net, at, "project", "file", examples[n % len(examples)]) is not None:
+            filing = cli(a.binary, net, at, "project", "file", examples[n % len(examples)])
+            if filing is not None:
                 filed += 1
+                # The journey of a project kept here ends, as real ones do; one referred
+                # ends at its target (below).
+                if not a.keep_open and not filing.get("referral") and filing.get("project"):
+                    if cli(a.binary, net, at, "project", "progress", filing["project"],
+                           "--step", "production", "--state", "completed") is not None:
+                        ended += 1
             if cli(a.binary, net, at, "job", "submit", job) is not None:
                 submitted += 1
             # Play the operators: accept whatever waits for a decision somewhere.
@@ -125,6 +136,10 @@ def main():
                 if r.get("direction") == "in" and state == "awaiting_decision":
                     if cli(a.binary, net, target, "referral", "accept", r["referral"]) is not None:
                         decided += 1
+                elif r.get("direction") == "in" and state == "handed_over" and not a.keep_open:
+                    if cli(a.binary, net, target, "referral", "progress", r["referral"],
+                           "--step", "production", "--state", "completed") is not None:
+                        ended += 1
             n += 1
             time.sleep(2)
     finally:
@@ -148,7 +163,8 @@ def main():
     rss_first = sorted(first[m]["rss_mib"] for m in first)
     rss_last = sorted(last[m]["rss_mib"] for m in last)
     print(f"median RSS {rss_first[len(rss_first) // 2]} -> {rss_last[len(rss_last) // 2]} MiB; "
-          f"filed {filed} projects, {submitted} jobs, {decided} operator decisions "
+          f"filed {filed} projects, {submitted} jobs, {decided} operator decisions, "
+          f"{ended} journeys ended "
           f"in {round(time.time() - start)} s")
 
 
