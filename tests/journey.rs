@@ -463,3 +463,44 @@ fn every_cli_verb_answers_people_with_a_table_or_a_sentence_and_json_only_when_a
     let v = d.json("lu-l-aif", &["referral", "list"]);
     assert!(v.is_array());
 }
+
+#[test]
+fn the_cli_ends_quietly_on_a_closed_pipe_refuses_endless_input_and_a_second_run_names_the_first() {
+    let d = Devnet::start(&["lu-l-aif", "es-1healthai"]);
+    // The reader has gone before the answer is written: no panic, no message.
+    let dir = d.member_dir("lu-l-aif");
+    let mut child = std::process::Command::new(support::bin())
+        .args(["directory", "--data-dir", dir.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{stderr}"
+    );
+    // An endless input is refused at its limit, not read whole.
+    let r = d.cli("lu-l-aif", &["project", "file", "/dev/zero"]).fails();
+    assert!(
+        r.stderr
+            .contains("/dev/zero: a project file may hold at most 1048576 bytes"),
+        "{}",
+        r.stderr
+    );
+    // A second node on the same data folder is refused at once, naming the first.
+    let pid = d.run_info("lu-l-aif")["pid"].as_u64().unwrap();
+    let config = dir.join("node.toml");
+    let r = support::run_in(
+        &support::repo_root(),
+        &["run", "--config", config.to_str().unwrap()],
+    )
+    .fails();
+    assert!(
+        r.stderr.contains("a node already runs on") && r.stderr.contains(&format!("as pid {pid}")),
+        "{}",
+        r.stderr
+    );
+}

@@ -439,6 +439,17 @@ impl Core {
         self.out.push(Output::Notify(n));
     }
 
+    /// Refuses a message of `kind` from `from` (a member, once its signature checked).
+    pub(crate) fn refuse_message(
+        &mut self,
+        from: &MemberId,
+        kind: MessageKind,
+        reason: &str,
+        detail: impl Into<String>,
+    ) {
+        self.refuse(Some(from.clone()), Some(kind), reason, detail.into());
+    }
+
     pub(crate) fn refuse(
         &mut self,
         from: Option<MemberId>,

@@ -689,9 +689,9 @@ impl Core {
     ) {
         let _ = envelope;
         if m.origin != self.me {
-            self.refuse(
-                Some(from.clone()),
-                Some(MessageKind::UsageReceipt),
+            self.refuse_message(
+                from,
+                MessageKind::UsageReceipt,
                 "not_our_job",
                 m.job.to_string(),
             );
@@ -701,9 +701,9 @@ impl Core {
             return;
         }
         let Some(j) = self.state.jobs.get(&m.job) else {
-            self.refuse(
-                Some(from.clone()),
-                Some(MessageKind::UsageReceipt),
+            self.refuse_message(
+                from,
+                MessageKind::UsageReceipt,
                 "unknown_job",
                 m.job.to_string(),
             );

@@ -37,18 +37,18 @@ impl Core {
     /// Host side: the origin asks for the output of a job run here for it.
     pub(crate) fn on_output_request(&mut self, _now: Timestamp, from: &MemberId, m: OutputRequest) {
         let Some(h) = self.state.hosted.get(&m.job) else {
-            self.refuse(
-                Some(from.clone()),
-                Some(MessageKind::OutputRequest),
+            self.refuse_message(
+                from,
+                MessageKind::OutputRequest,
                 "unknown_job",
                 m.job.to_string(),
             );
             return;
         };
         if &h.origin != from || h.epoch != m.epoch {
-            self.refuse(
-                Some(from.clone()),
-                Some(MessageKind::OutputRequest),
+            self.refuse_message(
+                from,
+                MessageKind::OutputRequest,
                 "not_our_job",
                 format!("{} epoch {} is not a lease of {from}", m.job, m.epoch),
             );
@@ -79,9 +79,9 @@ impl Core {
     /// held a confirmed lease of it under that epoch.
     pub(crate) fn on_job_output(&mut self, now: Timestamp, from: &MemberId, m: JobOutput) {
         let Some(j) = self.state.jobs.get_mut(&m.job) else {
-            self.refuse(
-                Some(from.clone()),
-                Some(MessageKind::JobOutput),
+            self.refuse_message(
+                from,
+                MessageKind::JobOutput,
                 "unknown_job",
                 m.job.to_string(),
             );
@@ -92,9 +92,9 @@ impl Core {
             .iter()
             .any(|p| p.confirmed && &p.host == from && p.epoch == m.epoch);
         if !hosted_it {
-            self.refuse(
-                Some(from.clone()),
-                Some(MessageKind::JobOutput),
+            self.refuse_message(
+                from,
+                MessageKind::JobOutput,
                 "not_our_job",
                 format!("{from} held no lease of {} under epoch {}", m.job, m.epoch),
             );

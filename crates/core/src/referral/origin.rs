@@ -309,9 +309,9 @@ impl Core {
 
     pub(crate) fn on_accept(&mut self, now: Timestamp, from: &MemberId, m: Accept) {
         let Some(r) = self.state.outgoing.get(&m.referral) else {
-            self.refuse(
-                Some(from.clone()),
-                Some(aiguillage_wire::MessageKind::Accept),
+            self.refuse_message(
+                from,
+                aiguillage_wire::MessageKind::Accept,
                 "unknown_referral",
                 m.referral.to_string(),
             );
@@ -322,9 +322,9 @@ impl Core {
             .iter()
             .find(|a| a.attempt == m.attempt && &a.target == from)
         else {
-            self.refuse(
-                Some(from.clone()),
-                Some(aiguillage_wire::MessageKind::Accept),
+            self.refuse_message(
+                from,
+                aiguillage_wire::MessageKind::Accept,
                 "not_the_target",
                 m.referral.to_string(),
             );
@@ -508,9 +508,9 @@ impl Core {
             .get(&m.referral)
             .is_some_and(|r| r.attempts.iter().any(|a| &a.target == from));
         if !offered_to_sender {
-            self.refuse(
-                Some(from.clone()),
-                Some(aiguillage_wire::MessageKind::Decline),
+            self.refuse_message(
+                from,
+                aiguillage_wire::MessageKind::Decline,
                 "not_the_target",
                 m.referral.to_string(),
             );

@@ -14,9 +14,9 @@ use crate::{Core, Notification};
 impl Core {
     pub(crate) fn on_offer(&mut self, now: Timestamp, from: &MemberId, m: Offer) {
         if m.target != self.me {
-            self.refuse(
-                Some(from.clone()),
-                Some(aiguillage_wire::MessageKind::Offer),
+            self.refuse_message(
+                from,
+                aiguillage_wire::MessageKind::Offer,
                 "not_the_target",
                 format!("{} is addressed to {}", m.referral, m.target),
             );
