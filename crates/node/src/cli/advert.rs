@@ -81,7 +81,7 @@ fn build(profile: &Path, key: &Path, seq: u64, ttl: Duration, out: &Path) -> Res
         profile.id,
         seq,
         bytes.len(),
-        clock::format_time(envelope.expires_at),
+        super::table::local_time(envelope.expires_at),
         out.display()
     );
     Ok(())
@@ -179,8 +179,8 @@ fn inspect(path: &Path, roster: Option<(&Path, &PublicKey)>, json: bool) -> Resu
     );
     println!(
         "  issued {}, expires {}",
-        clock::format_time(verified.envelope.issued_at),
-        clock::format_time(verified.envelope.expires_at)
+        super::table::local_time(verified.envelope.issued_at),
+        super::table::local_time(verified.envelope.expires_at)
     );
     println!("  signer key {}: {trust}", verified.envelope.key);
     Ok(())

@@ -363,7 +363,7 @@ fn sign(path: &Path, authority_key: &Path, out: &Path, ttl: std::time::Duration)
         roster.serial,
         envelope.key,
         out.display(),
-        clock::format_time(envelope.expires_at)
+        super::table::local_time(envelope.expires_at)
     );
     Ok(())
 }
@@ -397,7 +397,7 @@ fn verify(path: &Path, authority: &PublicKey, json: bool) -> Result<()> {
             r.federation,
             r.serial,
             r.members.len(),
-            clock::format_time(verified.envelope.expires_at)
+            super::table::local_time(verified.envelope.expires_at)
         );
     }
     Ok(())
@@ -461,7 +461,7 @@ fn install(file: &Path, authority: &PublicKey, config: &Path) -> Result<()> {
         roster.serial,
         roster.federation,
         roster.members.len(),
-        clock::format_time(verified.envelope.expires_at),
+        super::table::local_time(verified.envelope.expires_at),
         target.display()
     );
     println!(
@@ -576,8 +576,8 @@ fn show(path: &Path, authority: Option<&PublicKey>, json: bool) -> Result<()> {
             m.role.tag(),
             m.country.as_str(),
             format!("{}…", &key[..16]),
-            clock::format_time(m.valid_from),
-            clock::format_time(m.valid_until),
+            super::table::local_time(m.valid_from),
+            super::table::local_time(m.valid_until),
             m.linked_factories
                 .iter()
                 .map(|l| l.as_str())
