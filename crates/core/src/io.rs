@@ -197,6 +197,11 @@ pub enum Output {
     },
     /// Cancel a job on the local executor.
     CancelJob { job: JobId, epoch: u64 },
+    /// The host of a job submitted here sent the end of its output, which was asked of it.
+    OutputArrived {
+        host: MemberId,
+        output: aiguillage_wire::JobOutput,
+    },
     /// Read the end (at most `max_bytes` of each) of a hosted job's stdout and stderr and
     /// hand it back as [`Input::OutputRead`] for `to`, the job's origin.
     ReadOutput {

@@ -47,8 +47,8 @@ pub use profile::{Confidence, Profile};
 pub use refusals::refusal_is_permanent;
 pub use routing::{Explanation, RoutingPolicy};
 pub use state::{
-    AttemptOutcome, AttemptRecord, FetchedOutput, FiledProject, HostPhase, HostedJob, InReferral,
-    InState, JobPhase, Journey, JourneyState, OriginJob, OutReferral, OutState, Placement,
-    PlacementOutcome, Record, RecordError, Retired, State, StateKey, Transition, decode_record,
+    AttemptOutcome, AttemptRecord, FiledProject, HostPhase, HostedJob, InReferral, InState,
+    JobPhase, Journey, JourneyState, OriginJob, OutReferral, OutState, Placement, PlacementOutcome,
+    Record, RecordError, Retired, State, StateKey, Transition, decode_record,
 };
 pub use verify_cache::VerifyCache;

@@ -36,6 +36,9 @@ pub struct Core {
     /// Shared advert verifications, set only by a simulator running many cores (off in a node).
     pub(crate) verify_cache: Option<VerifyCache>,
     pub(crate) verifications: Verifications,
+    /// Output asked of a job's host and not yet answered: job → (host, epoch). Not kept
+    /// across restarts: the operator asks again.
+    pub(crate) pending_outputs: std::collections::BTreeMap<aiguillage_wire::JobId, (MemberId, u64)>,
 }
 
 /// The core could not be built.
@@ -74,6 +77,7 @@ impl Core {
             advert_deferred: false,
             verify_cache: None,
             verifications: Verifications::default(),
+            pending_outputs: Default::default(),
         }
     }
 

@@ -49,7 +49,8 @@ impl Core {
         );
         self.note_failure(now, kind, &subject, "refused", &detail);
         self.audit(now, "message_refused", &subject, detail);
-        if !permanent {
+        // A request for output is asked again only when the operator asks: never blocked.
+        if !permanent || matches!(kind, MessageKind::OutputRequest | MessageKind::JobOutput) {
             return;
         }
         if let Body::Offer(offer) = &body {

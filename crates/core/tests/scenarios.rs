@@ -552,14 +552,12 @@ fn the_origin_fetches_a_hosted_jobs_output_and_no_other_member_can_ask_or_answer
         .clone();
     net.input(&lu, Input::RequestOutput { job: job.clone() });
     net.run_for(1_000);
-    let out = net.core("lu-l-aif").state().jobs[&job]
-        .output
-        .clone()
-        .expect("the host's answer is kept with the job");
-    assert_eq!(out.host, host);
-    assert_eq!(out.output.epoch, 1);
-    assert!(String::from_utf8_lossy(&out.output.stdout).contains(&format!("output of {job}")));
-    assert_eq!(out.output.stderr, b"warning\n");
+    assert_eq!(net.outputs.len(), 1, "the host's answer reaches the origin");
+    let (at, from, out) = net.outputs[0].clone();
+    assert_eq!((at.as_str(), &from), ("lu-l-aif", &host));
+    assert_eq!(out.epoch, 1);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("output of {job}")));
+    assert_eq!(out.stderr, b"warning\n");
 
     // A third member cannot ask the host for lu-l-aif's job: the job id names its origin.
     let third = FIVE
@@ -584,7 +582,8 @@ fn the_origin_fetches_a_hosted_jobs_output_and_no_other_member_can_ask_or_answer
         "{:?}",
         &net.refusals[before..]
     );
-    // Nor answer for the host: lu-l-aif keeps only its host's output.
+    // Nor answer for the host, and the host itself only what was asked: lu-l-aif takes
+    // only the answer to its own request.
     let fake = net.seal_as(
         third,
         &JobOutput {
@@ -605,8 +604,17 @@ fn the_origin_fetches_a_hosted_jobs_output_and_no_other_member_can_ask_or_answer
         "{:?}",
         &net.refusals[before..]
     );
-    assert_eq!(
-        net.core("lu-l-aif").state().jobs[&job].output.as_ref(),
-        Some(&out)
+    let unasked = net.seal_as(
+        host.as_str(),
+        &JobOutput {
+            job: job.clone(),
+            epoch: 1,
+            stdout: b"again".to_vec(),
+            stdout_size: 5,
+            stderr: Vec::new(),
+            stderr_size: 0,
+        },
     );
+    net.receive(&lu, unasked);
+    assert_eq!(net.outputs.len(), 1, "nothing unasked is taken");
 }

@@ -118,8 +118,21 @@ impl Visit for Fields<'_> {
 pub fn fatal(format: LogFormat, error: &anyhow::Error, exit_code: i32) {
     match format {
         LogFormat::Human => eprintln!("error: {error:#}"),
+        // Written directly, so that no log filter can hide the reason the process ends.
         LogFormat::Json => {
-            tracing::error!(exit_code, "{error:#}");
+            let mut now = String::new();
+            let _ = SystemTime.format_time(&mut Writer::new(&mut now));
+            let mut line = serde_json::json!({
+                "timestamp": now,
+                "level": "ERROR",
+                "target": "aiguillage",
+                "message": format!("{error:#}"),
+                "exit_code": exit_code,
+            });
+            if let Some(m) = MEMBER.get() {
+                line["member"] = m.as_str().into();
+            }
+            eprintln!("{line}");
         }
     }
 }

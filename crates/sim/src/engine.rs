@@ -556,7 +556,7 @@ impl<'s> Sim<'s> {
                     }
                 }
                 // The simulated jobs write no output.
-                Output::ReadOutput { .. } => {}
+                Output::ReadOutput { .. } | Output::OutputArrived { .. } => {}
                 Output::Notify(n) => self.notified(m, n),
                 Output::Refused(r) => {
                     *self.metrics.refusals.entry(r.reason).or_default() += 1;

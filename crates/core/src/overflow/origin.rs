@@ -44,7 +44,6 @@ impl Core {
             placements: Vec::new(),
             receipt: None,
             history: Vec::new(),
-            output: None,
         };
         record(&mut j.history, now, "submitted", "");
         self.state.jobs.insert(job.clone(), j);
@@ -93,11 +92,23 @@ impl Core {
             })
             .map(|p| p.host.clone())
             .collect();
+        let last_try = j.placements.iter().map(|p| p.at).max();
         let (mut invited, mut reason) = self.eligible_hosts(now, &requirements, &tried);
         if invited.is_empty() && !tried.is_empty() {
-            // Every other host that could run it was tried: one that lost it or did not
-            // answer may be back (a restarted host), so it is asked again.
-            (invited, reason) = self.eligible_hosts(now, &requirements, &[]);
+            // Every other host that could run it was tried. One that lost it or did not
+            // answer is asked again once it has signed an advert since the last attempt
+            // (a restarted host advertises at once); until then it is left alone, so a
+            // host that keeps failing is asked at most once per advert.
+            let back = |h: &MemberId| {
+                self.state
+                    .directory
+                    .get(h)
+                    .is_some_and(|l| Some(l.envelope.issued_at) > last_try)
+            };
+            let still: Vec<MemberId> = tried.iter().filter(|h| !back(h)).cloned().collect();
+            if still.len() < tried.len() {
+                (invited, reason) = self.eligible_hosts(now, &requirements, &still);
+            }
         }
         if invited.is_empty() {
             self.queue(now, job, reason);

@@ -9,7 +9,6 @@ use aiguillage_wire::{
 
 use crate::Core;
 use crate::io::Output;
-use crate::state::{FetchedOutput, StateKey};
 
 impl Core {
     /// The operator asks for the end of a job's output (`Input::RequestOutput`): sent to
@@ -23,6 +22,8 @@ impl Core {
             return;
         };
         let (host, epoch) = (p.host.clone(), p.epoch);
+        self.pending_outputs
+            .insert(job.clone(), (host.clone(), epoch));
         self.send(
             now,
             &host,
@@ -75,10 +76,11 @@ impl Core {
         }
     }
 
-    /// Origin side: a host sent the end of a job's output. Kept with the job when the host
-    /// held a confirmed lease of it under that epoch.
-    pub(crate) fn on_job_output(&mut self, now: Timestamp, from: &MemberId, m: JobOutput) {
-        let Some(j) = self.state.jobs.get_mut(&m.job) else {
+    /// Origin side: a host sent the end of a job's output. Taken only as the answer to a
+    /// request this member made of that host for that lease; it goes to the node, not into
+    /// the job's record.
+    pub(crate) fn on_job_output(&mut self, _now: Timestamp, from: &MemberId, m: JobOutput) {
+        if !self.state.jobs.contains_key(&m.job) {
             self.refuse_message(
                 from,
                 MessageKind::JobOutput,
@@ -86,26 +88,27 @@ impl Core {
                 m.job.to_string(),
             );
             return;
-        };
-        let hosted_it = j
-            .placements
-            .iter()
-            .any(|p| p.confirmed && &p.host == from && p.epoch == m.epoch);
-        if !hosted_it {
+        }
+        let asked = self
+            .pending_outputs
+            .get(&m.job)
+            .is_some_and(|(host, epoch)| host == from && *epoch == m.epoch);
+        if !asked {
             self.refuse_message(
                 from,
                 MessageKind::JobOutput,
                 "not_our_job",
-                format!("{from} held no lease of {} under epoch {}", m.job, m.epoch),
+                format!(
+                    "no output of {} epoch {} was asked of {from}",
+                    m.job, m.epoch
+                ),
             );
             return;
         }
-        let job = m.job.clone();
-        j.output = Some(FetchedOutput {
+        self.pending_outputs.remove(&m.job);
+        self.out.push(Output::OutputArrived {
             host: from.clone(),
-            fetched_at: now,
             output: m,
         });
-        self.dirty.insert(StateKey::Job(job));
     }
 }

@@ -113,18 +113,6 @@ pub struct OriginJob {
     pub placements: Vec<Placement>,
     pub receipt: Option<UsageReceipt>,
     pub history: Vec<Transition>,
-    /// The end of its output, as its host last sent it.
-    #[serde(default)]
-    pub output: Option<FetchedOutput>,
-}
-
-/// The end of a federated job's stdout and stderr, fetched from its host.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FetchedOutput {
-    pub host: MemberId,
-    pub fetched_at: Timestamp,
-    /// The host's message, as it came.
-    pub output: aiguillage_wire::JobOutput,
 }
 
 impl OriginJob {

@@ -18,9 +18,7 @@ use crate::ledger::Ledger;
 use crate::routing::Explanation;
 use crate::timers::Timers;
 
-pub use job::{
-    FetchedOutput, HostPhase, HostedJob, JobPhase, OriginJob, Placement, PlacementOutcome,
-};
+pub use job::{HostPhase, HostedJob, JobPhase, OriginJob, Placement, PlacementOutcome};
 pub use records::{Record, RecordError, decode_record};
 pub use referral::{AttemptOutcome, AttemptRecord, InReferral, InState, OutReferral, OutState};
 

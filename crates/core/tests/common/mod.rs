@@ -108,6 +108,8 @@ pub struct Net {
     pub down: BTreeSet<MemberId>,
     running: Vec<Running>,
     pub notifications: Vec<(MemberId, Notification)>,
+    /// Job output that reached its origin: (origin, host, output).
+    pub outputs: Vec<(MemberId, MemberId, JobOutput)>,
     pub refusals: Vec<(MemberId, aiguillage_core::Refusal)>,
     pub started_jobs: Vec<(MemberId, JobId, u64)>,
     pub drop: DropRule,
@@ -195,6 +197,7 @@ impl Net {
             down: BTreeSet::new(),
             running: Vec::new(),
             notifications: Vec::new(),
+            outputs: Vec::new(),
             refusals: Vec::new(),
             started_jobs: Vec::new(),
             drop: Box::new(|_, _| false),
@@ -377,6 +380,9 @@ impl Net {
                             },
                         },
                     );
+                }
+                Output::OutputArrived { host, output } => {
+                    self.outputs.push((from.clone(), host, output))
                 }
                 Output::Notify(n) => self.notifications.push((from.clone(), n)),
                 Output::Refused(r) => self.refusals.push((from.clone(), r)),

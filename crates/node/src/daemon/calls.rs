@@ -387,9 +387,9 @@ impl Node {
                     return Err(ApiError::not_found(format!("no submitted job {id}")));
                 };
                 let now = clock::now();
-                let ran_here = j.placements.iter().all(|p| !p.confirmed)
-                    && (matches!(j.phase, aiguillage_core::JobPhase::Local)
-                        || matches!(&j.phase, aiguillage_core::JobPhase::Done { host: None, .. }));
+                // Where it runs or ran last decides, whatever hosts it had before.
+                let ran_here = matches!(j.phase, aiguillage_core::JobPhase::Local)
+                    || matches!(&j.phase, aiguillage_core::JobPhase::Done { host: None, .. });
                 if ran_here {
                     let out = crate::executor::job_output(
                         self.executor.root(),
@@ -419,15 +419,13 @@ impl Node {
                 }))
             }
             ApiCall::Output(id) => {
-                let Some(j) = s.jobs.get(&id) else {
+                if !s.jobs.contains_key(&id) {
                     return Err(ApiError::not_found(format!("no submitted job {id}")));
-                };
-                match &j.output {
-                    Some(o) => Ok(to_json(&views::OutputView::new(
-                        &o.output,
-                        o.host.to_string(),
-                        o.fetched_at,
-                    ))),
+                }
+                match self.outputs.get(&id) {
+                    Some((host, at, o)) => {
+                        Ok(to_json(&views::OutputView::new(o, host.to_string(), *at)))
+                    }
                     None => Err(ApiError::not_found(format!(
                         "no output fetched for job {id} yet: POST /jobs/{id}/output asks its host"
                     ))),

@@ -226,6 +226,9 @@ impl Node {
                     to,
                     max_bytes,
                 } => self.read_output(job, epoch, to, max_bytes),
+                Output::OutputArrived { host, output } => {
+                    self.outputs.keep(host, clock::now(), output)
+                }
                 Output::Notify(n) => {
                     log_notification(&n);
                     self.count(&n);
@@ -309,8 +312,10 @@ impl Node {
 
     /// A job started (here or at its first host): how long it waited since submission.
     fn observe_wait(&self, job: &aiguillage_wire::JobId) {
+        // Only its first start counts: no placement of it was confirmed before this one.
         if let Some(j) = self.core.state().jobs.get(job)
-            && j.epoch <= 1
+            && j.placements.iter().filter(|p| p.confirmed).count()
+                <= usize::from(matches!(j.phase, aiguillage_core::JobPhase::Leased { .. }))
         {
             let waited = crate::clock::now()
                 .millis()

@@ -77,6 +77,33 @@ pub(crate) struct Node {
     clock: ClockWatch,
     /// Refusals, for the log.
     refusal_log: refusal_log::RefusalLog,
+    /// The job output hosts sent back, newest kept (not stored: asked again after a restart).
+    outputs: Outputs,
+}
+
+/// Fetched job output in memory, at most [`Outputs::KEPT`] jobs' worth.
+#[derive(Default)]
+pub(crate) struct Outputs(
+    std::collections::VecDeque<(MemberId, Timestamp, aiguillage_wire::JobOutput)>,
+);
+
+impl Outputs {
+    const KEPT: usize = 32;
+
+    fn keep(&mut self, host: MemberId, at: Timestamp, output: aiguillage_wire::JobOutput) {
+        self.0.retain(|(_, _, o)| o.job != output.job);
+        if self.0.len() == Self::KEPT {
+            self.0.pop_front();
+        }
+        self.0.push_back((host, at, output));
+    }
+
+    fn get(
+        &self,
+        job: &aiguillage_wire::JobId,
+    ) -> Option<&(MemberId, Timestamp, aiguillage_wire::JobOutput)> {
+        self.0.iter().find(|(_, _, o)| &o.job == job)
+    }
 }
 
 pub async fn run(config_path: &Path) -> Result<()> {
@@ -261,15 +288,16 @@ impl Node {
                 let signer = admitted.envelope.signer.clone();
                 self.metrics.received(channel, kind, bytes.len());
                 self.peer_heard(&signer, now);
-                // A sync answer carries stored copies, as old as they are: no clock sample.
-                if channel != Channel::Sync {
+                // A clock sample only from the signer's own connection (a relayed or replayed
+                // copy is as old as it is), and never from a sync answer's stored copies.
+                if channel != Channel::Sync && self.peers.member_of(&peer) == Some(&signer) {
                     self.clock_sample(&signer, admitted.envelope.issued_at, now);
                 }
                 self.apply_with_refusal(Input::Received(admitted)).1
             }
             Err(r) => {
                 if channel != Channel::Sync && matches!(r.reason, "expired" | "not_yet_valid") {
-                    self.time_refused(&r, bytes, now);
+                    self.time_refused(peer, &r, bytes, now);
                 }
                 Some(r.into())
             }
@@ -321,9 +349,17 @@ impl Node {
 
     /// A message refused for its time window: if a rostered member signed it, its
     /// `issued_at` is still a clock sample (verified at most every ten seconds per member).
-    fn time_refused(&mut self, r: &aiguillage_core::Refused, bytes: &[u8], now: Timestamp) {
+    fn time_refused(
+        &mut self,
+        peer: aiguillage_net::PeerId,
+        r: &aiguillage_core::Refused,
+        bytes: &[u8],
+        now: Timestamp,
+    ) {
+        // Only what a rostered member sent over its own connection: a name claimed in a
+        // relayed or forged envelope costs nothing and is remembered nowhere.
         let Some(signer) = &r.signer else { return };
-        if !self.clock.may_witness(signer, now) {
+        if self.peers.member_of(&peer) != Some(signer) || !self.clock.may_witness(signer, now) {
             return;
         }
         if let Ok(envelope) = aiguillage_wire::Envelope::from_bytes(bytes)

@@ -232,12 +232,14 @@ pub(super) async fn start(config_path: &Path) -> Result<(Node, Inbox)> {
             admin,
             listen: Vec::new(),
             pid: std::process::id(),
+            start_ticks: start_ticks(std::process::id()),
         },
         run_path: cfg.data_dir.join("run.json"),
         batch: None,
         stop: None,
         clock: Default::default(),
         refusal_log: Default::default(),
+        outputs: Default::default(),
     };
     if let Some(total_gpus) = first_capacity {
         node.apply(Input::Capacity { total_gpus });
@@ -311,11 +313,29 @@ fn running_node(data_dir: &Path) -> Option<u32> {
     if pid == std::process::id() {
         return None;
     }
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let alive = !stat.contains(") Z ");
-    let ours = String::from_utf8_lossy(&cmdline).contains("aiguillage");
-    (alive && ours).then_some(pid)
+    if stat.contains(") Z ") {
+        return None;
+    }
+    // The same process, not another that got its pid: the start time must match.
+    let same = match info["start_ticks"].as_u64() {
+        Some(t) => start_ticks(pid) == Some(t),
+        None => {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            args.iter().any(|a| *a == b"run")
+                && String::from_utf8_lossy(args.first()?).contains("aiguillage")
+        }
+    };
+    same.then_some(pid)
+}
+
+/// A process's start time in clock ticks since boot (field 22 of `/proc/<pid>/stat`).
+fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: count from the last `)`.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// How long a listen port in use is waited for before the start is refused.

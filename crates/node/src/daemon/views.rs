@@ -13,6 +13,10 @@ pub struct RunInfo {
     pub admin: std::net::SocketAddr,
     pub listen: Vec<String>,
     pub pid: u32,
+    /// When the process started, in clock ticks since boot (`/proc/<pid>/stat`): a pid
+    /// reused by another process after a crash is told apart by it.
+    #[serde(default)]
+    pub start_ticks: Option<u64>,
 }
 
 /// `GET /status`.

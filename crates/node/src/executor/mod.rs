@@ -148,26 +148,50 @@ enum Command {
     Recover(Vec<(JobId, u64, JobSpec, bool)>, oneshot::Sender<()>),
 }
 
-/// The last `max` bytes of a file and its whole size; nothing for a file not written yet.
+/// The last `max` bytes of a regular file and its size; nothing for a file not written
+/// yet, a symbolic link or anything else. A job runs as the node's user and could replace
+/// its output with a link to the node's key: links are never followed.
 pub fn tail(path: &Path, max: usize) -> (Vec<u8>, u64) {
     use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut f) = std::fs::File::open(path) else {
+    use std::os::unix::fs::OpenOptionsExt;
+    let Ok(mut f) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    else {
         return (Vec::new(), 0);
     };
-    let size = f.metadata().map_or(0, |m| m.len());
-    let start = size.saturating_sub(max as u64);
+    let Ok(meta) = f.metadata() else {
+        return (Vec::new(), 0);
+    };
+    if !meta.file_type().is_file() {
+        return (Vec::new(), 0);
+    }
+    let start = meta.len().saturating_sub(max as u64);
     let mut out = Vec::new();
     if f.seek(SeekFrom::Start(start)).is_ok() {
         let _ = f.take(max as u64).read_to_end(&mut out);
     }
+    // A running job may have written more since the size was read.
+    let size = meta.len().max(start + out.len() as u64);
     (out, size)
 }
 
-/// The end of the stdout and stderr of the job run under `epoch` in folder `root`.
+/// The end of the stdout and stderr of the job run under `epoch` in folder `root`; empty
+/// when the job's folder is not a plain folder (a job replaced it with a link).
 pub fn job_output(root: &Path, job: &JobId, epoch: u64, max: usize) -> aiguillage_wire::JobOutput {
     let dir = root.join(job_slug(job, epoch));
-    let (stdout, stdout_size) = tail(&dir.join("stdout"), max);
-    let (stderr, stderr_size) = tail(&dir.join("stderr"), max);
+    let plain = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_dir());
+    let (stdout, stdout_size) = if plain {
+        tail(&dir.join("stdout"), max)
+    } else {
+        (Vec::new(), 0)
+    };
+    let (stderr, stderr_size) = if plain {
+        tail(&dir.join("stderr"), max)
+    } else {
+        (Vec::new(), 0)
+    };
     aiguillage_wire::JobOutput {
         job: job.clone(),
         epoch,
@@ -703,5 +727,34 @@ fn test_spec(id: &str, gpus: u32, time_limit_s: u64, script: &str) -> JobSpec {
         },
         command: vec!["sh".into(), "-c".into(), script.into()],
         env: vec![],
+    }
+}
+
+#[cfg(test)]
+mod output_tests {
+    use super::*;
+
+    #[test]
+    fn a_jobs_output_is_read_from_its_end_and_links_are_never_followed() {
+        let root = tempfile::tempdir().unwrap();
+        let job = JobId::new("lu-l-aif/7").unwrap();
+        let dir = root.path().join(job_slug(&job, 1));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("stdout"), "0123456789").unwrap();
+        let secret = root.path().join("key.pem");
+        std::fs::write(&secret, "SECRET").unwrap();
+        std::os::unix::fs::symlink(&secret, dir.join("stderr")).unwrap();
+        let out = job_output(root.path(), &job, 1, 4);
+        assert_eq!(out.stdout, b"6789");
+        assert_eq!(out.stdout_size, 10);
+        assert!(
+            out.stderr.is_empty() && out.stderr_size == 0,
+            "a link is not read"
+        );
+        // A folder replaced by a link to elsewhere is not read either.
+        let other = JobId::new("lu-l-aif/8").unwrap();
+        std::os::unix::fs::symlink(&dir, root.path().join(job_slug(&other, 1))).unwrap();
+        let out = job_output(root.path(), &other, 1, 4);
+        assert!(out.stdout.is_empty() && out.stdout_size == 0);
     }
 }
