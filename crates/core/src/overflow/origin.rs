@@ -97,13 +97,17 @@ impl Core {
         if invited.is_empty() && !tried.is_empty() {
             // Every other host that could run it was tried. One that lost it or did not
             // answer is asked again once it has signed an advert since the last attempt
-            // (a restarted host advertises at once); until then it is left alone, so a
-            // host that keeps failing is asked at most once per advert.
+            // (a restarted host advertises at once), or once four re-placement rounds
+            // have passed since it: a host that keeps failing is not asked every round.
+            let pause = self.config.replace_retry_ms.saturating_mul(4);
+            let waited = last_try.is_none_or(|t| now.millis() >= t.millis().saturating_add(pause));
             let back = |h: &MemberId| {
-                self.state
-                    .directory
-                    .get(h)
-                    .is_some_and(|l| Some(l.envelope.issued_at) > last_try)
+                waited
+                    || self
+                        .state
+                        .directory
+                        .get(h)
+                        .is_some_and(|l| Some(l.envelope.issued_at) > last_try)
             };
             let still: Vec<MemberId> = tried.iter().filter(|h| !back(h)).cloned().collect();
             if still.len() < tried.len() {
