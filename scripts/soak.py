@@ -9,7 +9,8 @@ It starts `aiguillage devnet --keep-running` (real node processes on loopback), 
 project and submits a small GPU job at a rotating member every couple of seconds, accepts
 referrals that wait for an operator, ends the journeys (a project kept at home, a referral
 handed over to its target) as advisers do, and every `--every` seconds records per node its
-resident memory (VmRSS), open file descriptors and threads. At the end it prints, per node,
+resident memory (VmRSS), open file descriptors, threads, the records it holds in memory
+(projects, referrals and jobs, from `status`) and the size of its store on disk. At the end it prints, per node,
 the first and last samples and the growth, and stops the devnet.
 """
 
@@ -109,8 +110,15 @@ def main():
                 for m in members:
                     s = sample(pids[m])
                     if s:
+                        # What the node holds in memory, to tell live records from the rest.
+                        st = cli(a.binary, net, m, "status") or {}
+                        held = sum(st.get(k, 0) or 0 for k in
+                                   ("projects", "referrals_out", "referrals_in", "jobs", "jobs_hosted"))
+                        store = sum(e.stat().st_size for e in os.scandir(os.path.join(net, m, "db"))
+                                    if e.is_file())
                         rows.append({"t_s": round(now - start), "member": m, "rss_mib": round(s[0], 1),
-                                     "fds": s[1], "threads": s[2]})
+                                     "fds": s[1], "threads": s[2], "held": held,
+                                     "store_mib": round(store / 1048576, 1)})
                 next_sample += a.every
                 print(f"soak: {round(now - start)} s, filed {filed}, jobs {submitted}, "
                       f"decisions {decided}, journeys ended {ended}", flush=True)
@@ -147,7 +155,8 @@ def main():
         devnet.wait(timeout=60)
 
     with open(a.out, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["t_s", "member", "rss_mib", "fds", "threads"])
+        w = csv.DictWriter(f, fieldnames=["t_s", "member", "rss_mib", "fds", "threads", "held",
+                                          "store_mib"])
         w.writeheader()
         w.writerows(rows)
     first = {}
