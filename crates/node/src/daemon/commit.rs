@@ -225,7 +225,8 @@ impl Node {
                     epoch,
                     to,
                     max_bytes,
-                } => self.read_output(job, epoch, to, max_bytes),
+                    // The wire already bounds max_bytes to OUTPUT_TAIL_BYTES; read off the loop.
+                } => self.executor.read_output(job, epoch, to, max_bytes),
                 Output::OutputArrived { host, output } => {
                     self.outputs.keep(host, clock::now(), output)
                 }
@@ -296,18 +297,6 @@ impl Node {
             let _ = client.set_allowed(allowed).await;
         });
         true
-    }
-
-    /// The origin of a job hosted here asked for its output: read off the loop, then sent.
-    fn read_output(
-        &self,
-        job: aiguillage_wire::JobId,
-        epoch: u64,
-        to: aiguillage_wire::MemberId,
-        max_bytes: u32,
-    ) {
-        let max = max_bytes.min(aiguillage_wire::OUTPUT_TAIL_BYTES as u32);
-        self.executor.read_output(job, epoch, to, max);
     }
 
     /// A job started (here or at its first host): how long it waited since submission.
