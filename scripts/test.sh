@@ -4,8 +4,8 @@
 #
 # The Slurm executor is tested against a real Slurm. When no controller answers, this
 # starts a single-node cluster with fake GPUs (scripts/slurm-up.sh) if it runs as root, and
-# otherwise stops with the command to run: the Slurm tests are never skipped. Prometheus
-# and iproute2 are installed the same way.
+# otherwise stops with the command to run: the Slurm tests are never skipped. Prometheus,
+# iproute2 and Chromium (for the console's browser test) are installed the same way.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! cargo nextest --version >/dev/null 2>&1; then
@@ -27,16 +27,19 @@ MSG
     exit 1
   fi
 fi
-# The metrics test needs Prometheus and promtool, the partition test iproute2: Debian's
-# packages, installed here when missing and run as root.
+# The metrics test needs Prometheus and promtool, the partition test iproute2, the console
+# test Chromium and its WebDriver: Debian's packages, installed here when missing and run
+# as root.
 missing=()
 command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "== installing ${missing[*]} (Debian's packages) for the tests"
-    apt-get install -y -qq "${missing[@]}" >/dev/null \
-      || { apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
+      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; }
   else
     echo "The tests need ${missing[*]}: sudo apt-get install ${missing[*]}, then run scripts/test.sh again." >&2
     exit 1

@@ -114,24 +114,7 @@ fn decisions_and_notifications_survive_a_crash_and_advice_is_counted() {
             && d.referral_state("cz-czai", &id) == "awaiting_decision"
     });
     // A named adviser at cz-czai decides, with a token made for her on the running node.
-    let cz_dir = d.member_dir("cz-czai");
-    let add = |name: &str, role: &str| {
-        let out = support::run_in(
-            &repo_root(),
-            &[
-                "token",
-                "add",
-                "--data-dir",
-                cz_dir.to_str().unwrap(),
-                "--name",
-                name,
-                "--role",
-                role,
-            ],
-        )
-        .ok();
-        out.stdout.lines().nth(1).unwrap().trim().to_owned()
-    };
+    let add = |name: &str, role: &str| d.add_token("cz-czai", name, role);
     let jana = add("jana", "adviser");
     let (status, body) = http_with(
         d.admin_addr("cz-czai"),
@@ -426,7 +409,10 @@ fn every_cli_verb_answers_people_with_a_table_or_a_sentence_and_json_only_when_a
     );
     header(&human("lu-l-aif", &["ledger"]), &["member", "GPU-h hosted"]);
     header(&human("lu-l-aif", &["kpi"]), &["measure", "value"]);
-    assert!(human("lu-l-aif", &["status"]).contains("roster serial"));
+    let status = human("lu-l-aif", &["status"]);
+    assert!(status.contains("roster serial"), "{status}");
+    let console = format!("console http://{}/console", d.admin_addr("lu-l-aif"));
+    assert!(status.contains(&console), "{status}");
     assert!(human("lu-l-aif", &["job", "show", &job_id]).contains(&format!("job {job_id}")));
     assert!(human("lu-l-aif", &["notifications", "list"]).contains("filed"));
     let project = d.json("lu-l-aif", &["project", "list"])[0]["card"]["project"]
@@ -445,6 +431,13 @@ fn every_cli_verb_answers_people_with_a_table_or_a_sentence_and_json_only_when_a
     ] {
         assert!(shown.contains(needle), "{needle:?} in:\n{shown}");
     }
+    // The origin's view names its state too.
+    let origin = human("lu-l-aif", &["referral", "show", &referrals[0]]);
+    let line = origin.lines().next().unwrap_or("");
+    assert!(
+        line.contains("(originated here): ") && !line.ends_with('?'),
+        "{origin}"
+    );
     // Times are local ISO 8601 with their offset, never epoch milliseconds.
     let tz = d
         .cli("lu-l-aif", &["project", "list"])

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Devnet, repo_root};
+use support::{Devnet, free_port, repo_root};
 
 /// Series that exist at a node's start with the value 0, as printed on `/metrics`.
 const AT_ZERO: &[&str] = &[
@@ -69,14 +69,6 @@ fn series(text: &str) -> BTreeMap<String, f64> {
             Some((name.to_owned(), value.parse().ok()?))
         })
         .collect()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 struct Prometheus(std::process::Child);

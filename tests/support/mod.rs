@@ -1,6 +1,8 @@
 //! Helpers shared by the workspace integration tests: run the real `aiguillage` binary.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -11,6 +13,15 @@ pub fn bin() -> PathBuf {
 /// The repository root, where `config/` lives.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A port nothing listens on now (for a helper process that takes its port as an option).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Starts `aiguillage run` on a member's config in `cmd` (the binary, or a wrapper such as
@@ -212,6 +223,26 @@ impl Devnet {
             .unwrap()
             .trim()
             .to_owned()
+    }
+
+    /// `aiguillage token add` for a user of `member`; returns the token it prints once.
+    pub fn add_token(&self, member: &str, name: &str, role: &str) -> String {
+        let dir = self.member_dir(member);
+        let out = run_in(
+            &repo_root(),
+            &[
+                "token",
+                "add",
+                "--data-dir",
+                dir.to_str().unwrap(),
+                "--name",
+                name,
+                "--role",
+                role,
+            ],
+        )
+        .ok();
+        out.stdout.lines().nth(1).unwrap().trim().to_owned()
     }
 
     /// Kills a member with SIGKILL, as a crash would.

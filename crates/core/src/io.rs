@@ -34,6 +34,8 @@ pub enum Input {
     Decide {
         referral: ReferralId,
         accept: bool,
+        /// Why, for a decline (`operator_declined` when none is given).
+        reason: Option<DeclineReason>,
         detail: String,
         by: String,
     },

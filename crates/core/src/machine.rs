@@ -158,9 +158,10 @@ impl Core {
             Input::Decide {
                 referral,
                 accept,
+                reason,
                 detail,
                 by,
-            } => self.operator_decides(now, &referral, accept, detail, &by),
+            } => self.operator_decides(now, &referral, accept, reason, detail, &by),
             Input::Withdraw {
                 referral,
                 detail,

@@ -180,6 +180,7 @@ fn apply(net: &mut Net, a: &Action) {
                     Input::Decide {
                         referral,
                         accept: *accept,
+                        reason: None,
                         detail: "operator".into(),
                         by: "operator".into(),
                     },

@@ -124,6 +124,7 @@ fn an_operator_decline_names_its_reason_and_the_next_member_is_offered() {
         Input::Decide {
             referral: id.clone(),
             accept: false,
+            reason: Some(DeclineReason::NoCapacity),
             detail: "no staff".into(),
             by: "operator".into(),
         },
@@ -133,7 +134,8 @@ fn an_operator_decline_names_its_reason_and_the_next_member_is_offered() {
     assert_eq!(
         r.attempts[0].outcome,
         Some(aiguillage_core::AttemptOutcome::Declined {
-            reason: DeclineReason::OperatorDeclined,
+            // The adviser's reason crosses the wire, not a generic one.
+            reason: DeclineReason::NoCapacity,
             detail: "no staff".into()
         })
     );

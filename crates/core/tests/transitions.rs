@@ -279,6 +279,7 @@ fn the_operator_withdraws_a_referral_and_the_target_lets_go() {
         Input::Decide {
             referral: id.clone(),
             accept: true,
+            reason: None,
             detail: String::new(),
             by: "operator".into(),
         },

@@ -3,7 +3,7 @@
 //! are parsed here, and each call is checked against the caller's role.
 
 use aiguillage_core::project_file::ProjectFile;
-use aiguillage_wire::{JobId, ProgressState, ProjectId, ReferralId, Service};
+use aiguillage_wire::{DeclineReason, JobId, ProgressState, ProjectId, ReferralId, Service};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -22,9 +22,13 @@ use crate::job_file::JobFile;
 pub enum ApiCall {
     Status,
     Directory,
+    /// The advert this member publishes now.
+    OwnAdvert,
     Projects,
     Project(ProjectId),
     FileProject(Box<ProjectFile>),
+    /// What filing the project would decide now, without filing it.
+    Preview(Box<ProjectFile>),
     ProjectProgress {
         project: ProjectId,
         report: ProgressReport,
@@ -38,6 +42,8 @@ pub enum ApiCall {
     Decide {
         referral: ReferralId,
         accept: bool,
+        /// Why, for a decline: one of [`DECLINE_REASONS`] (`operator_declined` by default).
+        reason: Option<DeclineReason>,
         detail: String,
     },
     Withdraw {
@@ -67,6 +73,10 @@ pub enum ApiCall {
         up_to: u64,
     },
     PublishAdvert,
+    /// The newest `limit` audit entries and whether the whole chain verifies.
+    Audit {
+        limit: usize,
+    },
     /// The Prometheus text, with the gauges brought up to date first.
     Metrics,
 }
@@ -77,6 +87,7 @@ impl ApiCall {
         match self {
             ApiCall::Status
             | ApiCall::Directory
+            | ApiCall::OwnAdvert
             | ApiCall::Projects
             | ApiCall::Project(_)
             | ApiCall::Referrals
@@ -87,8 +98,10 @@ impl ApiCall {
             | ApiCall::Ledger
             | ApiCall::Kpi
             | ApiCall::Notifications { .. }
+            | ApiCall::Audit { .. }
             | ApiCall::Metrics => Role::Viewer,
             ApiCall::FileProject(_)
+            | ApiCall::Preview(_)
             | ApiCall::ProjectProgress { .. }
             | ApiCall::AdviseAgainst { .. }
             | ApiCall::Decide { .. }
@@ -101,6 +114,29 @@ impl ApiCall {
             | ApiCall::PublishAdvert => Role::Operator,
         }
     }
+}
+
+/// The reasons an adviser may give for declining; the others are the node's own.
+pub const DECLINE_REASONS: [DeclineReason; 5] = [
+    DeclineReason::OperatorDeclined,
+    DeclineReason::NoCapacity,
+    DeclineReason::SectorExcluded,
+    DeclineReason::ServiceNotOffered,
+    DeclineReason::OutOfConsentScope,
+];
+
+/// A decline reason an adviser may give, or a 422 that lists them.
+pub fn decline_reason(tag: &str) -> Result<DeclineReason, ApiError> {
+    tag.parse::<DeclineReason>()
+        .ok()
+        .filter(|r| DECLINE_REASONS.contains(r))
+        .ok_or_else(|| {
+            let allowed: Vec<&str> = DECLINE_REASONS.iter().map(|r| r.tag()).collect();
+            ApiError::invalid(format!(
+                "reason: {tag:?} is not one an adviser gives; one of {}",
+                allowed.join(", ")
+            ))
+        })
 }
 
 /// The body of `POST /referrals/{id}/progress` and `POST /projects/{id}/progress`.
@@ -272,6 +308,18 @@ pub fn router(access: Access, calls: ApiSender) -> Router {
         )
         .route("/kpi", get(|s: S, h: HeaderMap| call(s, h, ApiCall::Kpi)))
         .route(
+            "/audit",
+            get(|s: S, h: HeaderMap, q: Query<AuditQuery>| async move {
+                let limit = q.limit.unwrap_or(100);
+                if !(1..=MAX_AUDIT_ROWS).contains(&limit) {
+                    return Err(ApiError::invalid(format!(
+                        "limit: {limit} is out of 1..={MAX_AUDIT_ROWS}"
+                    )));
+                }
+                call(s, h, ApiCall::Audit { limit }).await
+            }),
+        )
+        .route(
             "/notifications",
             get(|s: S, h: HeaderMap, q: Query<NoticeQuery>| async move {
                 let c = ApiCall::Notifications {
@@ -292,6 +340,15 @@ pub fn router(access: Access, calls: ApiSender) -> Router {
         .with_state(shared)
 }
 
+/// The most audit entries one answer lists.
+pub const MAX_AUDIT_ROWS: usize = 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    limit: Option<usize>,
+}
+
 #[derive(Deserialize)]
 struct NoticeQuery {
     after: Option<u64>,
@@ -309,7 +366,7 @@ async fn metrics_text(State(s): State<Shared>) -> Result<String, ApiError> {
         name: "metrics".into(),
         role: Role::Viewer,
     };
-    match ask(&s, node, ApiCall::Metrics).await? {
+    match ask(&s.calls, node, ApiCall::Metrics).await? {
         Value::String(text) => Ok(text),
         other => Ok(other.to_string()),
     }
@@ -339,6 +396,12 @@ async fn call(
     c: ApiCall,
 ) -> Result<Json<Value>, ApiError> {
     let caller = authorised(&s, &headers)?;
+    ask_as(&s.calls, caller, c).await.map(Json)
+}
+
+/// Hands a call to the node's loop, if the caller's role allows it, and waits for its
+/// answer. The console goes through here too.
+pub async fn ask_as(calls: &ApiSender, caller: Caller, c: ApiCall) -> ApiReply {
     if caller.role < c.role() {
         return Err(ApiError::forbidden(format!(
             "{} is a {} and this needs an {}",
@@ -347,24 +410,25 @@ async fn call(
             c.role().tag()
         )));
     }
-    ask(&s, caller, c).await.map(Json)
+    ask(calls, caller, c).await
 }
 
 /// Hands a call to the node's loop and waits for its answer.
-async fn ask(s: &Shared, caller: Caller, c: ApiCall) -> ApiReply {
+async fn ask(calls: &ApiSender, caller: Caller, c: ApiCall) -> ApiReply {
     let (tx, rx) = oneshot::channel();
     let stopping = || ApiError::unavailable("the node is shutting down");
-    s.calls
-        .send((caller, c, tx))
-        .await
-        .map_err(|_| stopping())?;
+    calls.send((caller, c, tx)).await.map_err(|_| stopping())?;
     rx.await.map_err(|_| stopping())?
 }
 
 #[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct Detail {
     #[serde(default)]
     detail: String,
+    /// Only for a decline.
+    #[serde(default)]
+    reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -381,11 +445,18 @@ async fn referral_action(
     body: Option<Json<Value>>,
 ) -> Result<Json<Value>, ApiError> {
     let body = body.map(|b| b.0).unwrap_or(Value::Null);
-    let detail = |body: Value| -> Result<String, ApiError> {
+    let parsed = |body: Value| -> Result<Detail, ApiError> {
         if body.is_null() {
-            return Ok(String::new());
+            return Ok(Detail::default());
         }
-        Ok(parse_body::<Detail>("detail", body)?.detail)
+        parse_body::<Detail>("detail", body)
+    };
+    let detail = |body: Value| -> Result<String, ApiError> {
+        let d = parsed(body)?;
+        if d.reason.is_some() {
+            return Err(ApiError::invalid("reason: only a decline takes a reason"));
+        }
+        Ok(d.detail)
     };
     let (id, action) = rest.rsplit_once('/').ok_or_else(|| {
         ApiError::not_found("POST /referrals/{id}/accept|decline|withdraw|progress")
@@ -395,13 +466,18 @@ async fn referral_action(
         "accept" => ApiCall::Decide {
             referral,
             accept: true,
+            reason: None,
             detail: detail(body)?,
         },
-        "decline" => ApiCall::Decide {
-            referral,
-            accept: false,
-            detail: detail(body)?,
-        },
+        "decline" => {
+            let d = parsed(body)?;
+            ApiCall::Decide {
+                referral,
+                accept: false,
+                reason: d.reason.as_deref().map(decline_reason).transpose()?,
+                detail: d.detail,
+            }
+        }
         "withdraw" => ApiCall::Withdraw {
             referral,
             detail: detail(body)?,
@@ -419,7 +495,8 @@ async fn referral_action(
     call(s, h, c).await
 }
 
-/// `POST /projects/{id}/progress|advise-against` (project ids contain `/`).
+/// `POST /projects/{id}/progress|advise-against` (project ids contain `/`), and
+/// `POST /projects/preview`.
 async fn project_action(
     s: S,
     h: HeaderMap,
@@ -427,6 +504,11 @@ async fn project_action(
     body: Option<Json<Value>>,
 ) -> Result<Json<Value>, ApiError> {
     let body = body.map(|b| b.0).unwrap_or(Value::Null);
+    if rest == "preview" {
+        let file = parse_body::<ProjectFile>("project", body)?;
+        file.check()?;
+        return call(s, h, ApiCall::Preview(Box::new(file))).await;
+    }
     let (id, action) = rest
         .rsplit_once('/')
         .ok_or_else(|| ApiError::not_found("POST /projects/{id}/progress|advise-against"))?;

@@ -6,6 +6,7 @@ mod api;
 mod cli;
 mod clock;
 mod config;
+mod console;
 mod daemon;
 mod executor;
 mod files;

@@ -420,6 +420,7 @@ impl<'s> Sim<'s> {
                         Input::Decide {
                             referral,
                             accept,
+                            reason: None,
                             detail: "simulated operator".into(),
                             by: "simulated operator".into(),
                         },

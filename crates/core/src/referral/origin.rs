@@ -7,7 +7,7 @@ use aiguillage_wire::{
 };
 
 use crate::ledger::Entry;
-use crate::routing::{self, Outcome, Standing};
+use crate::routing::{self, Explanation, Outcome, Standing};
 use crate::state::{
     AttemptOutcome, AttemptRecord, FiledProject, Journey, JourneyState, OutReferral, OutState,
     StateKey, record,
@@ -21,6 +21,66 @@ pub(crate) fn rationale(attempt: u32, sector: aiguillage_wire::Sector) -> String
 }
 
 impl Core {
+    /// What routing decides for `card` filed with `choice` now: the explanation and the
+    /// candidates to offer it to, best first. Filing and its preview both ask here.
+    fn route(
+        &self,
+        now: Timestamp,
+        card: &ProjectCard,
+        choice: &FilingChoice,
+    ) -> (Explanation, Vec<MemberId>) {
+        let me_advert = self.own_advert();
+        let me_table = crate::directory::SectorTable::of(&me_advert);
+        let half_life = self.config.behaviour_half_life_ms;
+        let policy = &self.config.routing;
+        let dir = &self.state.directory;
+        let ledger = &self.state.ledger;
+        let mut decision = routing::decide(
+            card,
+            (&me_advert, &me_table),
+            dir.fresh(now).map(|l| (&l.advert, &l.table)),
+            |m| Standing {
+                reciprocity: ledger.balance(m, now),
+                behaviour: dir.behaviour(m),
+                now,
+                decline_half_life_ms: half_life,
+            },
+            policy,
+            now,
+        );
+        let reason = match choice {
+            FilingChoice::Stay { reason } => {
+                decision.stay_by_choice();
+                Some(reason.clone())
+            }
+            FilingChoice::AdviseAgainst { .. } => {
+                decision.advised_against();
+                None
+            }
+            FilingChoice::Route => None,
+        };
+        let mut explanation = decision.explanation(card, &self.me, policy);
+        if let Some(reason) = reason
+            && explanation.rule == routing::Rule::ClientChoseToStay
+        {
+            explanation
+                .text
+                .push_str(&format!(" Reason given: {reason}."));
+            explanation.stay_reason = Some(reason);
+        }
+        (explanation, decision.candidates())
+    }
+
+    /// What filing `card` would decide now, without filing it: nothing changes.
+    pub fn preview(
+        &self,
+        now: Timestamp,
+        card: &ProjectCard,
+        choice: &FilingChoice,
+    ) -> Explanation {
+        self.route(now, card, choice).0
+    }
+
     pub(crate) fn file_project(
         &mut self,
         now: Timestamp,
@@ -37,48 +97,7 @@ impl Core {
                 return;
             }
         };
-        let me_advert = self.own_advert();
-        let me_table = crate::directory::SectorTable::of(&me_advert);
-        let half_life = self.config.behaviour_half_life_ms;
-        let policy = self.config.routing.clone();
-        let (explanation, candidates) = {
-            let dir = &self.state.directory;
-            let ledger = &self.state.ledger;
-            let mut decision = routing::decide(
-                &card,
-                (&me_advert, &me_table),
-                dir.fresh(now).map(|l| (&l.advert, &l.table)),
-                |m| Standing {
-                    reciprocity: ledger.balance(m, now),
-                    behaviour: dir.behaviour(m),
-                    now,
-                    decline_half_life_ms: half_life,
-                },
-                &policy,
-                now,
-            );
-            let reason = match &choice {
-                FilingChoice::Stay { reason } => {
-                    decision.stay_by_choice();
-                    Some(reason.clone())
-                }
-                FilingChoice::AdviseAgainst { .. } => {
-                    decision.advised_against();
-                    None
-                }
-                FilingChoice::Route => None,
-            };
-            let mut explanation = decision.explanation(&card, &self.me, &policy);
-            if let Some(reason) = reason
-                && explanation.rule == routing::Rule::ClientChoseToStay
-            {
-                explanation
-                    .text
-                    .push_str(&format!(" Reason given: {reason}."));
-                explanation.stay_reason = Some(reason);
-            }
-            (explanation, decision.candidates())
-        };
+        let (explanation, candidates) = self.route(now, &card, &choice);
         let project = card.project.clone();
         let referral = if explanation.outcome == Outcome::Refer {
             match ReferralId::new(format!("{}/{n}", self.me)) {

@@ -253,6 +253,7 @@ impl Core {
         now: Timestamp,
         id: &ReferralId,
         accept: bool,
+        reason: Option<DeclineReason>,
         detail: String,
         by: &str,
     ) {
@@ -281,7 +282,7 @@ impl Core {
             );
             return;
         }
-        let reason = (!accept).then_some(DeclineReason::OperatorDeclined);
+        let reason = (!accept).then(|| reason.unwrap_or(DeclineReason::OperatorDeclined));
         self.answer(now, id, accept, reason, detail, by);
     }
 

@@ -10,7 +10,7 @@ mod node;
 mod profile;
 pub mod roster;
 mod route;
-mod table;
+pub(crate) mod table;
 mod token;
 mod tools;
 

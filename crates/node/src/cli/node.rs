@@ -406,7 +406,8 @@ fn pretty(v: &Value) {
 }
 
 fn status(t: &NodeArgs, json: bool) -> Result<()> {
-    let v = t.client()?.get("/status")?;
+    let client = t.client()?;
+    let v = client.get("/status")?;
     print(&v, json, |v| {
         let n = |k: &str| v[k].as_u64().map_or("-".to_owned(), |x| x.to_string());
         println!(
@@ -414,6 +415,7 @@ fn status(t: &NodeArgs, json: bool) -> Result<()> {
             v["member"].as_str().unwrap_or("?"),
             v["peer_id"].as_str().unwrap_or("?")
         );
+        println!("  console http://{}/console", client.addr);
         for l in v["listen"].as_array().into_iter().flatten() {
             println!("  listening on {}", l.as_str().unwrap_or(""));
         }
@@ -553,7 +555,12 @@ fn referral_show(t: &NodeArgs, id: &str, json: bool) -> Result<()> {
     let v = t.client()?.get(&format!("/referrals/{id}"))?;
     print(&v, json, |v| {
         let r = &v["referral"];
-        let state = r["state"]["state"].as_str().unwrap_or("?");
+        // An incoming referral's state carries its deadline ({"state": …}); an outgoing
+        // one's is its name.
+        let state = r["state"]["state"]
+            .as_str()
+            .or(r["state"].as_str())
+            .unwrap_or("?");
         let card = &r["card"];
         if v["direction"] == "in" {
             println!(

@@ -7,7 +7,7 @@ use aiguillage_wire::MemberId;
 use anyhow::Result;
 
 use crate::clock;
-use crate::tools::{bench, devnet, floor};
+use crate::tools::{bench, console_bench, devnet, floor};
 
 /// `aiguillage devnet`.
 #[derive(clap::Args)]
@@ -30,6 +30,10 @@ pub struct DevnetArgs {
     /// Leave the federation up after the workload (Ctrl-C stops it).
     #[arg(long)]
     keep_running: bool,
+    /// How long an adviser has to decide on an offer that needs a decision (offers live
+    /// at least as long).
+    #[arg(long, default_value = "10s")]
+    decision_ttl: String,
     /// How long the workload may take to settle.
     #[arg(long, default_value = "120s")]
     timeout: String,
@@ -59,6 +63,7 @@ impl DevnetArgs {
             keep_running: self.keep_running,
             timeout: clock::parse_duration(&self.timeout)?,
             intake: None,
+            decision_ttl: Some(clock::parse_duration(&self.decision_ttl)?),
             gpus: self
                 .gpu_overrides
                 .iter()
@@ -108,6 +113,25 @@ pub enum BenchCommand {
         #[arg(long)]
         slurm: bool,
     },
+    /// How fast a change at one member shows in another member's open console (p50, p99
+    /// and the network's floor), node memory with consoles open, and each page's weight.
+    Console {
+        /// Changes to time (filings at one member, each an offer in the other's inbox).
+        #[arg(long, default_value_t = 100)]
+        changes: usize,
+        /// Consoles open at once for the memory figure.
+        #[arg(long, default_value_t = 5)]
+        consoles: usize,
+        /// Where the members' data folders go.
+        #[arg(long, default_value = "devnet-data/bench-console")]
+        dir: PathBuf,
+        /// The folder of member profiles.
+        #[arg(long, default_value = "config")]
+        config_dir: PathBuf,
+        /// Also write the figures as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// A bare peer that answers every request at once: the far end of the round-trip
     /// floor `bench net` measures.
     #[command(hide = true)]
@@ -140,6 +164,19 @@ impl BenchCommand {
                 referrals,
                 in_flight,
                 jobs,
+                json,
+            }),
+            BenchCommand::Console {
+                changes,
+                consoles,
+                dir,
+                config_dir,
+                json,
+            } => console_bench::run(console_bench::ConsoleBenchOptions {
+                config_dir,
+                dir,
+                changes,
+                consoles,
                 json,
             }),
             BenchCommand::Echo { allow } => super::runtime()?.block_on(floor::echo(&allow)),

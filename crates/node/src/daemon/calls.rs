@@ -100,6 +100,9 @@ impl Node {
                 Ok(to_json(&Status {
                     member: self.core.me(),
                     peer_id: &self.run_info.peer_id,
+                    public_key: hex::encode(self.key.verifying_key().as_bytes()),
+                    version: env!("CARGO_PKG_VERSION"),
+                    started_at: self.started_at,
                     listen: &self.run_info.listen,
                     peers_connected: self.peers.connected_count(),
                     peers_not_connected: self.peers.not_connected(),
@@ -109,6 +112,12 @@ impl Node {
                     directory: s.directory.len(),
                     roster_serial: roster.map(|r| r.serial),
                     roster_members: roster.map(|r| r.members.len()),
+                    roster_expires_at: s.roster.as_ref().map(|(_, e)| e.expires_at),
+                    decisions_pending: s
+                        .incoming
+                        .values()
+                        .filter(|r| matches!(r.state, InState::AwaitingDecision { .. }))
+                        .count(),
                     gpus_total: s.total_gpus,
                     gpus_free: self.core.free_gpus(),
                     projects: s.projects.len(),
@@ -119,6 +128,7 @@ impl Node {
                 }))
             }
             ApiCall::Directory => Ok(to_json(&views::directory(&self.core, clock::now()))),
+            ApiCall::OwnAdvert => Ok(to_json(&self.core.own_advert())),
             ApiCall::Projects => {
                 let archived = self.archived_under(&["project/"])?;
                 let rows: Vec<&FiledProject> =
@@ -158,6 +168,14 @@ impl Node {
                     .ok_or_else(|| {
                         ApiError::internal("the project could not be filed (see the node log)")
                     })
+            }
+            ApiCall::Preview(file) => {
+                let card = file.card();
+                Ok(to_json(&self.core.preview(
+                    clock::now(),
+                    &card,
+                    &file.choice(),
+                )))
             }
             ApiCall::ProjectProgress { project, report } => {
                 let Some(p) = s.projects.get(&project) else {
@@ -251,6 +269,7 @@ impl Node {
             ApiCall::Decide {
                 referral,
                 accept,
+                reason,
                 detail,
             } => {
                 let awaiting = s
@@ -277,6 +296,7 @@ impl Node {
                 self.apply(Input::Decide {
                     referral: referral.clone(),
                     accept,
+                    reason,
                     detail,
                     by,
                 });
@@ -397,7 +417,10 @@ impl Node {
                         0,
                         aiguillage_wire::OUTPUT_TAIL_BYTES,
                     );
-                    return Ok(to_json(&views::OutputView::new(&out, "here".into(), now)));
+                    let view = to_json(&views::OutputView::new(&out, "here".into(), now));
+                    // Kept like a host's answer, for `GET /jobs/{id}/output` and the console.
+                    self.outputs.keep(self.core.me().clone(), now, out);
+                    return Ok(view);
                 }
                 let Some(host) = j
                     .placements
@@ -454,6 +477,29 @@ impl Node {
             ApiCall::PublishAdvert => {
                 self.apply(Input::PublishAdvert);
                 Ok(json!({ "seq": self.core.state().advert_seq }))
+            }
+            ApiCall::Audit { limit } => {
+                let key = aiguillage_wire::PublicKey::of(&self.key);
+                let verified = match self.store.audit_verify(&key) {
+                    Ok(n) => json!({ "ok": true, "entries": n }),
+                    Err(e) => json!({ "ok": false, "error": e.to_string() }),
+                };
+                let entries = self.store.audit_entries().map_err(internal)?;
+                let newest: Vec<Value> = entries
+                    .iter()
+                    .rev()
+                    .take(limit)
+                    .map(|r| {
+                        json!({
+                            "seq": r.seq,
+                            "at": r.at,
+                            "event": r.event,
+                            "subject": r.subject,
+                            "detail": r.detail,
+                        })
+                    })
+                    .collect();
+                Ok(json!({ "chain": verified, "total": entries.len(), "entries": newest }))
             }
             ApiCall::Kpi => {
                 let mut archived = Vec::new();

@@ -164,6 +164,7 @@ impl Node {
             self.stop = Some(Stop::StoreFailed(e.to_string()));
             return;
         }
+        self.live.publish_changes(&dirty);
         let mut sync_entries: Vec<(String, Option<Vec<u8>>)> = dirty
             .iter()
             .filter_map(|k| match k {

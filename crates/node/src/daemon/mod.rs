@@ -79,6 +79,9 @@ pub(crate) struct Node {
     refusal_log: refusal_log::RefusalLog,
     /// The job output hosts sent back, newest kept (not stored: asked again after a restart).
     outputs: Outputs,
+    /// What changed, for the open consoles.
+    live: crate::console::Live,
+    started_at: aiguillage_wire::Timestamp,
 }
 
 /// Fetched job output in memory, at most [`Outputs::KEPT`] jobs' worth.
@@ -421,6 +424,7 @@ impl Node {
                 self.metrics.peers.set(connected as i64);
                 let member = self.peers.name(&peer);
                 info!(peer = %member, connected, "member {member} connected");
+                self.live.publish("peers", member.to_string());
                 let client = self.client.clone();
                 let tx = self.sync_tx.clone();
                 tokio::spawn(async move {
@@ -445,6 +449,8 @@ impl Node {
             NetEvent::PeerDisconnected(peer) => {
                 self.peers.disconnected(&peer);
                 let connected = self.peers.connected_count();
+                self.live
+                    .publish("peers", self.peers.name(&peer).to_string());
                 self.metrics.peers.set(connected as i64);
                 let member = self.peers.name(&peer);
                 info!(peer = %member, connected, "member {member} left");

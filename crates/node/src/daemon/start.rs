@@ -180,7 +180,13 @@ pub(super) async fn start(config_path: &Path) -> Result<(Node, Inbox)> {
         .await
         .with_context(|| format!("binding the admin API on {}", cfg.admin.listen))?;
     let admin = listener.local_addr()?;
-    let router = api::router(access, api_tx);
+    let live = crate::console::Live::default();
+    let router = api::router(access.clone(), api_tx.clone()).merge(crate::console::router(
+        &cfg.member,
+        access,
+        api_tx,
+        live.clone(),
+    ));
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
             error!("admin API stopped: {e}");
@@ -240,6 +246,8 @@ pub(super) async fn start(config_path: &Path) -> Result<(Node, Inbox)> {
         clock: Default::default(),
         refusal_log: Default::default(),
         outputs: Default::default(),
+        live,
+        started_at: clock::now(),
     };
     if let Some(total_gpus) = first_capacity {
         node.apply(Input::Capacity { total_gpus });

@@ -24,6 +24,11 @@ pub struct RunInfo {
 pub struct Status<'a> {
     pub member: &'a MemberId,
     pub peer_id: &'a str,
+    /// The member's signing key (hex), as the roster lists it.
+    pub public_key: String,
+    pub version: &'static str,
+    /// When this process started.
+    pub started_at: Timestamp,
     pub listen: &'a [String],
     pub peers_connected: usize,
     /// Rostered members not connected, with their failed dials.
@@ -37,6 +42,9 @@ pub struct Status<'a> {
     pub directory: usize,
     pub roster_serial: Option<u64>,
     pub roster_members: Option<usize>,
+    pub roster_expires_at: Option<Timestamp>,
+    /// Incoming referrals awaiting an adviser's decision.
+    pub decisions_pending: usize,
     pub gpus_total: u32,
     pub gpus_free: u32,
     pub projects: usize,
@@ -65,7 +73,14 @@ pub struct DirectoryRow<'a> {
     pub issued_at: Timestamp,
     pub received_at: Timestamp,
     pub priority: Vec<&'static str>,
+    pub accepted: Vec<&'static str>,
     pub excluded: Vec<&'static str>,
+    /// The level of every sector not listed.
+    pub other_sectors: &'static str,
+    pub services: Vec<&'static str>,
+    pub languages: &'a [aiguillage_wire::Language],
+    /// Dataset titles.
+    pub datasets: Vec<&'a str>,
     pub gpus_total: Option<u32>,
     pub gpus_free: Option<u32>,
     pub takes_overflow: bool,
@@ -95,7 +110,12 @@ pub fn directory(core: &Core, now: Timestamp) -> Vec<DirectoryRow<'_>> {
                 issued_at: l.envelope.issued_at,
                 received_at: l.received_at,
                 priority: level(SectorLevel::Priority),
+                accepted: level(SectorLevel::Accepted),
                 excluded: level(SectorLevel::Excluded),
+                other_sectors: a.other_sectors.tag(),
+                services: a.services.iter().map(|s| s.tag()).collect(),
+                languages: &a.languages,
+                datasets: a.datasets.iter().map(|d| d.title.as_str()).collect(),
                 gpus_total: a.gpu.total,
                 gpus_free: a.gpu.free,
                 takes_overflow: a.gpu.takes_overflow,

@@ -143,6 +143,7 @@ pub fn run(o: BenchOptions) -> Result<()> {
         keep_running: false,
         timeout: Duration::from_secs(60),
         intake: Some(1_000_000),
+        decision_ttl: None,
         gpus: Vec::new(),
         prepare_only: false,
         slurm: if o.slurm {

@@ -33,6 +33,8 @@ pub struct DevnetOptions {
     pub timeout: Duration,
     /// Overrides every member's referral intake (benchmarks need more than the assumptions).
     pub intake: Option<u32>,
+    /// How long an adviser has to decide on an offer (the devnet's 10 s by default).
+    pub decision_ttl: Option<Duration>,
     /// GPU slots per member, overriding the assumptions (`lu-l-aif=0` makes a full factory).
     pub gpus: Vec<(MemberId, u32)>,
     /// Members that run their jobs on the Slurm cluster of this machine instead of local
@@ -305,6 +307,11 @@ fn prepare(o: &DevnetOptions) -> Result<Vec<Member>> {
                 let mut c = devnet_core(&cap);
                 if let Some(i) = o.intake {
                     c.referral_intake = i;
+                }
+                if let Some(t) = o.decision_ttl {
+                    c.decision_ttl_ms = t.as_millis().try_into().unwrap_or(u64::MAX);
+                    // An offer lives at least as long as the adviser may take.
+                    c.offer_ttl_ms = c.offer_ttl_ms.max(c.decision_ttl_ms);
                 }
                 c
             },
@@ -631,6 +638,22 @@ pub fn summary(fed: &Federation) -> Result<()> {
     Ok(())
 }
 
+/// Each member's console and the operator token that signs in to it.
+fn print_consoles(fed: &Federation, dir: &Path) {
+    println!("consoles (sign in with the token; advisers get theirs from `aiguillage token add`):");
+    for m in &fed.members {
+        let token =
+            std::fs::read_to_string(dir.join(m.as_str()).join("admin.token")).unwrap_or_default();
+        if let Some(c) = fed.clients.get(m) {
+            println!(
+                "  {m:<16} http://{}/console  token {}",
+                c.addr,
+                token.trim()
+            );
+        }
+    }
+}
+
 pub async fn run(o: DevnetOptions) -> Result<()> {
     if o.prepare_only {
         let members = prepare(&o)?;
@@ -653,6 +676,7 @@ pub async fn run(o: DevnetOptions) -> Result<()> {
         r = work => {
             let mut fed = r.context("the devnet driver panicked")??;
             if opts.keep_running {
+                print_consoles(&fed, &opts.dir);
                 println!("the federation keeps running; try `aiguillage status --node {}`. Ctrl-C stops it.", fed.members[0]);
                 let _ = tokio::signal::ctrl_c().await;
             }

@@ -2,5 +2,6 @@
 //! and the floor each benchmark figure is compared with.
 
 pub mod bench;
+pub mod console_bench;
 pub mod devnet;
 pub mod floor;
