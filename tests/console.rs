@@ -448,3 +448,52 @@ fn the_console_signs_in_with_a_token_only_and_its_event_stream_resumes_where_it_
     let (status, _, _) = raw(addr, "GET", "/console/inbox", &session, "");
     assert_eq!(status, 303, "signed out, the session no longer opens pages");
 }
+
+#[test]
+fn the_console_benchmark_measures_every_figure() {
+    // A smoke run: it checks that every figure is measured, not how fast it is.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bench.json");
+    let run = support::run_in(
+        &repo_root(),
+        &[
+            "bench",
+            "console",
+            "--changes",
+            "3",
+            "--consoles",
+            "2",
+            "--dir",
+            dir.path().join("net").to_str().unwrap(),
+            "--json",
+            out.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    assert!(run.stdout.contains("open console"), "{}", run.stdout);
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(v["changes"], 3);
+    for figure in ["console_ms", "floor_ms"] {
+        let p50 = v[figure]["p50"].as_f64().unwrap();
+        assert!(
+            p50 >= 0.0 && v[figure]["p99"].as_f64().unwrap() >= p50,
+            "{v}"
+        );
+    }
+    // Shown in the console cannot come before the offer reached the node.
+    assert!(
+        v["console_ms"]["p50"].as_f64() >= v["floor_ms"]["p50"].as_f64(),
+        "{v}"
+    );
+    assert_eq!(v["rss_kib"]["consoles"], 2);
+    assert!(v["rss_kib"]["with_consoles"].as_u64().unwrap() > 0);
+    let pages = v["pages"].as_array().unwrap();
+    assert_eq!(pages.len(), 8);
+    for p in pages {
+        assert!(
+            p["with_assets_bytes"].as_u64() > p["html_bytes"].as_u64(),
+            "{p}"
+        );
+    }
+}

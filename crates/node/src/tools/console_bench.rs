@@ -190,7 +190,7 @@ fn measure(o: &ConsoleBenchOptions, fed: &devnet::Federation) -> Result<Value> {
     });
     let pid = pid.context("the target's pid")?;
 
-    // Page weight, on an idle federation with one referral on record.
+    // Page weight, on the idle federation before the changes.
     let session = sign_in(target.addr, TARGET, token)?;
     let mut weights = Vec::new();
     let scripts: usize = SCRIPTS
