@@ -137,9 +137,10 @@ def main():
         if not d:
             continue
         code = numeric_to_code.get(g.get("id"))
-        cls = "member" if code else "other"
+        # Colours as attributes, not a style sheet: the console's CSP allows no inline style.
+        fill = "#cfd8e3" if code else "#e8ebef"
         name = g.get("properties", {}).get("name", "")
-        paths.append(f'<path class="{cls}" d="{d}"><title>{name}</title></path>')
+        paths.append(f'<path fill="{fill}" d="{d}"><title>{name}</title></path>')
         if code:
             inside = [p for p in polys if all(0 <= x <= WIDTH and 0 <= y <= HEIGHT
                                               for x, y in [area_centre(p[0])[1]])]
@@ -151,9 +152,9 @@ def main():
         sys.exit(f"no geometry for {missing}")
     svg = (
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH:g} {HEIGHT:.0f}">'
-        "<style>path{stroke:#fff;stroke-width:.6}.member{fill:#cfd8e3}.other{fill:#e8ebef}</style>"
+        '<g stroke="#fff" stroke-width=".6">'
         + "".join(paths)
-        + "</svg>\n"
+        + "</g></svg>\n"
     )
     (OUT / "europe.svg").write_text(svg)
     (OUT / "map-points.json").write_text(json.dumps(

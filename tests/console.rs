@@ -98,8 +98,11 @@ fn advisers_refer_and_accept_a_project_in_the_browser_and_see_it_move_live() {
     // The console's own sign-in page loads clean too (its refusal above logged a 401).
     lu.console_problems();
 
+    // The origin's operator, and an adviser at the target (the role advisers have).
     sign_in(&lu, &lu_url, &d.token("lu-l-aif"));
-    sign_in(&cz, &cz_url, &d.token("cz-czai"));
+    let jana = d.add_token("cz-czai", "jana", "adviser");
+    sign_in(&cz, &cz_url, &jana);
+    assert!(cz.text("form.who").contains("jana · adviser"));
 
     // The target's adviser watches the inbox.
     visit(&cz, &cz_url, "/inbox", "inbox-empty");
@@ -214,10 +217,10 @@ fn advisers_refer_and_accept_a_project_in_the_browser_and_see_it_move_live() {
     }
     // The decision is in the target's audit log under the user's name, the chain intact.
     visit(&cz, &cz_url, "/audit", "cz-audit");
-    let audit = cz.text("#live");
+    let audit = cz.text("main");
     assert!(audit.contains("Chain verified"), "{audit}");
     assert!(
-        audit.contains("lu-l-aif/1") && audit.contains("admin"),
+        audit.contains("lu-l-aif/1") && audit.contains("jana"),
         "{audit}"
     );
     // The federation map draws every member.
@@ -256,7 +259,11 @@ fn advisers_refer_and_accept_a_project_in_the_browser_and_see_it_move_live() {
         json!([second]),
     );
     assert_eq!(forged[0], 403, "{forged}");
-    assert!(forged[1].as_str().unwrap().contains("viewer"), "{forged}");
+    let refusal = forged[1].as_str().unwrap();
+    assert!(
+        refusal.contains("vera is a viewer and this needs an adviser") && !refusal.contains("CSRF"),
+        "{forged}"
+    );
     // Without the CSRF token even the adviser's session is refused.
     let no_csrf = cz.exec(
         "const body = new URLSearchParams({id: arguments[0], decision: 'accept'});
@@ -269,19 +276,20 @@ fn advisers_refer_and_accept_a_project_in_the_browser_and_see_it_move_live() {
     assert_eq!(d.referral_state("cz-czai", &second), "awaiting_decision");
 }
 
-/// A raw HTTP request with cookies: (status, headers, body).
-fn raw(
+/// A raw HTTP request with cookies and more header lines: (status, headers, body).
+fn raw_with(
     addr: std::net::SocketAddr,
     method: &str,
     path: &str,
     cookies: &str,
+    extra: &str,
     body: &str,
 ) -> (u16, String, String) {
     use std::io::Read;
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nCookie: {cookies}\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookies}\r\n{extra}\
          Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
          Connection: close\r\n\r\n{body}",
         body.len()
@@ -294,6 +302,16 @@ fn raw(
     (status, head.to_owned(), body.to_owned())
 }
 
+fn raw(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    cookies: &str,
+    body: &str,
+) -> (u16, String, String) {
+    raw_with(addr, method, path, cookies, "", body)
+}
+
 /// The `name=value` a `Set-Cookie` header in `head` sets for `prefix…`.
 fn set_cookie(head: &str, prefix: &str) -> String {
     head.lines()
@@ -303,8 +321,43 @@ fn set_cookie(head: &str, prefix: &str) -> String {
         .unwrap_or_else(|| panic!("no cookie {prefix} in\n{head}"))
 }
 
-/// Event ids from `GET /console/events`, read until `n` have come.
-fn event_ids(addr: std::net::SocketAddr, cookie: &str, last: Option<u64>, n: usize) -> Vec<u64> {
+/// Signs in to `member`'s console at `addr` with `token`; the session cookie.
+fn session(addr: std::net::SocketAddr, member: &str, token: &str) -> String {
+    let (_, head, _) = raw(addr, "GET", "/console/sign-in", "", "");
+    let nonce_cookie = set_cookie(&head, &format!("aiguillage_sign_in_{member}="));
+    let nonce = nonce_cookie.split_once('=').unwrap().1.to_owned();
+    let (status, head, _) = raw(
+        addr,
+        "POST",
+        "/console/sign-in",
+        &nonce_cookie,
+        &format!("csrf={nonce}&token={token}"),
+    );
+    assert_eq!(status, 303, "{head}");
+    set_cookie(&head, &format!("aiguillage_session_{member}="))
+}
+
+/// A page's CSRF token (every signed-in page has the sign-out form).
+fn csrf_of(addr: std::net::SocketAddr, session: &str) -> String {
+    let (status, _, page) = raw(addr, "GET", "/console", session, "");
+    assert_eq!(status, 200);
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// An open `GET /console/events` (`path` may carry `?last=`), with `Last-Event-ID` when
+/// given.
+fn open_events(
+    addr: std::net::SocketAddr,
+    cookie: &str,
+    path: &str,
+    last: Option<u64>,
+) -> BufReader<std::net::TcpStream> {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let resume = last
@@ -312,24 +365,30 @@ fn event_ids(addr: std::net::SocketAddr, cookie: &str, last: Option<u64>, n: usi
         .unwrap_or_default();
     write!(
         s,
-        "GET /console/events HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n{resume}\
+        "GET {path} HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n{resume}\
          Accept: text/event-stream\r\n\r\n"
     )
     .unwrap();
-    let mut ids = Vec::new();
-    for line in BufReader::new(s).lines() {
-        let line = line.expect("the stream ended or stalled");
-        if let Some(id) = line
-            .strip_prefix("id: ")
-            .or_else(|| line.strip_prefix("id:"))
-        {
-            ids.push(id.trim().parse().unwrap());
-            if ids.len() == n {
-                break;
-            }
+    BufReader::new(s)
+}
+
+/// The next `n` events of a stream: (id, event name, data).
+fn next_events(r: &mut BufReader<std::net::TcpStream>, n: usize) -> Vec<(u64, String, String)> {
+    let mut out = Vec::new();
+    let (mut id, mut event) = (0, String::new());
+    while out.len() < n {
+        let mut line = String::new();
+        assert!(r.read_line(&mut line).unwrap() > 0, "the stream ended");
+        let line = line.trim_end();
+        if let Some(v) = line.strip_prefix("id: ") {
+            id = v.parse().unwrap();
+        } else if let Some(v) = line.strip_prefix("event: ") {
+            event = v.to_owned();
+        } else if let Some(v) = line.strip_prefix("data: ") {
+            out.push((id, std::mem::take(&mut event), v.to_owned()));
         }
     }
-    ids
+    out
 }
 
 #[test]
@@ -338,6 +397,19 @@ fn the_console_signs_in_with_a_token_only_and_its_event_stream_resumes_where_it_
     let addr = d.admin_addr("lu-l-aif");
     let (status, _, _) = raw(addr, "GET", "/console", "", "");
     assert_eq!(status, 303, "a page without a session sends to sign-in");
+    let (status, head, _) = raw_with(
+        addr,
+        "GET",
+        "/console/inbox?part=true",
+        "",
+        "HX-Request: true\r\n",
+        "",
+    );
+    assert_eq!(
+        status, 401,
+        "a live refresh is told to send the window to sign-in"
+    );
+    assert!(head.contains("hx-redirect: /console/sign-in"), "{head}");
     let (status, _, _) = raw(addr, "GET", "/console/events", "", "");
     assert_eq!(status, 401);
 
@@ -368,84 +440,176 @@ fn the_console_signs_in_with_a_token_only_and_its_event_stream_resumes_where_it_
     );
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("Wrong token"));
-    let (status, head, _) = raw(
-        addr,
-        "POST",
-        "/console/sign-in",
-        &nonce_cookie,
-        &format!("csrf={nonce}&token={token}"),
-    );
-    assert_eq!(status, 303, "{head}");
-    let session = set_cookie(&head, "aiguillage_session_lu-l-aif=");
+    let admin = session(addr, "lu-l-aif", &token);
 
-    // A page's query may not carry what the page does not take.
-    let (status, _, body) = raw(addr, "GET", "/console/referrals?colour=red", &session, "");
-    assert_eq!(status, 400, "{body}");
+    // A page's query may not carry what the page does not read, nor a value it does not
+    // know.
+    for (query, status) in [
+        ("/console/referrals?colour=red", 400),
+        ("/console/inbox?state=offered", 400),
+        ("/console/referrals?state=sleeping", 422),
+        (
+            "/console/referrals?direction=in&state=offered&sort=state",
+            200,
+        ),
+    ] {
+        let (got, _, body) = raw(addr, "GET", query, &admin, "");
+        assert_eq!(got, status, "{query}: {body}");
+    }
 
-    // A filing publishes events (the project, the referral, the ledger, ...): a console
-    // that saw none gets them from the first, and one that saw some resumes after them.
+    // A stream opened now hears the filing: its project and its referral, after the
+    // newest event the stream started from.
+    let mut stream = open_events(addr, &admin, "/console/events", None);
     let health = repo_root().join("config/examples/project-health-lu.toml");
     d.json("lu-l-aif", &["project", "file", health.to_str().unwrap()]);
-    let all = event_ids(addr, &session, Some(0), 3);
-    assert_eq!(all, vec![1, 2, 3]);
-    let resumed = event_ids(addr, &session, Some(2), 1);
-    assert_eq!(resumed, vec![3]);
+    let mut seen = Vec::new();
+    while !(seen
+        .iter()
+        .any(|(_, e, data): &(u64, String, String)| e == "project" && data.contains("lu-l-aif/p1"))
+        && seen
+            .iter()
+            .any(|(_, e, data)| e == "referral" && data.contains("lu-l-aif/1")))
+    {
+        seen.extend(next_events(&mut stream, 1));
+    }
+    drop(stream);
+    let ids: Vec<u64> = seen.iter().map(|(id, _, _)| *id).collect();
+    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "{seen:?}");
+    // Resumed after the first of them, by header or by the page's query, nothing is lost;
+    // the header wins over the query.
+    let first = ids[0];
+    for (path, header) in [
+        ("/console/events".to_owned(), Some(first)),
+        (format!("/console/events?last={first}"), None),
+        ("/console/events?last=0".to_owned(), Some(first)),
+    ] {
+        let mut again = open_events(addr, &admin, &path, header);
+        let replay = next_events(&mut again, seen.len() - 1);
+        assert_eq!(replay, seen[1..].to_vec(), "{path} {header:?}");
+    }
+    // An id this node never gave (from before a restart) is told to refresh.
+    let mut stale = open_events(addr, &admin, "/console/events", Some(1_000_000));
+    let reset = next_events(&mut stale, 1);
+    assert_eq!(reset[0].1, "reset", "{reset:?}");
 
-    // A form field the page does not take is refused, not dropped.
-    let (_, page_head, page) = raw(addr, "GET", "/console/inbox", &session, "");
-    assert!(page_head.starts_with("HTTP/1.1 200"), "{page_head}");
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned();
-    let (status, _, body) = raw(
+    // A form field the page does not take is refused, not dropped; so is one given twice.
+    let csrf = csrf_of(addr, &admin);
+    for (body, needle) in [
+        (
+            format!("csrf={csrf}&id=lu-l-aif/9&decision=accept&colour=red"),
+            "colour",
+        ),
+        (
+            format!("csrf={csrf}&id=lu-l-aif/9&decision=accept&decision=decline"),
+            "twice",
+        ),
+    ] {
+        let (status, _, page) = raw(addr, "POST", "/console/decide", &admin, &body);
+        assert_eq!(status, 400, "{page}");
+        assert!(page.contains(needle), "{needle}");
+    }
+    // A post another site's page makes is refused even with the token.
+    let (status, _, page) = raw_with(
         addr,
         "POST",
         "/console/decide",
-        &session,
-        &format!("csrf={csrf}&id=lu-l-aif/9&decision=accept&colour=red"),
+        &admin,
+        "Origin: http://elsewhere.example\r\n",
+        &format!("csrf={csrf}&id=lu-l-aif/1&decision=accept"),
     );
-    assert_eq!(status, 400, "{body}");
-    assert!(body.contains("colour"), "{body}");
+    assert_eq!(status, 403, "{page}");
+    assert!(page.contains("elsewhere.example"));
+    // A body larger than any form is refused before it is read.
+    let (status, _, _) = raw(
+        addr,
+        "POST",
+        "/console/decide",
+        &admin,
+        &"a=b&".repeat(600_000),
+    );
+    assert_eq!(status, 413);
 
-    // A filing the wire could not carry is refused at once, naming the field and the
-    // limit, and the form comes back filled in.
-    let summary = "x".repeat(200_000);
-    let form = format!(
-        "csrf={csrf}&sector=health&country=LU&company_size=small&stage=assessment\
-         &services_needed=assessment&gpu_hours=10&languages=en&consent_scope=whole_federation\
-         &company=Oversized+Ltd&contact_name=c&contact_email=c%40example.lu&summary={summary}\
-         &choice=route&reason="
-    );
-    let (status, _, body) = raw(addr, "POST", "/console/projects", &session, &form);
+    // The project form: a filing the wire could not carry is refused at once, naming the
+    // field and the limit, and the form comes back filled in, the text escaped.
+    let project = |extra: &str, summary: &str| {
+        format!(
+            "csrf={csrf}&sector=health&country=LU&company_size=small&stage=assessment\
+             &services_needed=assessment&gpu_hours=10&languages=en\
+             &company=%3Cscript%3Ealert(1)%3C%2Fscript%3E&contact_name=c\
+             &contact_email=c%40example.lu&summary={summary}&choice=route{extra}"
+        )
+    };
+    let oversized = project("&consent_scope=whole_federation", &"x".repeat(200_000));
+    let (status, _, body) = raw(addr, "POST", "/console/projects", &admin, &oversized);
     assert_eq!(status, 413, "{}", &body[..body.len().min(2000)]);
     for needle in [
         "Not filed",
         "dossier.summary",
         "131072",
-        "value=\"Oversized Ltd\"",
+        "&lt;script&gt;alert(1)",
     ] {
         assert!(body.contains(needle), "{needle}");
     }
+    assert!(
+        !body.contains("<script>alert"),
+        "the company name is escaped"
+    );
+    // Members named under another consent scope would widen the consent: refused.
+    let wider = project(
+        "&consent_scope=whole_federation&consent_members=cz-czai",
+        "short",
+    );
+    let (status, _, body) = raw(addr, "POST", "/console/projects", &admin, &wider);
+    assert_eq!(status, 422);
+    assert!(body.contains("consent"), "{body}");
     let projects = d.json("lu-l-aif", &["status"])["projects"]
         .as_u64()
         .unwrap();
     assert_eq!(projects, 1, "only the project filed above");
+    // A viewer may preview the routing (it files nothing) but not file.
+    let vera = d.add_token("lu-l-aif", "vera", "viewer");
+    let viewer = session(addr, "lu-l-aif", &vera);
+    let vcsrf = csrf_of(addr, &viewer);
+    let preview = project("&consent_scope=whole_federation", "short").replacen(&csrf, &vcsrf, 1)
+        + "&preview=1";
+    let (status, _, body) = raw(addr, "POST", "/console/projects", &viewer, &preview);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Routing preview") && body.contains("cz-czai"));
+    let file = project("&consent_scope=whole_federation", "short").replacen(&csrf, &vcsrf, 1);
+    let (status, _, body) = raw(addr, "POST", "/console/projects", &viewer, &file);
+    assert_eq!(status, 403, "{body}");
 
-    // Signing out ends the session at once.
+    // A removed token ends its sessions at once.
+    let (status, _, _) = raw(addr, "GET", "/console/inbox", &viewer, "");
+    assert_eq!(status, 200);
+    let data = d.member_dir("lu-l-aif");
+    support::run_in(
+        &repo_root(),
+        &[
+            "token",
+            "remove",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--name",
+            "vera",
+        ],
+    )
+    .ok();
+    let (status, _, _) = raw(addr, "GET", "/console/inbox", &viewer, "");
+    assert_eq!(status, 303, "the removed viewer's session is over");
+
+    // Signing out needs the CSRF token, and ends the session at once.
+    let (status, _, _) = raw(addr, "POST", "/console/sign-out", &admin, "");
+    assert_eq!(status, 403);
     let (status, _, _) = raw(
         addr,
         "POST",
         "/console/sign-out",
-        &session,
+        &admin,
         &format!("csrf={csrf}"),
     );
     assert_eq!(status, 303);
-    let (status, _, _) = raw(addr, "GET", "/console/inbox", &session, "");
+    let (status, _, _) = raw(addr, "GET", "/console/inbox", &admin, "");
     assert_eq!(status, 303, "signed out, the session no longer opens pages");
 }
 

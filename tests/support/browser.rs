@@ -309,9 +309,17 @@ impl Browser<'_> {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+        let shown = self
+            .try_cmd(
+                "POST",
+                "/execute/sync",
+                Some(json!({ "script": "return document.body.innerText;", "args": [] })),
+            )
+            .unwrap_or_default();
         panic!(
-            "timed out after {secs} s waiting for {what} on {}",
-            self.url()
+            "timed out after {secs} s waiting for {what} on {}; the page says:\n{}",
+            self.url(),
+            shown.as_str().unwrap_or("")
         );
     }
 }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -118,8 +118,9 @@ pub fn read_tokens(dir: &Path) -> Result<BTreeMap<String, TokenFile>> {
 }
 
 /// The tokens the admin API accepts: the operator's and the users'. The users' folder is
-/// read again when an unknown token is shown and the folder changed since, so that a user
-/// added (or removed) on a running node counts at once.
+/// read again whenever it changed since it was last read, and at least every second, so
+/// that a user added, removed or given another role on a running node counts at once, for
+/// the API and for the console sessions opened with that token alike.
 #[derive(Clone)]
 pub struct Access {
     admin: Arc<String>,
@@ -127,8 +128,12 @@ pub struct Access {
     users: Arc<Mutex<Users>>,
 }
 
-/// The users' tokens, and when their folder had last changed when they were read.
-type Users = (BTreeMap<String, TokenFile>, Option<SystemTime>);
+/// The users' tokens, when their folder had last changed when they were read, and when
+/// they were read.
+type Users = (BTreeMap<String, TokenFile>, Option<SystemTime>, Instant);
+
+/// How long a reading of the users' folder is trusted without looking again.
+const RELOAD_AFTER: Duration = Duration::from_secs(1);
 
 fn modified(dir: &Path) -> Option<SystemTime> {
     std::fs::metadata(dir).and_then(|m| m.modified()).ok()
@@ -150,7 +155,7 @@ impl Access {
         Ok(Access {
             admin: Arc::new(admin),
             dir,
-            users: Arc::new(Mutex::new((users, seen))),
+            users: Arc::new(Mutex::new((users, seen, Instant::now()))),
         })
     }
 
@@ -172,20 +177,17 @@ impl Access {
             });
         }
         let mut guard = self.users.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = Self::find(&guard.0, token) {
-            return Some(c);
-        }
-        let now = modified(&self.dir);
-        if now != guard.1 {
-            guard.1 = now;
+        let changed = modified(&self.dir);
+        if changed != guard.1 || guard.2.elapsed() >= RELOAD_AFTER {
             match read_tokens(&self.dir) {
-                Ok(users) => {
-                    guard.0 = users;
-                    return Self::find(&guard.0, token);
+                Ok(users) => *guard = (users, changed, Instant::now()),
+                // Keep no stale grant: a folder that cannot be read lets only the operator in.
+                Err(e) => {
+                    tracing::warn!("cannot read the users' tokens: {e:#}");
+                    guard.0.clear();
                 }
-                Err(e) => tracing::warn!("cannot read the users' tokens: {e:#}"),
             }
         }
-        None
+        Self::find(&guard.0, token)
     }
 }

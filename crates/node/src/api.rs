@@ -27,7 +27,8 @@ pub enum ApiCall {
     Projects,
     Project(ProjectId),
     FileProject(Box<ProjectFile>),
-    /// What filing the project would decide now, without filing it.
+    /// What filing the project would decide now, without filing it (read-only: a viewer
+    /// may ask).
     Preview(Box<ProjectFile>),
     ProjectProgress {
         project: ProjectId,
@@ -39,6 +40,8 @@ pub enum ApiCall {
     },
     Referrals,
     Referral(ReferralId),
+    /// The incoming referrals held in memory, each whole (the console's inbox).
+    Inbox,
     Decide {
         referral: ReferralId,
         accept: bool,
@@ -92,6 +95,8 @@ impl ApiCall {
             | ApiCall::Project(_)
             | ApiCall::Referrals
             | ApiCall::Referral(_)
+            | ApiCall::Inbox
+            | ApiCall::Preview(_)
             | ApiCall::Jobs
             | ApiCall::Job(_)
             | ApiCall::Output(_)
@@ -101,7 +106,6 @@ impl ApiCall {
             | ApiCall::Audit { .. }
             | ApiCall::Metrics => Role::Viewer,
             ApiCall::FileProject(_)
-            | ApiCall::Preview(_)
             | ApiCall::ProjectProgress { .. }
             | ApiCall::AdviseAgainst { .. }
             | ApiCall::Decide { .. }

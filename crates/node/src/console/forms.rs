@@ -11,13 +11,29 @@ use crate::job_file::JobFile;
 /// An urlencoded form body, fields in order (a name may repeat, as checkboxes do).
 pub struct Form(Vec<(String, String)>);
 
+/// The most fields a console form has, with room for every checkbox.
+pub const MAX_FIELDS: usize = 128;
+/// The fields that may come more than once (multiple choices).
+const REPEATED: &[&str] = &["secondary_sectors", "services_needed"];
+
 impl Form {
-    pub fn parse(body: &[u8]) -> Form {
-        Form(
-            form_urlencoded::parse(body)
+    pub fn empty() -> Form {
+        Form(Vec::new())
+    }
+
+    pub fn parse(body: &[u8]) -> Result<Form, ApiError> {
+        let fields = form_urlencoded::parse(body).take(MAX_FIELDS + 1);
+        let form = Form(
+            fields
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
                 .collect(),
-        )
+        );
+        if form.0.len() > MAX_FIELDS {
+            return Err(ApiError::bad_request(format!(
+                "the form has more than {MAX_FIELDS} fields"
+            )));
+        }
+        Ok(form)
     }
 
     pub fn one(&self, name: &str) -> Option<&str> {
@@ -49,18 +65,22 @@ impl Form {
             .collect()
     }
 
-    /// Refuses a field that is not one of `known` (besides the CSRF token).
+    /// Refuses a field that is not one of `known` (besides the CSRF token), and one that
+    /// comes twice where only one value is read.
     fn only(&self, known: &[&str]) -> Result<(), ApiError> {
-        match self
-            .0
-            .iter()
-            .find(|(k, _)| k != "csrf" && !known.contains(&k.as_str()))
-        {
-            Some((k, _)) => Err(ApiError::bad_request(format!(
-                "the form has a field {k:?} this page does not take"
-            ))),
-            None => Ok(()),
+        for (i, (k, _)) in self.0.iter().enumerate() {
+            if k != "csrf" && !known.contains(&k.as_str()) {
+                return Err(ApiError::bad_request(format!(
+                    "the form has a field {k:?} this page does not take"
+                )));
+            }
+            if !REPEATED.contains(&k.as_str()) && self.0[..i].iter().any(|(e, _)| e == k) {
+                return Err(ApiError::bad_request(format!(
+                    "the form has the field {k:?} twice"
+                )));
+            }
         }
+        Ok(())
     }
 }
 
@@ -108,12 +128,21 @@ pub fn project_json(form: &Form) -> Result<Value, ApiError> {
         })?,
     };
     let scope = form.text("consent_scope");
+    let (members, countries) = (form.list("consent_members"), form.list("consent_countries"));
+    // Names typed under another scope would be dropped, and the consent be wider or
+    // narrower than the client's: refused instead.
+    if scope != "named" && !(members.is_empty() && countries.is_empty()) {
+        return Err(ApiError::invalid(
+            "consent: members or countries are named, but the scope chosen is not \
+             \"only to the members or countries named\"",
+        ));
+    }
     let mut consent = json!({});
     match scope.as_str() {
         "whole_federation" => consent["whole_federation"] = json!(true),
         "named" => {
-            consent["members"] = json!(form.list("consent_members"));
-            consent["countries"] = json!(form.list("consent_countries"));
+            consent["members"] = json!(members);
+            consent["countries"] = json!(countries);
         }
         "local_only" => consent["local_only"] = json!(true),
         other => {
@@ -143,6 +172,11 @@ pub fn project_json(form: &Form) -> Result<Value, ApiError> {
     });
     let reason = form.text("reason");
     match form.text("choice").as_str() {
+        "" | "route" if !reason.is_empty() => {
+            return Err(ApiError::invalid(
+                "reason: a reason is for staying here or advising against, not for routing",
+            ));
+        }
         "" | "route" => {}
         "stay" => v["stay"] = json!({ "reason": reason }),
         "advise_against" => v["advised_against"] = json!({ "reason": reason }),
@@ -191,20 +225,38 @@ fn job_file(form: &Form) -> Result<JobFile, ApiError> {
         "command",
         "env",
     ])?;
-    let lines = |name: &str| -> Vec<String> {
-        form.one(name)
-            .unwrap_or("")
-            .lines()
-            .map(|l| l.trim_end_matches('\r').to_owned())
-            .filter(|l| !l.trim().is_empty())
+    // One entry per line; the text area's last line break ends the last one, and an empty
+    // line anywhere else is refused, not dropped.
+    let lines = |name: &str| -> Result<Vec<String>, ApiError> {
+        let text = form.one(name).unwrap_or("").replace("\r\n", "\n");
+        let text = text.strip_suffix('\n').unwrap_or(&text);
+        if text.is_empty() {
+            return Ok(Vec::new());
+        }
+        text.split('\n')
+            .enumerate()
+            .map(|(n, l)| {
+                if l.trim().is_empty() {
+                    Err(ApiError::invalid(format!(
+                        "{name}: line {} is empty",
+                        n + 1
+                    )))
+                } else {
+                    Ok(l.to_owned())
+                }
+            })
             .collect()
     };
     let mut env = serde_json::Map::new();
-    for line in lines("env") {
+    for line in lines("env")? {
         let (k, v) = line
             .split_once('=')
             .ok_or_else(|| ApiError::invalid(format!("env: {line:?} is not NAME=value")))?;
-        env.insert(k.trim().to_owned(), Value::from(v));
+        let k = k.trim().to_owned();
+        if env.contains_key(&k) {
+            return Err(ApiError::invalid(format!("env: {k} is set twice")));
+        }
+        env.insert(k, Value::from(v));
     }
     let v = json!({
         "gpus": number(form, "gpus", 1)?,
@@ -212,7 +264,7 @@ fn job_file(form: &Form) -> Result<JobFile, ApiError> {
         "start_within_s": number(form, "start_within_s", 3600)?,
         "residency": form.list("residency").iter().map(|c| c.to_uppercase()).collect::<Vec<_>>(),
         "priority": number(form, "priority", 0)?,
-        "command": lines("command"),
+        "command": lines("command")?,
         "env": env,
     });
     let file: JobFile =

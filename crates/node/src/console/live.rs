@@ -94,11 +94,12 @@ impl Live {
     /// longer held.
     pub fn after(&self, id: u64) -> Vec<LiveEvent> {
         let ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
-        if id >= ring.next {
+        if id == ring.next {
             return Vec::new();
         }
         let oldest = ring.events.front().map_or(ring.next, |e| e.id);
-        if id + 1 < oldest {
+        // Missed events, or an id from before the node restarted (ids start again at 1).
+        if id + 1 < oldest || id > ring.next {
             return vec![LiveEvent {
                 id: ring.next,
                 topic: "reset",
@@ -134,5 +135,9 @@ mod tests {
         assert_eq!(gap[0].id, live.newest());
         // One that saw event 2 misses nothing.
         assert_eq!(live.after(2).len(), Live::KEPT);
+        // An id this node never gave (it restarted since) is told to refresh too.
+        let stale = live.after(live.newest() + 100);
+        assert_eq!(stale.len(), 1);
+        assert_eq!(stale[0].topic, "reset");
     }
 }

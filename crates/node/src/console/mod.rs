@@ -39,6 +39,10 @@ pub use live::Live;
 pub const SESSION_HOURS: u64 = 8;
 /// The most sessions held at once; the oldest goes first.
 pub const MAX_SESSIONS: usize = 256;
+/// The most sessions one token holds: one user cannot push the others out.
+pub const MAX_SESSIONS_PER_TOKEN: usize = 16;
+/// The largest form body (a project's dossier, percent-encoded, fits).
+pub const MAX_BODY: usize = 1024 * 1024;
 
 /// Everything but this node is refused: no inline script, no other host.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -111,18 +115,31 @@ impl Console {
         })
     }
 
-    fn open_session(&self, token: String) -> String {
+    /// A new session for `token`, replacing `previous` (the browser's old one, if any).
+    fn open_session(&self, token: String, previous: Option<&str>) -> String {
         let id = random_hex();
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         sessions.retain(|_, s| s.expires > now);
-        if sessions.len() >= MAX_SESSIONS
-            && let Some(oldest) = sessions
+        if let Some(old) = previous {
+            sessions.remove(old);
+        }
+        let oldest = |sessions: &HashMap<String, Session>, of_token: bool| {
+            sessions
                 .iter()
+                .filter(|(_, s)| !of_token || s.token == token)
                 .min_by_key(|(_, s)| s.expires)
                 .map(|(k, _)| k.clone())
+        };
+        if sessions.values().filter(|s| s.token == token).count() >= MAX_SESSIONS_PER_TOKEN
+            && let Some(k) = oldest(&sessions, true)
         {
-            sessions.remove(&oldest);
+            sessions.remove(&k);
+        }
+        if sessions.len() >= MAX_SESSIONS
+            && let Some(k) = oldest(&sessions, false)
+        {
+            sessions.remove(&k);
         }
         sessions.insert(
             id.clone(),
@@ -192,6 +209,7 @@ pub fn router(member: &MemberId, access: Access, calls: ApiSender, live: Live) -
         .route("/console/assets/{name}", get(asset))
         .route("/console/{page}", get(page).post(action))
         .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(console)
 }
 
@@ -205,9 +223,10 @@ async fn security_headers(mut r: Response) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // Not `no-referrer`: with it a browser sends `Origin: null` on the console's own forms.
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     r
@@ -270,7 +289,6 @@ async fn sign_in_form(State(c): S) -> Response {
 }
 
 async fn sign_in(State(c): S, headers: HeaderMap, body: Bytes) -> Response {
-    let form = forms::Form::parse(&body);
     let nonce = random_hex();
     let again = |status: StatusCode, message: &str| {
         let set = set_cookie(&c.sign_in_cookie, &nonce, 600);
@@ -281,7 +299,12 @@ async fn sign_in(State(c): S, headers: HeaderMap, body: Bytes) -> Response {
         )
             .into_response()
     };
+    // Nothing of a post without the form's own cookie is read.
     let expected = cookie(&headers, &c.sign_in_cookie);
+    let form = match expected.map(|_| forms::Form::parse(&body)) {
+        Some(Ok(form)) => form,
+        _ => forms::Form::empty(),
+    };
     if expected.is_none() || expected != form.one("csrf") {
         return again(
             StatusCode::FORBIDDEN,
@@ -292,7 +315,7 @@ async fn sign_in(State(c): S, headers: HeaderMap, body: Bytes) -> Response {
     if c.access.caller(&token).is_none() {
         return again(StatusCode::UNAUTHORIZED, "Wrong token.");
     }
-    let id = c.open_session(token);
+    let id = c.open_session(token, cookie(&headers, &c.session_cookie));
     let set = set_cookie(&c.session_cookie, &id, SESSION_HOURS * 3600);
     let clear = set_cookie(&c.sign_in_cookie, "", 0);
     let mut r = Redirect::to("/console").into_response();
@@ -304,12 +327,11 @@ async fn sign_in(State(c): S, headers: HeaderMap, body: Bytes) -> Response {
 }
 
 async fn sign_out(State(c): S, headers: HeaderMap, body: Bytes) -> Response {
-    let form = forms::Form::parse(&body);
     let Some(user) = c.user(&headers) else {
         return Page::SignIn.into_response();
     };
-    if form.one("csrf") != Some(user.csrf.as_str()) {
-        return csrf_refused(&user).into_response();
+    if let Err(refused) = checked_post(&user, &headers, &body) {
+        return refused.into_response();
     }
     if let Some(id) = cookie(&headers, &c.session_cookie) {
         c.sessions
@@ -323,6 +345,32 @@ async fn sign_out(State(c): S, headers: HeaderMap, body: Bytes) -> Response {
         Redirect::to("/console/sign-in"),
     )
         .into_response()
+}
+
+/// A signed-in user's post, read once it came from one of this node's own pages: the
+/// session's CSRF token, and no other origin named by the browser.
+fn checked_post(user: &User, headers: &HeaderMap, body: &[u8]) -> Result<forms::Form, Page> {
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if origin != format!("http://{host}") && origin != format!("https://{host}") {
+            return Err(Page::Html(
+                StatusCode::FORBIDDEN,
+                pages::error(
+                    Some(user),
+                    StatusCode::FORBIDDEN,
+                    &format!("A page of {origin} may not post to this node's console."),
+                ),
+            ));
+        }
+    }
+    let form = forms::Form::parse(body).map_err(|e| Page::from((Some(user), e)))?;
+    if form.one("csrf") != Some(user.csrf.as_str()) {
+        return Err(csrf_refused(user));
+    }
+    Ok(form)
 }
 
 fn csrf_refused(user: &User) -> Page {
@@ -363,6 +411,15 @@ async fn page(
     q: Query<PageQuery>,
 ) -> Response {
     let Some(user) = c.user(&headers) else {
+        // htmx refreshing a live part: send the whole window to sign-in, not the part.
+        if headers.contains_key("hx-request") {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [("hx-redirect", "/console/sign-in")],
+                "signed out",
+            )
+                .into_response();
+        }
         return Page::SignIn.into_response();
     };
     if let Some(table) = name.strip_suffix(".csv") {
@@ -370,6 +427,7 @@ async fn page(
             Ok((file, body)) => (
                 [
                     (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                    (header::CACHE_CONTROL, "no-store".to_owned()),
                     (
                         header::CONTENT_DISPOSITION,
                         format!("attachment; filename=\"{file}\""),
@@ -401,10 +459,10 @@ async fn action(
     let Some(user) = c.user(&headers) else {
         return Page::SignIn.into_response();
     };
-    let form = forms::Form::parse(&body);
-    if form.one("csrf") != Some(user.csrf.as_str()) {
-        return csrf_refused(&user).into_response();
-    }
+    let form = match checked_post(&user, &headers, &body) {
+        Ok(form) => form,
+        Err(refused) => return refused.into_response(),
+    };
     match forms::act(&c, &user, &name, &form).await {
         Ok(forms::Done::Redirect(to)) => Page::Redirect(to).into_response(),
         Ok(forms::Done::Page(markup)) => Page::Html(StatusCode::OK, markup).into_response(),
@@ -458,7 +516,12 @@ async fn events(State(c): S, headers: HeaderMap, q: Query<EventsQuery>) -> Respo
                     pending.extend(fresh);
                     continue;
                 }
-                rx.changed().await.ok()?;
+                // Woken by a change, or every 15 s to look at the session again.
+                if let Ok(changed) =
+                    tokio::time::timeout(Duration::from_secs(15), rx.changed()).await
+                {
+                    changed.ok()?;
+                }
                 // A session that ended (sign-out, expiry, token removed) ends its stream.
                 let mut h = HeaderMap::new();
                 if let Some(s) = &session {

@@ -112,7 +112,9 @@ fn layout(
                 }
             }
             @if let Some(u) = user {
-                body hx-ext="sse" sse-connect={"/console/events?last=" (u.since)} {
+                // Only a page with a live part holds a stream (a browser has few
+                // connections to one host).
+                body hx-ext="sse" sse-connect=[live.map(|_| format!("/console/events?last={}", u.since))] {
                     header.top {
                         a.brand href="/console" { "Aiguillage" }
                         nav {
@@ -130,7 +132,7 @@ fn layout(
                         h1 { (title) }
                         @match live {
                             Some(url) => {
-                                div #live hx-get=(part_url(url)) hx-trigger=(triggers(current)) hx-swap="outerHTML" { (body) }
+                                div #live hx-get=(part_url(url)) hx-trigger=(triggers(current)) hx-swap="innerHTML" hx-sync="this:queue last" { (body) }
                             }
                             None => { (body) }
                         }
@@ -155,10 +157,12 @@ fn triggers(page: &str) -> String {
         "kpi" => &["referral", "project", "job", "ledger"],
         _ => &["referral", "project", "job", "member", "ledger", "peers"],
     };
+    // No throttle: a burst of events runs one refresh and, queued behind it, one more,
+    // so that the last change is always shown.
     topics
         .iter()
         .chain(&["reset"])
-        .map(|t| format!("sse:{t} throttle:250ms"))
+        .map(|t| format!("sse:{t}"))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -168,13 +172,6 @@ fn part_url(url: &str) -> String {
         format!("{url}&part=true")
     } else {
         format!("{url}?part=true")
-    }
-}
-
-/// Only the live part, for htmx's refresh.
-fn live_part(page: &str, url: &str, body: Markup) -> Markup {
-    html! {
-        div #live hx-get=(part_url(url)) hx-trigger=(triggers(page)) hx-swap="outerHTML" { (body) }
     }
 }
 
@@ -221,6 +218,7 @@ pub async fn render(
     name: &str,
     q: &PageQuery,
 ) -> Result<Markup, ApiError> {
+    check_query(name, q)?;
     let (title, url, body) = match name {
         "overview" => ("Overview", "/console".to_owned(), overview(c, user).await?),
         "federation" => (
@@ -260,7 +258,16 @@ pub async fn render(
             "/console/kpi".into(),
             kpi(c, user).await?,
         ),
-        "audit" => ("Audit", "/console/audit".into(), audit(c, user).await?),
+        // The audit page checks the whole chain: it is not refreshed on every change.
+        "audit" => {
+            return Ok(layout(
+                Some(user),
+                "audit",
+                "Audit",
+                None,
+                audit(c, user).await?,
+            ));
+        }
         other => {
             return Err(ApiError::not_found(format!(
                 "the console has no page {other:?}"
@@ -268,7 +275,7 @@ pub async fn render(
         }
     };
     if q.part {
-        return Ok(live_part(name, &url, body));
+        return Ok(body);
     }
     let current = match name {
         "referral" | "project" => "referrals",
@@ -276,6 +283,59 @@ pub async fn render(
         n => n,
     };
     Ok(layout(Some(user), current, title, Some(&url), body))
+}
+
+const DIRECTIONS: [&str; 3] = ["", "out", "in"];
+const REFERRAL_STATES: [&str; 12] = [
+    "",
+    "offered",
+    "awaiting_decision",
+    "accepted",
+    "handed_over",
+    "in_progress",
+    "completed",
+    "declined",
+    "exhausted",
+    "withdrawn",
+    "expired",
+    "abandoned",
+];
+const SORTS: [&str; 3] = ["", "sector", "state"];
+
+/// Refuses a query the page does not read, or a value it does not know: a filter that
+/// is ignored would show what was not asked for.
+fn check_query(page: &str, q: &PageQuery) -> Result<(), ApiError> {
+    let filters = page == "referrals";
+    let given = [
+        (
+            "id",
+            q.id.is_some(),
+            matches!(page, "referral" | "project" | "job"),
+        ),
+        ("direction", q.direction.is_some(), filters),
+        ("state", q.state.is_some(), filters),
+        ("sort", q.sort.is_some(), filters),
+    ];
+    if let Some((field, _, _)) = given.iter().find(|(_, there, read)| *there && !read) {
+        return Err(ApiError::bad_request(format!(
+            "the page {page} takes no {field}"
+        )));
+    }
+    for (field, value, known) in [
+        ("direction", &q.direction, &DIRECTIONS[..]),
+        ("state", &q.state, &REFERRAL_STATES[..]),
+        ("sort", &q.sort, &SORTS[..]),
+    ] {
+        if let Some(v) = value
+            && !known.contains(&v.as_str())
+        {
+            return Err(ApiError::invalid(format!(
+                "{field}: {v:?} is not one of {}",
+                known[1..].join(", ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 async fn overview(c: &Console, user: &User) -> Result<Markup, ApiError> {
@@ -523,25 +583,6 @@ async fn federation(c: &Console, user: &User) -> Result<Markup, ApiError> {
     })
 }
 
-/// The incoming referrals, newest first, with their details.
-async fn incoming(c: &Console, user: &User) -> Result<Vec<Value>, ApiError> {
-    let rows = c.ask(user, ApiCall::Referrals).await?;
-    let mut out = Vec::new();
-    for r in rows.as_array().into_iter().flatten() {
-        if r["direction"] != "in" {
-            continue;
-        }
-        let id = text(&r["referral"]);
-        let referral =
-            aiguillage_wire::ReferralId::new(&id).map_err(|e| ApiError::internal(e.to_string()))?;
-        out.push(c.ask(user, ApiCall::Referral(referral)).await?);
-    }
-    out.sort_by(|a, b| {
-        id_order(&text(&b["referral"]["id"])).cmp(&id_order(&text(&a["referral"]["id"])))
-    });
-    Ok(out)
-}
-
 fn card_facts(card: &Value) -> Markup {
     let consent = &card["consent"];
     let scope = if consent["whole_federation"] == true {
@@ -604,7 +645,13 @@ fn dossier(d: &Value) -> Markup {
 }
 
 async fn inbox(c: &Console, user: &User) -> Result<Markup, ApiError> {
-    let all = incoming(c, user).await?;
+    let mut all: Vec<Value> = match c.ask(user, ApiCall::Inbox).await? {
+        Value::Array(rows) => rows,
+        _ => Vec::new(),
+    };
+    all.sort_by(|a, b| {
+        id_order(&text(&b["referral"]["id"])).cmp(&id_order(&text(&a["referral"]["id"])))
+    });
     let (waiting, rest): (Vec<&Value>, Vec<&Value>) = all
         .iter()
         .partition(|v| v["referral"]["state"]["state"] == "awaiting_decision");
@@ -657,20 +704,7 @@ async fn referrals(c: &Console, user: &User, q: &PageQuery) -> Result<Markup, Ap
         "state" => rows.sort_by_key(|r| text(&r["state"])),
         _ => rows.sort_by_key(|r| std::cmp::Reverse(id_order(&text(&r["referral"])))),
     }
-    let states = [
-        "",
-        "offered",
-        "awaiting_decision",
-        "accepted",
-        "handed_over",
-        "in_progress",
-        "completed",
-        "declined",
-        "exhausted",
-        "withdrawn",
-        "expired",
-        "abandoned",
-    ];
+    let states = REFERRAL_STATES;
     Ok(html! {
         form.filters method="get" action="/console/referrals" {
             label { "Direction " select name="direction" {
@@ -834,10 +868,8 @@ pub async fn new_project(
     let status = c.ask(user, ApiCall::Status).await?;
     let f = |name: &str| form.and_then(|f| f.one(name)).unwrap_or("").to_owned();
     let many = |name: &str| -> Vec<String> { form.map(|f| f.all_of(name)).unwrap_or_default() };
-    let scope = match f("consent_scope").as_str() {
-        "" => "whole_federation".to_owned(),
-        s => s.to_owned(),
-    };
+    // No consent is chosen for the adviser: the client's has to be asked.
+    let scope = f("consent_scope");
     let choice = match f("choice").as_str() {
         "" => "route".to_owned(),
         s => s.to_owned(),
@@ -864,7 +896,7 @@ pub async fn new_project(
             }
             fieldset { legend { "The client's consent" }
                 @for (v, l) in [("whole_federation", "to every member of the federation"), ("named", "only to the members or countries named below"), ("local_only", "to no other member: the project stays here")] {
-                    label { input type="radio" name="consent_scope" value=(v) checked[scope == v]; (l) }
+                    label { input type="radio" name="consent_scope" value=(v) required checked[scope == v]; (l) }
                 }
                 label { "Members " input type="text" name="consent_members" value=(f("consent_members")) placeholder="es-1healthai, de-jaif"; }
                 label { "Countries " input type="text" name="consent_countries" value=(f("consent_countries")) placeholder="ES, DE"; }
@@ -883,7 +915,7 @@ pub async fn new_project(
             }
             div.buttons {
                 button type="submit" name="preview" value="1" { "Preview routing" }
-                @if can_file { button.primary type="submit" { "File the project" } } @else { span.note { "Viewers can preview but not file." } }
+                @if can_file { button.primary type="submit" { "File the project" } } @else { span.note { "Viewers may preview the routing but not file." } }
             }
         }
     };

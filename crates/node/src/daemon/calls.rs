@@ -129,6 +129,14 @@ impl Node {
             }
             ApiCall::Directory => Ok(to_json(&views::directory(&self.core, clock::now()))),
             ApiCall::OwnAdvert => Ok(to_json(&self.core.own_advert())),
+            ApiCall::Inbox => {
+                let rows: Vec<ReferralDetail> = s
+                    .incoming
+                    .values()
+                    .map(|referral| ReferralDetail::In { referral })
+                    .collect();
+                Ok(to_json(&rows))
+            }
             ApiCall::Projects => {
                 let archived = self.archived_under(&["project/"])?;
                 let rows: Vec<&FiledProject> =

@@ -229,6 +229,7 @@ impl Node {
                     // The wire already bounds max_bytes to OUTPUT_TAIL_BYTES; read off the loop.
                 } => self.executor.read_output(job, epoch, to, max_bytes),
                 Output::OutputArrived { host, output } => {
+                    self.live.publish("job", output.job.to_string());
                     self.outputs.keep(host, clock::now(), output)
                 }
                 Output::Notify(n) => {

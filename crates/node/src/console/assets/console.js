@@ -17,6 +17,10 @@
   window.addEventListener("pagehide", function () {
     if (source) source.close();
   });
+  // A page the browser brings back from its history cache has no stream: load it afresh.
+  window.addEventListener("pageshow", function (e) {
+    if (e.persisted) location.reload();
+  });
   document.addEventListener("htmx:sseMessage", function (e) {
     if (e.detail && e.detail.lastEventId) last = e.detail.lastEventId;
   });
