@@ -511,6 +511,27 @@ fn a_limit_of_zero_is_refused_with_its_name() {
 }
 
 #[test]
+fn a_devnet_duration_that_does_not_parse_is_refused_naming_its_option() {
+    let dir = tempfile::tempdir().unwrap();
+    for flag in ["--decision-ttl", "--timeout"] {
+        let net = dir.path().join("net");
+        let refused = run_in(
+            &support::repo_root(),
+            &["devnet", flag, "5x", "--dir", net.to_str().unwrap()],
+        )
+        .fails();
+        assert!(
+            refused
+                .stderr
+                .contains(&format!("{flag}: \"5x\" is not a duration")),
+            "{}",
+            refused.stderr
+        );
+        assert!(!net.exists(), "nothing was prepared");
+    }
+}
+
+#[test]
 fn a_sector_only_accepted_at_home_goes_to_a_member_that_has_it_as_a_priority_unless_the_margin_rule_keeps_it()
  {
     // An Austrian space start-up filed at at-aiat, where space is only accepted.

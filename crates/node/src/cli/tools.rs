@@ -61,9 +61,13 @@ impl DevnetArgs {
             projects: self.projects,
             jobs: self.jobs,
             keep_running: self.keep_running,
-            timeout: clock::parse_duration(&self.timeout)?,
+            timeout: clock::parse_duration(&self.timeout)
+                .map_err(|e| anyhow::anyhow!("--timeout: {e}"))?,
             intake: None,
-            decision_ttl: Some(clock::parse_duration(&self.decision_ttl)?),
+            decision_ttl: Some(
+                clock::parse_duration(&self.decision_ttl)
+                    .map_err(|e| anyhow::anyhow!("--decision-ttl: {e}"))?,
+            ),
             gpus: self
                 .gpu_overrides
                 .iter()

@@ -646,7 +646,8 @@ fn print_consoles(fed: &Federation, dir: &Path) {
             std::fs::read_to_string(dir.join(m.as_str()).join("admin.token")).unwrap_or_default();
         if let Some(c) = fed.clients.get(m) {
             println!(
-                "  {m:<16} http://{}/console  token {}",
+                "  {:<16} http://{}/console  token {}",
+                m.as_str(),
                 c.addr,
                 token.trim()
             );
