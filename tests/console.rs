@@ -127,10 +127,12 @@ fn advisers_refer_and_accept_a_project_in_the_browser_and_see_it_move_live() {
         "textarea[name=summary]",
         "Medical image triage; a proof of concept on GPUs.",
     );
-    lu.click("button[name=preview]");
-    lu.wait_for(30, "the routing preview", || {
-        lu.try_find("#preview").is_some()
+    // The preview follows the form as it is filled, without a button or a reload.
+    mark(&lu);
+    lu.wait_for(30, "the live routing preview", || {
+        lu.text("#preview").contains("de-jaif (out of consent scope)")
     });
+    assert!(still_marked(&lu), "the form was reloaded");
     let preview = lu.text("#preview");
     assert!(
         preview.contains("cz-czai") && preview.contains("refer"),
@@ -140,6 +142,7 @@ fn advisers_refer_and_accept_a_project_in_the_browser_and_see_it_move_live() {
         preview.contains("de-jaif (out of consent scope)"),
         "the client consented to cz-czai only: {preview}"
     );
+    lu.exec("document.getElementById('preview').scrollIntoView();", json!([]));
     lu.screenshot(&screenshot_dir().join("new-project-preview.png"));
     // Nothing was filed by the preview.
     assert_eq!(d.json("lu-l-aif", &["status"])["projects"], 0);

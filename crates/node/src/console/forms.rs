@@ -86,6 +86,8 @@ impl Form {
 
 pub enum Done {
     Redirect(String),
+    /// A part of a page, for htmx to put in place.
+    Part(axum::http::StatusCode, maud::Markup),
     Page(maud::Markup),
     /// The page again, with why the form was refused.
     Refused(axum::http::StatusCode, maud::Markup),
@@ -190,8 +192,12 @@ pub fn project_json(form: &Form) -> Result<Value, ApiError> {
 }
 
 fn project_file(form: &Form) -> Result<ProjectFile, ApiError> {
-    let file: ProjectFile = serde_json::from_value(project_json(form)?)
-        .map_err(|e| ApiError::invalid(format!("project: {e}")))?;
+    file_of(project_json(form)?)
+}
+
+fn file_of(v: Value) -> Result<ProjectFile, ApiError> {
+    let file: ProjectFile =
+        serde_json::from_value(v).map_err(|e| ApiError::invalid(format!("project: {e}")))?;
     file.check()?;
     if let Some(r) = file.stay.as_ref().or(file.advised_against.as_ref())
         && r.reason.trim().is_empty()
@@ -303,6 +309,30 @@ pub async fn act(c: &Console, user: &User, name: &str, form: &Form) -> Result<Do
                 pages::new_project(c, user, Some(form), None, Some(&e.message)).await?,
             )),
         },
+        // The live preview, while the form is filled: routing needs the card, not the
+        // dossier, so one not written yet is left out.
+        "preview" => {
+            let previewed = async {
+                let mut v = project_json(form)?;
+                if v["dossier"]
+                    .as_object()
+                    .is_some_and(|d| d.values().all(|f| f.as_str().is_some_and(str::is_empty)))
+                {
+                    v.as_object_mut().map(|o| o.remove("dossier"));
+                }
+                let file = file_of(v)?;
+                c.ask(user, ApiCall::Preview(Box::new(file))).await
+            };
+            // A card not complete yet is an answer here ("not yet: …"), not a failed
+            // request: the form is being filled. Filing refuses it with its status.
+            Ok(match previewed.await {
+                Ok(e) => Done::Part(axum::http::StatusCode::OK, pages::preview(&e)),
+                Err(e) => Done::Part(
+                    axum::http::StatusCode::OK,
+                    pages::preview_refused(&e.message),
+                ),
+            })
+        }
         "decide" => {
             form.only(&["id", "decision", "reason", "note"])?;
             let id = form.text("id");

@@ -466,6 +466,7 @@ async fn action(
     match forms::act(&c, &user, &name, &form).await {
         Ok(forms::Done::Redirect(to)) => Page::Redirect(to).into_response(),
         Ok(forms::Done::Page(markup)) => Page::Html(StatusCode::OK, markup).into_response(),
+        Ok(forms::Done::Part(status, markup)) => Page::Html(status, markup).into_response(),
         Ok(forms::Done::Refused(status, markup)) => Page::Html(status, markup).into_response(),
         Err(e) => Page::from((Some(&user), e)).into_response(),
     }

@@ -857,6 +857,15 @@ fn options<T: Copy>(all: &[T], tag: fn(T) -> &'static str, chosen: &[String]) ->
     html! { @for s in all { @let t = tag(*s); option value=(t) selected[chosen.iter().any(|c| c == t)] { (t.replace('_', " ")) } } }
 }
 
+/// What routing would decide, for the new-project page.
+pub fn preview(e: &Value) -> Markup {
+    html! { h2 { "Routing preview (nothing filed)" } (explanation(e)) }
+}
+
+pub fn preview_refused(message: &str) -> Markup {
+    html! { h2 { "Routing preview" } p.warn { "Not yet: " (message) } }
+}
+
 /// The new-project form, filled again from `form` after a preview, with the preview.
 pub async fn new_project(
     c: &Console,
@@ -878,8 +887,7 @@ pub async fn new_project(
     let body = html! {
         p { "A project card goes to the members it is offered to; the dossier goes only to the member that accepts, after it accepts. Filed at " (text(&status["member"])) "." }
         @if let Some(m) = refused { p.error #refused role="alert" { "Not filed: " (m) } }
-        @if let Some(e) = preview { div #preview { h2 { "Routing preview (nothing filed)" } (explanation(e)) } }
-        form.project method="post" action="/console/projects" {
+        form.project method="post" action="/console/projects" hx-post="/console/preview" hx-trigger="change delay:300ms, keyup changed delay:600ms from:textarea" hx-target="#preview" hx-swap="innerHTML" {
             input type="hidden" name="csrf" value=(user.csrf);
             fieldset { legend { "The project" }
                 label { "Sector " select name="sector" required { (options(Sector::ALL, Sector::tag, &[f("sector")])) } }
@@ -896,7 +904,7 @@ pub async fn new_project(
             }
             fieldset { legend { "The client's consent" }
                 @for (v, l) in [("whole_federation", "to every member of the federation"), ("named", "only to the members or countries named below"), ("local_only", "to no other member: the project stays here")] {
-                    label { input type="radio" name="consent_scope" value=(v) required checked[scope == v]; (l) }
+                    label.choice { input type="radio" name="consent_scope" value=(v) required checked[scope == v]; (l) }
                 }
                 label { "Members " input type="text" name="consent_members" value=(f("consent_members")) placeholder="es-1healthai, de-jaif"; }
                 label { "Countries " input type="text" name="consent_countries" value=(f("consent_countries")) placeholder="ES, DE"; }
@@ -909,10 +917,12 @@ pub async fn new_project(
             }
             fieldset { legend { "What to do" }
                 @for (v, l) in [("route", "route it: keep it if it fits here, refer it if another member suits it better"), ("stay", "keep it here: the client chose to stay"), ("advise_against", "advise the company against it: not worth doing")] {
-                    label { input type="radio" name="choice" value=(v) checked[choice == v]; (l) }
+                    label.choice { input type="radio" name="choice" value=(v) checked[choice == v]; (l) }
                 }
                 label { "Reason (to stay or to advise against) " input type="text" name="reason" value=(f("reason")); }
             }
+            // Filled in as the form changes (with JavaScript), or by the preview button.
+            div #preview aria-live="polite" { @if let Some(e) = preview { (self::preview(e)) } }
             div.buttons {
                 button type="submit" name="preview" value="1" { "Preview routing" }
                 @if can_file { button.primary type="submit" { "File the project" } } @else { span.note { "Viewers may preview the routing but not file." } }
