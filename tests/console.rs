@@ -130,7 +130,8 @@ fn advisers_refer_and_accept_a_project_in_the_browser_and_see_it_move_live() {
     // The preview follows the form as it is filled, without a button or a reload.
     mark(&lu);
     lu.wait_for(30, "the live routing preview", || {
-        lu.text("#preview").contains("de-jaif (out of consent scope)")
+        lu.text("#preview")
+            .contains("de-jaif (out of consent scope)")
     });
     assert!(still_marked(&lu), "the form was reloaded");
     let preview = lu.text("#preview");
@@ -142,7 +143,10 @@ fn advisers_refer_and_accept_a_project_in_the_browser_and_see_it_move_live() {
         preview.contains("de-jaif (out of consent scope)"),
         "the client consented to cz-czai only: {preview}"
     );
-    lu.exec("document.getElementById('preview').scrollIntoView();", json!([]));
+    lu.exec(
+        "document.getElementById('preview').scrollIntoView();",
+        json!([]),
+    );
     lu.screenshot(&screenshot_dir().join("new-project-preview.png"));
     // Nothing was filed by the preview.
     assert_eq!(d.json("lu-l-aif", &["status"])["projects"], 0);
