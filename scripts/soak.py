@@ -107,9 +107,16 @@ def main():
         while True:
             now = time.time()
             if now >= next_sample:
+                gone = [m for m in members if not (sample(pids[m]) or (None,))[0]]
+                if gone:
+                    # A node that exited (a zombie has no VmRSS) ends the run; what was
+                    # sampled until then is still written.
+                    print(f"soak: {', '.join(gone)} exited after {round(now - start)} s; "
+                          f"see its node.log in {net}", file=sys.stderr, flush=True)
+                    end = now
                 for m in members:
                     s = sample(pids[m])
-                    if s:
+                    if s and s[0] is not None:
                         # What the node holds in memory, to tell live records from the rest.
                         st = cli(a.binary, net, m, "status") or {}
                         held = sum(st.get(k, 0) or 0 for k in
