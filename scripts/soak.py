@@ -9,7 +9,8 @@ It starts `aiguillage devnet --keep-running` (real node processes on loopback), 
 project and submits a small GPU job at a rotating member every couple of seconds, accepts
 referrals that wait for an operator, ends the journeys (a project kept at home, a referral
 handed over to its target) as advisers do, and every `--every` seconds records per node its
-resident memory (VmRSS), open file descriptors, threads, the records it holds in memory
+resident memory (VmRSS, and of it the anonymous part: heap and stacks), open file
+descriptors, threads, the records it holds in memory
 (projects, referrals and jobs, from `status`) and the size of its store on disk. At the end it prints, per node,
 the first and last samples and the growth, and stops the devnet.
 """
@@ -43,18 +44,25 @@ def cli(binary, net, node, *args):
 
 
 def sample(pid):
-    rss = threads = None
+    """(VmRSS, open fds, threads, RssAnon, RssFile): anonymous memory is the heap and the
+    stacks; file-backed memory is mostly the binary's own pages as code runs for the first
+    time, bounded by its size."""
+    rss = threads = anon = filed = None
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
                 if line.startswith("VmRSS:"):
                     rss = int(line.split()[1]) / 1024.0
+                elif line.startswith("RssAnon:"):
+                    anon = int(line.split()[1]) / 1024.0
+                elif line.startswith("RssFile:"):
+                    filed = int(line.split()[1]) / 1024.0
                 elif line.startswith("Threads:"):
                     threads = int(line.split()[1])
         fds = len(os.listdir(f"/proc/{pid}/fd"))
     except OSError:
         return None
-    return rss, fds, threads
+    return rss, fds, threads, anon, filed
 
 
 def main():
@@ -125,7 +133,8 @@ def main():
                                     if e.is_file())
                         rows.append({"t_s": round(now - start), "member": m, "rss_mib": round(s[0], 1),
                                      "fds": s[1], "threads": s[2], "held": held,
-                                     "store_mib": round(store / 1048576, 1)})
+                                     "store_mib": round(store / 1048576, 1),
+                                     "anon_mib": round(s[3] or 0, 1), "file_mib": round(s[4] or 0, 1)})
                 next_sample += a.every
                 print(f"soak: {round(now - start)} s, filed {filed}, jobs {submitted}, "
                       f"decisions {decided}, journeys ended {ended}", flush=True)
@@ -163,7 +172,7 @@ def main():
 
     with open(a.out, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["t_s", "member", "rss_mib", "fds", "threads", "held",
-                                          "store_mib"])
+                                          "store_mib", "anon_mib", "file_mib"])
         w.writeheader()
         w.writerows(rows)
     first = {}
@@ -171,10 +180,12 @@ def main():
     for r in rows:
         first.setdefault(r["member"], r)
         last[r["member"]] = r
-    print(f"{'member':<16} {'rss start':>10} {'rss end':>10} {'fds start':>10} {'fds end':>8}")
+    print(f"{'member':<16} {'rss start':>10} {'rss end':>10} {'anon start':>10} "
+          f"{'anon end':>9} {'fds start':>10} {'fds end':>8}")
     for m in members:
         if m in first:
             print(f"{m:<16} {first[m]['rss_mib']:>10} {last[m]['rss_mib']:>10} "
+                  f"{first[m]['anon_mib']:>10} {last[m]['anon_mib']:>9} "
                   f"{first[m]['fds']:>10} {last[m]['fds']:>8}")
     rss_first = sorted(first[m]["rss_mib"] for m in first)
     rss_last = sorted(last[m]["rss_mib"] for m in last)
