@@ -455,6 +455,7 @@ fn the_console_signs_in_with_a_token_only_and_its_event_stream_resumes_where_it_
         ("/console/referrals?colour=red", 400),
         ("/console/inbox?state=offered", 400),
         ("/console/referrals?state=sleeping", 422),
+        ("/console/new?part=true", 400),
         (
             "/console/referrals?direction=in&state=offered&sort=state",
             200,
@@ -608,6 +609,14 @@ fn the_console_signs_in_with_a_token_only_and_its_event_stream_resumes_where_it_
     // Signing out needs the CSRF token, and ends the session at once.
     let (status, _, _) = raw(addr, "POST", "/console/sign-out", &admin, "");
     assert_eq!(status, 403);
+    let (status, _, _) = raw(
+        addr,
+        "POST",
+        "/console/sign-out",
+        &admin,
+        &format!("csrf={csrf}&everyone=1"),
+    );
+    assert_eq!(status, 400, "a field sign-out does not take");
     let (status, _, _) = raw(
         addr,
         "POST",

@@ -153,15 +153,15 @@ pub struct ProgressReport {
     pub note: String,
 }
 
-fn referral_id(s: &str) -> Result<ReferralId, ApiError> {
+pub fn referral_id(s: &str) -> Result<ReferralId, ApiError> {
     ReferralId::new(s).map_err(|e| ApiError::bad_request(format!("referral id {s:?}: {e}")))
 }
 
-fn job_id(s: &str) -> Result<JobId, ApiError> {
+pub fn job_id(s: &str) -> Result<JobId, ApiError> {
     JobId::new(s).map_err(|e| ApiError::bad_request(format!("job id {s:?}: {e}")))
 }
 
-fn project_id(s: &str) -> Result<ProjectId, ApiError> {
+pub fn project_id(s: &str) -> Result<ProjectId, ApiError> {
     ProjectId::new(s).map_err(|e| ApiError::bad_request(format!("project id {s:?}: {e}")))
 }
 

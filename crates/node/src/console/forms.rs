@@ -67,7 +67,7 @@ impl Form {
 
     /// Refuses a field that is not one of `known` (besides the CSRF token), and one that
     /// comes twice where only one value is read.
-    fn only(&self, known: &[&str]) -> Result<(), ApiError> {
+    pub fn only(&self, known: &[&str]) -> Result<(), ApiError> {
         for (i, (k, _)) in self.0.iter().enumerate() {
             if k != "csrf" && !known.contains(&k.as_str()) {
                 return Err(ApiError::bad_request(format!(
@@ -336,8 +336,7 @@ pub async fn act(c: &Console, user: &User, name: &str, form: &Form) -> Result<Do
         "decide" => {
             form.only(&["id", "decision", "reason", "note"])?;
             let id = form.text("id");
-            let referral = aiguillage_wire::ReferralId::new(&id)
-                .map_err(|e| ApiError::bad_request(format!("referral id {id:?}: {e}")))?;
+            let referral = crate::api::referral_id(&id)?;
             let accept = match form.text("decision").as_str() {
                 "accept" => true,
                 "decline" => false,
@@ -368,8 +367,7 @@ pub async fn act(c: &Console, user: &User, name: &str, form: &Form) -> Result<Do
         "progress" => {
             form.only(&["id", "step", "state", "note"])?;
             let id = form.text("id");
-            let referral = aiguillage_wire::ReferralId::new(&id)
-                .map_err(|e| ApiError::bad_request(format!("referral id {id:?}: {e}")))?;
+            let referral = crate::api::referral_id(&id)?;
             let report: ProgressReport = serde_json::from_value(json!({
                 "step": form.text("step"),
                 "state": form.text("state"),
@@ -382,8 +380,7 @@ pub async fn act(c: &Console, user: &User, name: &str, form: &Form) -> Result<Do
         "withdraw" => {
             form.only(&["id", "note"])?;
             let id = form.text("id");
-            let referral = aiguillage_wire::ReferralId::new(&id)
-                .map_err(|e| ApiError::bad_request(format!("referral id {id:?}: {e}")))?;
+            let referral = crate::api::referral_id(&id)?;
             c.ask(
                 user,
                 ApiCall::Withdraw {
@@ -405,8 +402,7 @@ pub async fn act(c: &Console, user: &User, name: &str, form: &Form) -> Result<Do
         "cancel" | "output" => {
             form.only(&["id"])?;
             let id = form.text("id");
-            let job = aiguillage_wire::JobId::new(&id)
-                .map_err(|e| ApiError::bad_request(format!("job id {id:?}: {e}")))?;
+            let job = crate::api::job_id(&id)?;
             let call = if name == "cancel" {
                 ApiCall::CancelJob(job)
             } else {

@@ -311,6 +311,9 @@ async fn sign_in(State(c): S, headers: HeaderMap, body: Bytes) -> Response {
             "The sign-in form had expired or did not come from this node; try again.",
         );
     }
+    if let Err(e) = form.only(&["token"]) {
+        return again(StatusCode::BAD_REQUEST, &e.message);
+    }
     let token = form.one("token").unwrap_or("").trim().to_owned();
     if c.access.caller(&token).is_none() {
         return again(StatusCode::UNAUTHORIZED, "Wrong token.");
@@ -330,8 +333,10 @@ async fn sign_out(State(c): S, headers: HeaderMap, body: Bytes) -> Response {
     let Some(user) = c.user(&headers) else {
         return Page::SignIn.into_response();
     };
-    if let Err(refused) = checked_post(&user, &headers, &body) {
-        return refused.into_response();
+    match checked_post(&user, &headers, &body).map(|f| f.only(&[])) {
+        Err(refused) => return refused.into_response(),
+        Ok(Err(e)) => return Page::from((Some(&user), e)).into_response(),
+        Ok(Ok(())) => {}
     }
     if let Some(id) = cookie(&headers, &c.session_cookie) {
         c.sessions

@@ -316,6 +316,12 @@ fn check_query(page: &str, q: &PageQuery) -> Result<(), ApiError> {
         ("state", q.state.is_some(), filters),
         ("sort", q.sort.is_some(), filters),
     ];
+    // Only a page with a live part has a part to give.
+    if q.part && matches!(page, "new" | "audit") {
+        return Err(ApiError::bad_request(format!(
+            "the page {page} has no live part"
+        )));
+    }
     if let Some((field, _, _)) = given.iter().find(|(_, there, read)| *there && !read) {
         return Err(ApiError::bad_request(format!(
             "the page {page} takes no {field}"
@@ -773,8 +779,7 @@ fn explanation(e: &Value) -> Markup {
 }
 
 async fn referral(c: &Console, user: &User, id: &str) -> Result<Markup, ApiError> {
-    let referral = aiguillage_wire::ReferralId::new(id)
-        .map_err(|e| ApiError::bad_request(format!("referral id {id:?}: {e}")))?;
+    let referral = crate::api::referral_id(id)?;
     let v = c.ask(user, ApiCall::Referral(referral)).await?;
     let r = &v["referral"];
     let outgoing = v["direction"] == "out";
@@ -837,8 +842,7 @@ async fn referral(c: &Console, user: &User, id: &str) -> Result<Markup, ApiError
 }
 
 async fn project(c: &Console, user: &User, id: &str) -> Result<Markup, ApiError> {
-    let project = aiguillage_wire::ProjectId::new(id)
-        .map_err(|e| ApiError::bad_request(format!("project id {id:?}: {e}")))?;
+    let project = crate::api::project_id(id)?;
     let v = c.ask(user, ApiCall::Project(project)).await?;
     let p = if v["project"].is_object() {
         &v["project"]
@@ -977,8 +981,7 @@ async fn jobs(c: &Console, user: &User) -> Result<Markup, ApiError> {
 }
 
 async fn job(c: &Console, user: &User, id: &str) -> Result<Markup, ApiError> {
-    let job = aiguillage_wire::JobId::new(id)
-        .map_err(|e| ApiError::bad_request(format!("job id {id:?}: {e}")))?;
+    let job = crate::api::job_id(id)?;
     let v = c.ask(user, ApiCall::Job(job.clone())).await?;
     let j = &v["job"];
     let output = c.ask(user, ApiCall::Output(job)).await.ok();
