@@ -1,6 +1,8 @@
 //! This member's advert (built from its profile, capacity and intake, republished before it
 //! expires and when either changes) and the adverts of others, held in the directory.
 
+use std::sync::Arc;
+
 use aiguillage_wire::{Advert, Envelope, GpuCapacity, Timestamp};
 
 use crate::directory;
@@ -43,6 +45,10 @@ impl Core {
     /// directory unless it holds a newer one.
     pub(crate) fn on_advert(&mut self, now: Timestamp, advert: Advert, envelope: Envelope) {
         let member = advert.member.clone();
+        let (advert, envelope) = match &self.verify_cache {
+            Some(cache) => cache.share(advert, envelope, now),
+            None => (Arc::new(advert), Arc::new(envelope)),
+        };
         if self.state.directory.offer(advert, envelope, now) == directory::AdvertOutcome::Stored {
             self.dirty.insert(StateKey::Listing(member));
         }
@@ -55,11 +61,11 @@ impl Core {
             .state
             .directory
             .fresh(Timestamp(0))
-            .map(|l| l.envelope.clone())
+            .map(|l| (*l.envelope).clone())
             .collect();
         v.extend(self.signed_advert.clone());
         if let Some((_, roster)) = &self.state.roster {
-            v.push(roster.clone());
+            v.push((**roster).clone());
         }
         v
     }

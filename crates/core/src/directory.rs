@@ -2,6 +2,7 @@
 //! has observed of each member's behaviour.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -40,12 +41,13 @@ impl SectorTable {
 }
 
 /// One member's entry: its advert, the envelope it came in (kept to forward it on sync),
-/// and the advert's lookup tables for routing.
+/// and the advert's lookup tables for routing. The advert and its envelope are shared
+/// with every other holder of the same envelope (see [`crate::VerifyCache`]).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(from = "StoredListing", into = "StoredListing")]
 pub struct Listing {
-    pub advert: Advert,
-    pub envelope: Envelope,
+    pub advert: Arc<Advert>,
+    pub envelope: Arc<Envelope>,
     pub table: SectorTable,
     /// When this node took the advert in (its own clock).
     pub received_at: Timestamp,
@@ -62,22 +64,22 @@ struct StoredListing {
 
 impl From<StoredListing> for Listing {
     fn from(s: StoredListing) -> Listing {
-        Listing::new(s.advert, s.envelope, s.received_at)
+        Listing::new(Arc::new(s.advert), Arc::new(s.envelope), s.received_at)
     }
 }
 
 impl From<Listing> for StoredListing {
     fn from(l: Listing) -> StoredListing {
         StoredListing {
-            advert: l.advert,
-            envelope: l.envelope,
+            advert: Arc::unwrap_or_clone(l.advert),
+            envelope: Arc::unwrap_or_clone(l.envelope),
             received_at: l.received_at,
         }
     }
 }
 
 impl Listing {
-    pub fn new(advert: Advert, envelope: Envelope, received_at: Timestamp) -> Listing {
+    pub fn new(advert: Arc<Advert>, envelope: Arc<Envelope>, received_at: Timestamp) -> Listing {
         let table = SectorTable::of(&advert);
         Listing {
             advert,
@@ -123,7 +125,12 @@ pub struct Behaviour {
 
 impl Directory {
     /// Stores `advert` if it is newer than what is held for its member.
-    pub fn offer(&mut self, advert: Advert, envelope: Envelope, now: Timestamp) -> AdvertOutcome {
+    pub fn offer(
+        &mut self,
+        advert: Arc<Advert>,
+        envelope: Arc<Envelope>,
+        now: Timestamp,
+    ) -> AdvertOutcome {
         if let Some(held) = self.listings.get(&advert.member)
             && held.advert.seq >= advert.seq
         {

@@ -11,6 +11,8 @@ use crate::admission::{Admitted, Body, Verifications};
 use crate::config::{CoreConfig, SECOND};
 use crate::state::{JobPhase, State, StateKey};
 use crate::timers::Deadline;
+use std::sync::Arc;
+
 use crate::{AuditEvent, Input, Notification, Output, Profile, Refusal, VerifyCache};
 
 /// One member's federation logic.
@@ -118,7 +120,7 @@ impl Core {
     /// Installs a roster the node loaded from its configuration, checked like one received.
     pub fn install_roster(&mut self, envelope: Envelope, now: Timestamp) -> Result<(), TrustError> {
         let verified = Roster::verify_signed(envelope, &self.authority, now)?;
-        self.install_verified_roster(verified.message, verified.envelope)
+        self.install_verified_roster(verified.message, verified.envelope, now)
     }
 
     /// Installs a roster whose signature was checked: it must succeed the current one.
@@ -126,6 +128,7 @@ impl Core {
         &mut self,
         mut roster: Roster,
         envelope: Envelope,
+        now: Timestamp,
     ) -> Result<(), TrustError> {
         if let Some((current, _)) = &self.state.roster {
             current.check_successor(&roster)?;
@@ -134,7 +137,10 @@ impl Core {
         for gone in self.state.directory.retain(|m| roster.member(m).is_some()) {
             self.dirty.insert(StateKey::Listing(gone));
         }
-        self.state.roster = Some((roster, envelope));
+        self.state.roster = Some(match &self.verify_cache {
+            Some(cache) => cache.share(roster, envelope, now),
+            None => (Arc::new(roster), Arc::new(envelope)),
+        });
         self.dirty.insert(StateKey::Meta);
         Ok(())
     }
@@ -296,7 +302,7 @@ impl Core {
         let signer = envelope.signer.clone();
         let kind = envelope.kind;
         if let Body::Roster(roster) = body {
-            match self.install_verified_roster(roster, envelope) {
+            match self.install_verified_roster(roster, envelope, now) {
                 Ok(()) => self.audit(now, "roster_installed", "roster", String::new()),
                 // A roster we already hold is ordinary gossip, not an offence.
                 Err(TrustError::StaleSerial { current, offered }) if current == offered => {}
@@ -332,7 +338,7 @@ impl Core {
     }
 
     pub fn roster(&self) -> Option<&Roster> {
-        self.state.roster.as_ref().map(|(r, _)| r)
+        self.state.roster.as_ref().map(|(r, _)| &**r)
     }
 
     // ----- capacity -----

@@ -9,19 +9,20 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::sync::Arc;
 
 use aiguillage_core::{
-    Core, CoreConfig, ExecutorEvent, Input, Notification, Output, State, StateKey,
+    Core, CoreConfig, ExecutorEvent, Input, Notification, Output, State, routing,
 };
 use aiguillage_wire::{
-    Envelope, JobId, MemberId, MessageKind, ProgressState, PublicKey, ReferralId, Service,
-    SigningKey, Timestamp,
+    Envelope, JobId, MemberId, MessageKind, ProgressState, ProjectId, PublicKey, ReferralId,
+    Service, SigningKey, Timestamp,
 };
 
+use crate::archive::Archive;
 use crate::check::Checker;
 use crate::geo;
 use crate::members::{self, MemberSetup};
 use crate::metrics::{MemberRow, Metrics, PendingJob, SeriesRow};
 use crate::rng::Rng;
-use crate::scenario::{Fault, PolicySpec, Scenario};
+use crate::scenario::{Dur, Fault, PolicySpec, Scenario};
 use crate::workload::MemberWorkload;
 
 /// Virtual time zero: 2026-05-28, so that timestamps look like real ones.
@@ -66,6 +67,13 @@ enum Event {
         member: usize,
         life: u64,
         referral: ReferralId,
+        state: ProgressState,
+    },
+    /// The adviser at `member` ends the journey of a project it kept.
+    EndJourney {
+        member: usize,
+        life: u64,
+        project: ProjectId,
         state: ProgressState,
     },
     FaultStart(usize),
@@ -121,13 +129,13 @@ struct Node {
     wakes: BTreeSet<u64>,
     workload: MemberWorkload,
     operator: Rng,
+    /// The adviser who ends the journeys of projects kept here (its own stream, so that
+    /// turning it on leaves every other draw as it was).
+    adviser: Rng,
     running: BTreeMap<u64, Run>,
     /// Jobs that vanished with the process, reported failed at restart.
     vanished: Vec<(JobId, u64)>,
     jobs_survive: bool,
-    /// The records that left the core's memory, as a node's store archives them; they
-    /// survive crashes and the summary reads them with the live state.
-    archive: Vec<(StateKey, Vec<u8>)>,
 }
 
 /// How far a run got, for the progress bar.
@@ -159,6 +167,7 @@ pub struct Sim<'s> {
     loss: f64,
     duplicate: f64,
     cache: aiguillage_core::VerifyCache,
+    archive: Archive,
     immediate: VecDeque<(usize, Input)>,
     next_run: u64,
     pub metrics: Metrics,
@@ -269,13 +278,16 @@ impl<'s> Sim<'s> {
                 wakes: BTreeSet::new(),
                 workload: MemberWorkload::new(scenario, seed, i, &m.profile),
                 operator: Rng::stream(seed, "operator", i as u64),
+                adviser: Rng::stream(seed, "adviser", i as u64),
                 running: BTreeMap::new(),
                 vanished: Vec::new(),
                 jobs_survive: false,
-                archive: Vec::new(),
             });
         }
         let gpus: Vec<u32> = members.iter().map(|m| m.gpus).collect();
+        let archive = Archive::new(members.len()).map_err(|e| {
+            crate::SimError::Setup(format!("a temporary file for the archive: {e}"))
+        })?;
         let mut sim = Sim {
             scenario,
             policy_name: policy_name.to_owned(),
@@ -299,6 +311,7 @@ impl<'s> Sim<'s> {
             loss: scenario.network.loss,
             duplicate: scenario.network.duplicate,
             cache,
+            archive,
             immediate: VecDeque::new(),
             next_run: 0,
             metrics: Metrics::new(&gpus),
@@ -446,6 +459,25 @@ impl<'s> Sim<'s> {
                     );
                 }
             }
+            Event::EndJourney {
+                member,
+                life,
+                project,
+                state,
+            } => {
+                if self.nodes[member].life == life && self.nodes[member].up {
+                    self.feed(
+                        member,
+                        Input::ProjectProgress {
+                            project,
+                            step: Service::Production,
+                            state,
+                            note: "simulated adviser".into(),
+                            by: "simulated adviser".into(),
+                        },
+                    );
+                }
+            }
             Event::FaultStart(i) => self.fault_start(i),
             Event::FaultEnd(i) => self.fault_end(i),
             Event::Sample => self.sample(),
@@ -479,7 +511,9 @@ impl<'s> Sim<'s> {
         self.metrics.state_writes += node.core.take_dirty().len() as u64;
         let retired = node.core.take_retired();
         self.metrics.records_retired += retired.len() as u64;
-        node.archive.extend(retired);
+        if let Err(e) = self.archive.keep(m, retired) {
+            panic!("the simulator could not write its archive file: {e}");
+        }
         Some(outputs)
     }
 
@@ -839,6 +873,24 @@ impl<'s> Sim<'s> {
             } => {
                 self.metrics
                     .outcome(&format!("{} filed {project} {outcome:?}", self.now));
+                let ops = &self.scenario.operators;
+                if let (Some([fastest, slowest]), routing::Outcome::Keep) =
+                    (ops.complete_at_home, outcome)
+                {
+                    let node = &mut self.nodes[m];
+                    let (delay, state) =
+                        journey_end(&mut node.adviser, [fastest, slowest], ops.abandon_share);
+                    let life = node.life;
+                    self.push(
+                        self.now + delay,
+                        Event::EndJourney {
+                            member: m,
+                            life,
+                            project,
+                            state,
+                        },
+                    );
+                }
             }
             Notification::DecisionNeeded { referral, .. } => {
                 let ops = &self.scenario.operators;
@@ -865,15 +917,8 @@ impl<'s> Sim<'s> {
             Notification::DossierReceived { referral, .. } => {
                 let ops = &self.scenario.operators;
                 let node = &mut self.nodes[m];
-                let delay = node.operator.log_uniform(
-                    ops.complete_after[0].ms().max(1) as f64,
-                    ops.complete_after[1].ms().max(1) as f64,
-                ) as u64;
-                let state = if node.operator.chance(ops.abandon_share) {
-                    ProgressState::Abandoned
-                } else {
-                    ProgressState::Completed
-                };
+                let (delay, state) =
+                    journey_end(&mut node.operator, ops.complete_after, ops.abandon_share);
                 let life = node.life;
                 self.push(
                     self.now + delay,
@@ -1138,9 +1183,9 @@ impl<'s> Sim<'s> {
         self.nodes.iter().map(|n| &n.core)
     }
 
-    /// Each member's archived records (those that left its core's memory), in member order.
-    pub fn archives(&self) -> impl Iterator<Item = &[(StateKey, Vec<u8>)]> {
-        self.nodes.iter().map(|n| n.archive.as_slice())
+    /// The records that left the cores' memory (a node's store would archive them).
+    pub fn archive(&self) -> &Archive {
+        &self.archive
     }
 
     /// Members currently down.
@@ -1191,4 +1236,16 @@ fn core_config(scenario: &Scenario, policy: &PolicySpec, m: &MemberSetup) -> Cor
     c.accelerator = m.accelerator.clone();
     c.referral_intake = m.referral_intake;
     c
+}
+
+/// When, after `span` (log-uniform), and how a journey ends: abandoned at `abandon_share`,
+/// else completed.
+fn journey_end(rng: &mut Rng, span: [Dur; 2], abandon_share: f64) -> (u64, ProgressState) {
+    let delay = rng.log_uniform(span[0].ms().max(1) as f64, span[1].ms().max(1) as f64) as u64;
+    let state = if rng.chance(abandon_share) {
+        ProgressState::Abandoned
+    } else {
+        ProgressState::Completed
+    };
+    (delay, state)
 }

@@ -18,6 +18,7 @@
 //! [`aiguillage_core::VerifyCache`]; every other message is signed and verified as a node
 //! would.
 
+pub mod archive;
 pub mod check;
 pub mod engine;
 pub mod geo;

@@ -504,6 +504,10 @@ pub struct Operators {
     /// Share of handed-over projects that end abandoned rather than completed.
     #[serde(default = "default_abandon_share")]
     pub abandon_share: f64,
+    /// When a project kept at its own member ends its journey there (log-uniform; completed,
+    /// or abandoned at `abandon_share`). Unset, such a project stays open for the whole run.
+    #[serde(default)]
+    pub complete_at_home: Option<[Dur; 2]>,
 }
 
 impl Default for Operators {
@@ -514,6 +518,7 @@ impl Default for Operators {
             decision_delay: default_decision_delay(),
             complete_after: default_complete_after(),
             abandon_share: default_abandon_share(),
+            complete_at_home: None,
         }
     }
 }
@@ -824,6 +829,14 @@ impl Scenario {
         if self.operators.complete_after[0] > self.operators.complete_after[1] {
             return Err(bad(
                 "operators.complete_after",
+                "needs [fastest, slowest]".into(),
+            ));
+        }
+        if let Some([fastest, slowest]) = self.operators.complete_at_home
+            && fastest > slowest
+        {
+            return Err(bad(
+                "operators.complete_at_home",
                 "needs [fastest, slowest]".into(),
             ));
         }

@@ -224,15 +224,19 @@ struct Books {
 }
 
 impl Books {
-    fn of(st: &aiguillage_core::State, archive: &[(aiguillage_core::StateKey, Vec<u8>)]) -> Books {
+    fn of<'a>(
+        st: &aiguillage_core::State,
+        archive: impl Iterator<Item = std::io::Result<(&'a aiguillage_core::StateKey, Vec<u8>)>>,
+    ) -> Books {
         let mut b = Books {
             projects: st.projects.values().cloned().collect(),
             outgoing: st.outgoing.clone(),
             incoming: st.incoming.values().cloned().collect(),
         };
-        for (key, bytes) in archive {
+        for record in archive {
+            let (key, bytes) = record.expect("the simulator's archive file reads back");
             // The simulator wrote these records itself; one it cannot read is a bug there.
-            match decode_record(key, bytes).expect("an archived record decodes") {
+            match decode_record(key, &bytes).expect("an archived record decodes") {
                 Record::Project(p) => b.projects.push(p),
                 Record::Outgoing(o) => {
                     b.outgoing.insert(o.id.clone(), o);
@@ -367,9 +371,9 @@ pub fn summarise(sim: &Sim<'_>) -> RunOutcome {
         .collect();
     let possible = Achievable::index(sim);
     let mut achievable = 0u64;
-    for (oi, (core, archive)) in sim.cores().zip(sim.archives()).enumerate() {
+    for (oi, core) in sim.cores().enumerate() {
         let st = core.state();
-        let books = Books::of(st, archive);
+        let books = Books::of(st, sim.archive().of(oi));
         for fp in &books.projects {
             p.filed += 1;
             members[oi].filed += 1;

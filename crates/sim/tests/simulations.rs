@@ -170,6 +170,34 @@ fn records_archived_under_a_short_retention_still_count_in_the_summary() {
 }
 
 #[test]
+fn projects_kept_at_home_end_their_journeys_leave_memory_and_still_count() {
+    let mut ending = small("eu-week");
+    ending.core.retention = Some(Dur(3_600_000));
+    ending.operators.complete_at_home = Some([Dur(600_000), Dur(7_200_000)]);
+    let mut open = small("eu-week");
+    open.core.retention = Some(Dur(3_600_000));
+    let a = run(&ending, 5, "scored");
+    let b = run(&open, 5, "scored");
+    assert_clean(&a);
+    let (pa, pb) = (&a.summary.projects, &b.summary.projects);
+    assert!(pa.kept > 100, "{pa:?}");
+    // Every kept project that ended more than the retention before the end left memory:
+    // at least most of them, beyond what leaves when only referrals and jobs end.
+    assert!(
+        a.summary.engine.records_retired > b.summary.engine.records_retired + pa.kept / 2,
+        "{:?} against {:?}",
+        a.summary.engine,
+        b.summary.engine
+    );
+    // The adviser's draws are its own: everything else happened as without it.
+    assert_eq!(
+        (pa.filed, pa.kept, pa.referred, pa.accepted_elsewhere),
+        (pb.filed, pb.kept, pb.referred, pb.accepted_elsewhere)
+    );
+    assert_eq!(pa.match_quality, pb.match_quality);
+}
+
+#[test]
 fn a_run_writes_its_summary_series_and_plots() {
     let r = run(&small("scale"), 1, "scored");
     assert_clean(&r);

@@ -38,7 +38,7 @@ impl Core {
         let mut decision = routing::decide(
             card,
             (&me_advert, &me_table),
-            dir.fresh(now).map(|l| (&l.advert, &l.table)),
+            dir.fresh(now).map(|l| (&*l.advert, &l.table)),
             |m| Standing {
                 reciprocity: ledger.balance(m, now),
                 behaviour: dir.behaviour(m),

@@ -6,6 +6,7 @@ mod records;
 mod referral;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -104,7 +105,7 @@ impl JourneyState {
 /// The whole persistent state of a member's core.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct State {
-    pub roster: Option<(Roster, Envelope)>,
+    pub roster: Option<(Arc<Roster>, Arc<Envelope>)>,
     pub directory: Directory,
     pub ledger: Ledger,
     pub timers: Timers,

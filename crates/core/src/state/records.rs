@@ -2,6 +2,7 @@
 //! A store keeps bytes by key and needs to know nothing else of the schema.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -18,7 +19,7 @@ use crate::timers::Timers;
 /// The small, often-changing part of the state.
 #[derive(Serialize, Deserialize)]
 struct Meta {
-    roster: Option<(Roster, Envelope)>,
+    roster: Option<(Arc<Roster>, Arc<Envelope>)>,
     timers: Timers,
     advert_seq: u64,
     total_gpus: u32,
