@@ -141,7 +141,7 @@ impl Core {
             Some(cache) => cache.share(roster, envelope, now),
             None => (Arc::new(roster), Arc::new(envelope)),
         });
-        self.dirty.insert(StateKey::Meta);
+        self.dirty.insert(StateKey::Roster);
         Ok(())
     }
 
@@ -244,6 +244,9 @@ impl Core {
         );
         self.schedule_retention(now);
         self.dirty.insert(StateKey::Meta);
+        // A store from before the roster had its own record holds it in the meta record,
+        // which is no longer written with it: keep it under its own key from the start.
+        self.dirty.insert(StateKey::Roster);
     }
 
     fn on_tick(&mut self, now: Timestamp) {

@@ -26,8 +26,10 @@ pub use referral::{AttemptOutcome, AttemptRecord, InReferral, InState, OutReferr
 /// A piece of state that changed and must be persisted before outputs leave.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum StateKey {
-    /// Counters, capacity, advert sequence, timers, roster.
+    /// Counters, capacity, advert sequence, timers: written at nearly every commit.
     Meta,
+    /// The installed roster and its signed envelope: written when the roster changes.
+    Roster,
     /// Observed behaviour of members (the listings are per member).
     Directory,
     /// One member's advert as held in the directory.

@@ -19,6 +19,9 @@ use crate::timers::Timers;
 /// The small, often-changing part of the state.
 #[derive(Serialize, Deserialize)]
 struct Meta {
+    /// Stores written before the roster had its own record kept it here; read, never
+    /// written.
+    #[serde(default, skip_serializing)]
     roster: Option<(Arc<Roster>, Arc<Envelope>)>,
     timers: Timers,
     advert_seq: u64,
@@ -54,6 +57,7 @@ impl StateKey {
     pub fn path(&self) -> String {
         match self {
             StateKey::Meta => "meta".into(),
+            StateKey::Roster => "roster".into(),
             StateKey::Directory => "directory".into(),
             StateKey::Listing(m) => format!("listing/{m}"),
             StateKey::Ledger => "ledger".into(),
@@ -71,6 +75,7 @@ impl StateKey {
         Some(match path.split_once('/') {
             None => match path {
                 "meta" => StateKey::Meta,
+                "roster" => StateKey::Roster,
                 "directory" => StateKey::Directory,
                 "ledger" => StateKey::Ledger,
                 "retired" => StateKey::Retired,
@@ -111,13 +116,14 @@ impl State {
     pub fn record_bytes(&self, key: &StateKey) -> Option<Vec<u8>> {
         Some(match key {
             StateKey::Meta => encode(&Meta {
-                roster: self.roster.clone(),
+                roster: None,
                 timers: self.timers.clone(),
                 advert_seq: self.advert_seq,
                 total_gpus: self.total_gpus,
                 next_id: self.next_id,
                 blocked: self.blocked.clone(),
             }),
+            StateKey::Roster => encode(&self.roster),
             StateKey::Directory => encode(&self.directory),
             StateKey::Listing(m) => encode(self.directory.get(m)?),
             StateKey::Ledger => encode(&self.ledger),
@@ -136,18 +142,21 @@ impl State {
     ) -> Result<State, RecordError> {
         let mut s = State::default();
         let mut listings = Vec::new();
+        let mut roster = None;
+        let mut legacy_roster = None;
         for (path, bytes) in records {
             let key = StateKey::from_path(&path).ok_or(RecordError::UnknownKey { key: path })?;
             match &key {
                 StateKey::Meta => {
                     let m: Meta = decode(&key, &bytes)?;
-                    s.roster = m.roster;
+                    legacy_roster = m.roster;
                     s.timers = m.timers;
                     s.advert_seq = m.advert_seq;
                     s.total_gpus = m.total_gpus;
                     s.next_id = m.next_id;
                     s.blocked = m.blocked;
                 }
+                StateKey::Roster => roster = Some(decode(&key, &bytes)?),
                 StateKey::Directory => s.directory = decode::<Directory>(&key, &bytes)?,
                 StateKey::Ledger => s.ledger = decode::<Ledger>(&key, &bytes)?,
                 StateKey::Retired => {
@@ -171,10 +180,71 @@ impl State {
                 }
             }
         }
-        // After the loop: the directory record (behaviour) may come after its listings.
+        // After the loop: the directory record (behaviour) may come after its listings, and
+        // the roster's own record wins over one an older store kept in its meta record.
         for l in listings {
             s.directory.restore(l);
         }
+        s.roster = roster.unwrap_or(legacy_roster);
         Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aiguillage_wire::{SigningKey, Timestamp};
+
+    fn roster() -> (Arc<Roster>, Arc<Envelope>) {
+        let roster = Roster {
+            federation: "test".into(),
+            serial: 3,
+            members: Vec::new(),
+        };
+        let authority = MemberId::new(aiguillage_wire::AUTHORITY_ID).unwrap();
+        let envelope = Envelope::seal(
+            &roster,
+            &authority,
+            &SigningKey::from_bytes(&[9; 32]),
+            Timestamp(1_000),
+            Timestamp(2_000),
+        )
+        .unwrap();
+        (Arc::new(roster), Arc::new(envelope))
+    }
+
+    #[test]
+    fn the_roster_has_its_own_record_and_one_an_older_store_kept_in_meta_still_loads() {
+        let state = State {
+            roster: Some(roster()),
+            ..State::default()
+        };
+        let meta = state.record_bytes(&StateKey::Meta).unwrap();
+        let own = state.record_bytes(&StateKey::Roster).unwrap();
+        // The meta record, written at nearly every commit, no longer carries the roster.
+        let alone = State::from_records([("meta".to_owned(), meta.clone())]).unwrap();
+        assert!(alone.roster.is_none());
+        let both =
+            State::from_records([("roster".to_owned(), own), ("meta".to_owned(), meta)]).unwrap();
+        assert_eq!(both.roster, state.roster);
+        // A meta record from before, with the roster inside, is read as it was.
+        #[derive(Serialize)]
+        struct OldMeta {
+            roster: Option<(Arc<Roster>, Arc<Envelope>)>,
+            timers: Timers,
+            advert_seq: u64,
+            total_gpus: u32,
+            next_id: u64,
+        }
+        let legacy = encode(&OldMeta {
+            roster: state.roster.clone(),
+            timers: Timers::default(),
+            advert_seq: 7,
+            total_gpus: 0,
+            next_id: 0,
+        });
+        let loaded = State::from_records([("meta".to_owned(), legacy)]).unwrap();
+        assert_eq!(loaded.roster, state.roster);
+        assert_eq!(loaded.advert_seq, 7);
     }
 }

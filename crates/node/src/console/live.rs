@@ -74,7 +74,9 @@ impl Live {
                 StateKey::Job(j) | StateKey::Hosted(j) => ("job", j.to_string()),
                 StateKey::Listing(m) => ("member", m.to_string()),
                 StateKey::Ledger => ("ledger", String::new()),
-                StateKey::Meta | StateKey::Directory | StateKey::Retired => continue,
+                StateKey::Meta | StateKey::Roster | StateKey::Directory | StateKey::Retired => {
+                    continue;
+                }
             };
             self.publish(topic, subject);
         }
