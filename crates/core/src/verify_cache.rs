@@ -106,7 +106,7 @@ impl VerifyCache {
         );
     }
 
-    /// Adverts held.
+    /// Envelopes held (adverts that verified, and what the cores shared).
     pub fn len(&self) -> usize {
         self.inner.lock().map(|m| m.len()).unwrap_or(0)
     }
