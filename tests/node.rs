@@ -934,16 +934,17 @@ fn a_node_whose_disk_fills_stops_and_resumes_with_everything_it_answered() {
     std::os::unix::fs::symlink(&db, dir.join("db")).unwrap();
     d.restart("lu-l-aif");
     let pid = d.run_info("lu-l-aif")["pid"].as_u64().unwrap();
-    // Fill the disk, leaving the store a little room.
+    // Fill the disk, then give the store a little room back.
     {
         use std::io::Write;
         let mut filler = std::fs::File::create(disk.0.join("filler")).unwrap();
         let chunk = vec![0u8; 64 * 1024];
         while filler.write_all(&chunk).is_ok() {}
         let _ = filler.sync_all();
+        let full = filler.metadata().unwrap().len();
+        filler.set_len(full.saturating_sub(256 * 1024)).unwrap();
+        filler.sync_all().unwrap();
     }
-    std::fs::write(disk.0.join("room"), vec![0u8; 256 * 1024]).ok();
-    std::fs::remove_file(disk.0.join("room")).ok();
     // File projects until the node stops answering.
     let mut answered = Vec::new();
     for _ in 0..2_000 {

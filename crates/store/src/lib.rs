@@ -1,17 +1,28 @@
-//! Durable state of a member on sled.
+//! Durable state of a member: live records and notifications in sled, the audit log and
+//! the archive in append-only files beside it.
 //!
 //! The core's [`State`] is stored one record per [`StateKey`], under the key and in the
 //! bytes the core gives it, so a call to `Core::handle` costs writes proportional to what it
-//! changed. [`Store::commit`] writes those records, the records that left the core's memory
-//! (moved to the archive) and the audit entries of the call in one transaction, and
-//! flushes before the caller lets any output leave the node: a crash keeps all of a commit
-//! or none of it. On start, [`Store::load`] rebuilds the state from the live records; the
-//! archive stays on disk, read by key when asked for.
+//! changed. What is kept for ever (the audit log, and the records that left the core's
+//! memory) is appended to files of checksummed frames rather than to sled, whose memory
+//! grows with every key it holds: sled then holds only what is live, and the node's memory
+//! stays flat however long it runs.
+//!
+//! [`Store::commit`] appends the call's audit entries and retired records to their files
+//! and makes them durable, then writes the changed records, the notifications and the
+//! files' new lengths in one sled transaction, and flushes, before the caller lets any
+//! output leave the node. That transaction is the commit point: frames past the recorded
+//! lengths belong to a commit that did not finish and are cut off on the next open, so a
+//! crash keeps all of a commit (records, audit, archive) or none of it. On start,
+//! [`Store::load`] rebuilds the state from the live records; the archive stays on disk,
+//! read when asked for.
 //!
 //! The audit log is append-only; each entry carries the SHA-256 of the previous one and the
 //! member's signature over its own hash, so a removed, reordered or edited entry shows.
 
-use std::collections::BTreeSet;
+mod log;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use aiguillage_core::{AuditEvent, Notification, RecordError, State, StateKey};
@@ -31,6 +42,8 @@ pub enum StoreError {
     Corrupt { key: String, reason: String },
     #[error("audit entry {seq}: {reason}")]
     Audit { seq: u64, reason: String },
+    #[error("{file}: {reason}")]
+    Log { file: String, reason: String },
     #[error(transparent)]
     Record(#[from] RecordError),
 }
@@ -108,24 +121,75 @@ pub struct Notice {
 const NOTICES_KEPT: u64 = 10_000;
 /// Where the highest seq marked read is kept.
 const NOTICES_READ: &[u8] = b"notices_read";
+/// Where the committed lengths of the logs are kept, in the `heads` tree.
+const HEADS: &[u8] = b"logs";
+const AUDIT_LOG: &str = "audit.log";
+const ARCHIVE_LOG: &str = "archive.log";
+/// The trees an older store kept the audit log and the archive in.
+const OLD_AUDIT_TREE: &str = "audit";
+const OLD_ARCHIVE_TREE: &str = "archive";
+
+/// How far the logs are committed, and the audit chain's end: written in the transaction
+/// that commits the state, so the two cannot disagree.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Heads {
+    audit_len: u64,
+    /// The seq of the newest audit entry (0 for none) and its hash.
+    audit_seq: u64,
+    #[serde(with = "serde_bytes")]
+    audit_hash: [u8; 32],
+    archive_len: u64,
+}
+
+impl Heads {
+    fn last(&self) -> Option<(u64, [u8; 32])> {
+        (self.audit_seq > 0).then_some((self.audit_seq, self.audit_hash))
+    }
+}
 
 pub struct Store {
     db: sled::Db,
     state: sled::Tree,
-    audit: sled::Tree,
-    /// Records that left the core's memory, by the same keys.
-    archive: sled::Tree,
     notices: sled::Tree,
+    heads_tree: sled::Tree,
     /// Addresses learnt for members' PeerIds: not federation state, only what lets a
     /// restarted node dial its peers at once.
     peers: sled::Tree,
-    last: Option<(u64, [u8; 32])>,
+    audit: log::Log,
+    /// Records that left the core's memory: frames of `key length (u16, little-endian) |
+    /// key | record bytes`.
+    archive: log::Log,
+    heads: Heads,
     /// The seq of the newest notification and of the oldest still kept.
     last_notice: u64,
     first_notice: u64,
-    /// For a test: the next commit fails after writing its records, before its audit.
+    /// For a test: the next commit stops after appending to the logs, before the
+    /// transaction that commits it, as a crash there would.
     #[cfg(test)]
-    fail_before_audit: bool,
+    crash_after_logs: bool,
+}
+
+fn archive_frame(path: &str, bytes: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(2 + path.len() + bytes.len());
+    v.extend_from_slice(&(path.len() as u16).to_le_bytes());
+    v.extend_from_slice(path.as_bytes());
+    v.extend_from_slice(bytes);
+    v
+}
+
+/// The key path and the record of an archive frame.
+fn archive_entry(frame: &[u8]) -> Result<(&str, &[u8]), StoreError> {
+    let corrupt = || StoreError::Corrupt {
+        key: ARCHIVE_LOG.into(),
+        reason: "an archive frame shorter than its key".into(),
+    };
+    let n = u16::from_le_bytes(frame.get(..2).ok_or_else(corrupt)?.try_into().expect("2")) as usize;
+    let path = frame.get(2..2 + n).ok_or_else(corrupt)?;
+    let path = std::str::from_utf8(path).map_err(|_| StoreError::Corrupt {
+        key: ARCHIVE_LOG.into(),
+        reason: "an archive key that is not UTF-8".into(),
+    })?;
+    Ok((path, &frame[2 + n..]))
 }
 
 fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
@@ -169,34 +233,34 @@ impl Store {
             .cache_capacity(64 * 1024 * 1024)
             .open()?;
         let state = db.open_tree("state")?;
-        let audit = db.open_tree("audit")?;
-        let archive = db.open_tree("archive")?;
         let notices = db.open_tree("notices")?;
         let peers = db.open_tree("peers")?;
+        let heads_tree = db.open_tree("heads")?;
+        let heads = match heads_tree.get(HEADS)? {
+            Some(v) => decode(HEADS, &v)?,
+            None => Heads::default(),
+        };
+        let mut audit = log::Log::open(&dir.join(AUDIT_LOG), heads.audit_len)?;
+        let mut archive = log::Log::open(&dir.join(ARCHIVE_LOG), heads.archive_len)?;
+        let heads = migrate(&db, &heads_tree, heads, &mut audit, &mut archive)?;
         let seq_of = |item: Option<(sled::IVec, sled::IVec)>| {
             item.and_then(|(k, _)| k.as_ref().try_into().ok().map(u64::from_be_bytes))
         };
         let last_notice = seq_of(notices.last()?).unwrap_or(0);
         let first_notice = seq_of(notices.first()?).unwrap_or(last_notice + 1);
-        let last = match audit.last()? {
-            Some((_, v)) => {
-                let r: AuditRecord = decode(b"audit", &v)?;
-                Some((r.seq, r.hash()))
-            }
-            None => None,
-        };
         Ok(Store {
             db,
             state,
+            notices,
+            heads_tree,
+            peers,
             audit,
             archive,
-            notices,
-            peers,
-            last,
+            heads,
             last_notice,
             first_notice,
             #[cfg(test)]
-            fail_before_audit: false,
+            crash_after_logs: false,
         })
     }
 
@@ -213,27 +277,44 @@ impl Store {
         Ok(State::from_records(records)?)
     }
 
-    /// The archived record under `key`: one that left the core's memory.
+    /// The archived record under `key`: one that left the core's memory (the latest, if
+    /// it left more than once). Reads the archive from its start.
     pub fn archived(&self, key: &StateKey) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.archive.get(key.path())?.map(|v| v.to_vec()))
+        let wanted = key.path();
+        let mut found = None;
+        for frame in self.archive.frames()? {
+            let frame = frame?;
+            let (path, bytes) = archive_entry(&frame)?;
+            if path == wanted {
+                found = Some(bytes.to_vec());
+            }
+        }
+        Ok(found)
     }
 
     /// Every archived record whose key starts with `prefix` (`out/`, `job/`, …), in key
-    /// order.
+    /// order (the latest of a key archived more than once). Reads the archive from its
+    /// start.
     pub fn archived_under(&self, prefix: &str) -> Result<Vec<(StateKey, Vec<u8>)>, StoreError> {
-        self.archive
-            .scan_prefix(prefix)
-            .filter_map(|item| match item {
-                Ok((k, v)) => StateKey::from_path(&String::from_utf8_lossy(&k))
-                    .map(|key| Ok((key, v.to_vec()))),
-                Err(e) => Some(Err(e.into())),
-            })
-            .collect()
+        let mut found = BTreeMap::new();
+        for frame in self.archive.frames()? {
+            let frame = frame?;
+            let (path, bytes) = archive_entry(&frame)?;
+            let key = path
+                .strip_prefix(prefix)
+                .and_then(|_| StateKey::from_path(path));
+            if let Some(key) = key {
+                found.insert(path.to_owned(), (key, bytes.to_vec()));
+            }
+        }
+        Ok(found.into_values().collect())
     }
 
-    /// Writes the records named by `changes.dirty`, moves the retired records to the
-    /// archive, appends the audit entries and the notifications, all in one transaction;
-    /// then flushes to disk.
+    /// Appends the audit entries and the retired records to their logs (made durable),
+    /// then writes the records named by `changes.dirty`, removes the retired ones, appends
+    /// the notifications and records the logs' new lengths, in one transaction; then
+    /// flushes to disk. Until that transaction, nothing of the commit is visible, and after
+    /// a crash before it, nothing of it is kept.
     pub fn commit(
         &mut self,
         state: &State,
@@ -256,13 +337,13 @@ impl Store {
                 None => records.remove(k.path().as_bytes()),
             }
         }
-        let mut archive = sled::Batch::default();
+        let mut archived = Vec::with_capacity(retired.len());
         for (k, v) in retired {
             records.remove(k.path().as_bytes());
-            archive.insert(k.path().as_bytes(), v.as_slice());
+            archived.push(archive_frame(&k.path(), v));
         }
-        let mut entries = sled::Batch::default();
-        let mut last = self.last;
+        let mut entries = Vec::with_capacity(audit.len());
+        let mut last = self.heads.last();
         for e in audit {
             let (seq, prev) = match last {
                 Some((s, h)) => (s + 1, h),
@@ -279,7 +360,7 @@ impl Store {
             };
             let h = r.hash();
             r.signature = key.sign(&h).to_bytes();
-            entries.insert(&seq.to_be_bytes(), encode(&r));
+            entries.push(encode(&r));
             last = Some((seq, h));
         }
         let mut notes = sled::Batch::default();
@@ -300,31 +381,46 @@ impl Store {
                 notes.remove(&seq.to_be_bytes());
             }
         }
+        let mut heads = self.heads;
+        if !entries.is_empty() {
+            heads.audit_len = self.audit.append(&entries)?;
+            (heads.audit_seq, heads.audit_hash) = last.expect("an entry was signed");
+        }
+        if !archived.is_empty() {
+            // Should this fail, the audit frames just written sit past the committed end,
+            // where the next commit writes over them.
+            heads.archive_len = self.archive.append(&archived)?;
+        }
         #[cfg(test)]
-        let fail_before_audit = std::mem::take(&mut self.fail_before_audit);
-        #[cfg(not(test))]
-        let fail_before_audit = false;
-        (&self.state, &self.archive, &self.audit, &self.notices)
-            .transaction(|(st, ar, au, no)| {
-                st.apply_batch(&records)?;
-                ar.apply_batch(&archive)?;
-                if fail_before_audit {
-                    return Err(ConflictableTransactionError::Abort(()));
-                }
-                au.apply_batch(&entries)?;
-                no.apply_batch(&notes)?;
-                Ok(())
-            })
-            .map_err(|e| match e {
+        if std::mem::take(&mut self.crash_after_logs) {
+            return Err(StoreError::Db(sled::Error::Unsupported(
+                "stopped after the logs, before the transaction".into(),
+            )));
+        }
+        let written = (&self.state, &self.notices, &self.heads_tree).transaction(|(st, no, he)| {
+            st.apply_batch(&records)?;
+            no.apply_batch(&notes)?;
+            if heads != self.heads {
+                he.insert(HEADS, encode(&heads))?;
+            }
+            Ok::<_, ConflictableTransactionError<std::convert::Infallible>>(())
+        });
+        if let Err(e) = written {
+            // Not committed: what the logs got past their committed ends is written over
+            // by the next commit, or cut off on the next open.
+            return Err(match e {
                 TransactionError::Storage(e) => StoreError::Db(e),
-                TransactionError::Abort(()) => StoreError::Db(sled::Error::Unsupported(
-                    "the commit was aborted before its audit entries".into(),
-                )),
-            })?;
-        self.db.flush()?;
-        self.last = last;
+                TransactionError::Abort(never) => match never {},
+            });
+        }
+        // Committed, though not yet flushed: should the flush fail, the node stops, and the
+        // logs, already durable, hold what sled may still write.
+        self.audit.committed(heads.audit_len);
+        self.archive.committed(heads.archive_len);
+        self.heads = heads;
         self.last_notice = last_notice;
         self.first_notice = self.first_notice.max(first_kept + 1);
+        self.db.flush()?;
         Ok(())
     }
 
@@ -407,11 +503,8 @@ impl Store {
     /// Every audit entry, oldest first.
     pub fn audit_entries(&self) -> Result<Vec<AuditRecord>, StoreError> {
         self.audit
-            .iter()
-            .map(|item| {
-                let (k, v) = item?;
-                decode(&k, &v)
-            })
+            .frames()?
+            .map(|frame| decode(AUDIT_LOG.as_bytes(), &frame?))
             .collect()
     }
 
@@ -450,24 +543,86 @@ impl Store {
         Ok(expected - 1)
     }
 
-    /// For tests: rewrite one stored audit entry.
+    /// For tests: rewrite one stored audit entry, as someone with the files in hand could.
     #[doc(hidden)]
-    pub fn tamper_audit(&self, seq: u64, detail: &str) -> Result<(), StoreError> {
-        if let Some(v) = self.audit.get(seq.to_be_bytes())? {
-            let mut r: AuditRecord = decode(b"audit", &v)?;
+    pub fn tamper_audit(&mut self, seq: u64, detail: &str) -> Result<(), StoreError> {
+        let mut entries = self.audit_entries()?;
+        for r in entries.iter_mut().filter(|r| r.seq == seq) {
             r.detail = detail.to_owned();
-            self.audit.insert(seq.to_be_bytes(), encode(&r))?;
         }
+        let frames: Vec<Vec<u8>> = entries.iter().map(encode).collect();
+        self.heads.audit_len = self.audit.rewrite(&frames)?;
+        self.heads_tree.insert(HEADS, encode(&self.heads))?;
+        self.db.flush()?;
         Ok(())
     }
+}
+
+/// Moves the audit log and the archive of a store written before they had their own files
+/// out of its sled trees. Safe to repeat: until the new lengths are recorded, the files are
+/// written again from the trees, which are dropped only after.
+fn migrate(
+    db: &sled::Db,
+    heads_tree: &sled::Tree,
+    heads: Heads,
+    audit: &mut log::Log,
+    archive: &mut log::Log,
+) -> Result<Heads, StoreError> {
+    let names = db.tree_names();
+    let has = |name: &str| names.iter().any(|n| n.as_ref() == name.as_bytes());
+    let (had_audit, had_archive) = (has(OLD_AUDIT_TREE), has(OLD_ARCHIVE_TREE));
+    if !had_audit && !had_archive {
+        return Ok(heads);
+    }
+    let mut heads = heads;
+    if heads_tree.get(HEADS)?.is_none() {
+        let old_audit = db.open_tree(OLD_AUDIT_TREE)?;
+        let mut frames = Vec::new();
+        for item in old_audit.iter() {
+            let (k, v) = item?;
+            let r: AuditRecord = decode(&k, &v)?;
+            (heads.audit_seq, heads.audit_hash) = (r.seq, r.hash());
+            frames.push(v.to_vec());
+        }
+        heads.audit_len = audit.rewrite(&frames)?;
+        let old_archive = db.open_tree(OLD_ARCHIVE_TREE)?;
+        let mut frames = Vec::new();
+        for item in old_archive.iter() {
+            let (k, v) = item?;
+            frames.push(archive_frame(&String::from_utf8_lossy(&k), &v));
+        }
+        heads.archive_len = archive.rewrite(&frames)?;
+        heads_tree.insert(HEADS, encode(&heads))?;
+        db.flush()?;
+    }
+    for (name, had) in [(OLD_AUDIT_TREE, had_audit), (OLD_ARCHIVE_TREE, had_archive)] {
+        if had {
+            db.drop_tree(name)?;
+        }
+    }
+    db.flush()?;
+    Ok(heads)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn event(n: u64) -> AuditEvent {
+        AuditEvent {
+            at: Timestamp(n),
+            event: "project_filed".into(),
+            subject: format!("lu-l-aif/p{n}"),
+            detail: String::new(),
+        }
+    }
+
+    fn project_key(n: u64) -> StateKey {
+        StateKey::from_path(&format!("project/lu-l-aif/p{n}")).expect("a project key")
+    }
+
     #[test]
-    fn a_commit_cut_short_before_its_audit_keeps_neither_its_records_nor_its_audit() {
+    fn a_commit_cut_short_after_its_logs_keeps_neither_its_records_nor_its_audit_nor_its_archive() {
         let dir = tempfile::tempdir().unwrap();
         let key = SigningKey::from_bytes(&[3; 32]);
         let state = State {
@@ -475,43 +630,137 @@ mod tests {
             ..State::default()
         };
         let dirty = BTreeSet::from([StateKey::Meta]);
-        let event = AuditEvent {
-            at: Timestamp(1),
-            event: "project_filed".into(),
-            subject: "lu-l-aif/p7".into(),
-            detail: String::new(),
+        let retired = [(project_key(1), b"finished".to_vec())];
+        let changes = Changes {
+            dirty: &dirty,
+            retired: &retired,
+            audit: &[event(1)],
+            notices: &[],
         };
         {
             let mut store = Store::open(dir.path()).unwrap();
-            store.fail_before_audit = true;
+            store.crash_after_logs = true;
+            assert!(store.commit(&state, &changes, &key).is_err());
+            // As a crash would leave them: the frames are on disk, the commit is not.
+            assert!(std::fs::metadata(dir.path().join(AUDIT_LOG)).unwrap().len() > 0);
             assert!(
-                store
-                    .commit(
-                        &state,
-                        &Changes::of(&dirty, std::slice::from_ref(&event)),
-                        &key,
-                    )
-                    .is_err()
+                std::fs::metadata(dir.path().join(ARCHIVE_LOG))
+                    .unwrap()
+                    .len()
+                    > 0
             );
         }
         {
             let store = Store::open(dir.path()).unwrap();
             assert_eq!(store.load().unwrap().next_id, 0, "no record of it was kept");
             assert!(store.audit_entries().unwrap().is_empty());
+            assert_eq!(store.archived(&project_key(1)).unwrap(), None);
+            assert_eq!(
+                std::fs::metadata(dir.path().join(AUDIT_LOG)).unwrap().len(),
+                0
+            );
         }
-        // The same commit, not cut short, keeps both.
+        // The same commit, not cut short, keeps all three, and the chain goes on from it.
         {
             let mut store = Store::open(dir.path()).unwrap();
+            store.commit(&state, &changes, &key).unwrap();
             store
-                .commit(
-                    &state,
-                    &Changes::of(&dirty, std::slice::from_ref(&event)),
-                    &key,
-                )
+                .commit(&state, &Changes::of(&BTreeSet::new(), &[event(2)]), &key)
                 .unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.load().unwrap().next_id, 7);
-        assert_eq!(store.audit_entries().unwrap().len(), 1);
+        assert_eq!(store.audit_verify(&PublicKey::of(&key)).unwrap(), 2);
+        assert_eq!(
+            store.archived(&project_key(1)).unwrap().as_deref(),
+            Some(&b"finished"[..])
+        );
+    }
+
+    #[test]
+    fn a_store_that_kept_its_audit_log_and_archive_in_sled_moves_them_to_their_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::from_bytes(&[3; 32]);
+        // Two entries chained and signed as the store signs them, in the trees an older
+        // store wrote.
+        {
+            let db = sled::open(dir.path()).unwrap();
+            let audit = db.open_tree(OLD_AUDIT_TREE).unwrap();
+            let mut prev = [0u8; 32];
+            for seq in 1..=2u64 {
+                let mut r = AuditRecord {
+                    seq,
+                    at: Timestamp(seq),
+                    event: "project_filed".into(),
+                    subject: format!("lu-l-aif/p{seq}"),
+                    detail: String::new(),
+                    prev,
+                    signature: [0; 64],
+                };
+                prev = r.hash();
+                r.signature = key.sign(&prev).to_bytes();
+                audit.insert(seq.to_be_bytes(), encode(&r)).unwrap();
+            }
+            let archive = db.open_tree(OLD_ARCHIVE_TREE).unwrap();
+            archive
+                .insert(project_key(1).path().as_bytes(), &b"old"[..])
+                .unwrap();
+            db.flush().unwrap();
+        }
+        for _ in 0..2 {
+            let store = Store::open(dir.path()).unwrap();
+            assert_eq!(store.audit_verify(&PublicKey::of(&key)).unwrap(), 2);
+            assert_eq!(
+                store.archived(&project_key(1)).unwrap().as_deref(),
+                Some(&b"old"[..])
+            );
+            let names = store.db.tree_names();
+            assert!(
+                !names
+                    .iter()
+                    .any(|n| n.as_ref() == OLD_AUDIT_TREE.as_bytes()),
+                "the old tree is gone"
+            );
+        }
+        // The chain continues from the moved entries.
+        let mut store = Store::open(dir.path()).unwrap();
+        store
+            .commit(
+                &State::default(),
+                &Changes::of(&BTreeSet::new(), &[event(3)]),
+                &key,
+            )
+            .unwrap();
+        assert_eq!(store.audit_verify(&PublicKey::of(&key)).unwrap(), 3);
+    }
+
+    #[test]
+    fn archived_records_are_read_back_by_key_and_by_prefix_in_key_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let mut store = Store::open(dir.path()).unwrap();
+        let job = StateKey::from_path("job/lu-l-aif/j1").expect("a job key");
+        let retired = [
+            (project_key(2), b"p2".to_vec()),
+            (job.clone(), b"j1".to_vec()),
+            (project_key(1), b"p1".to_vec()),
+        ];
+        let changes = Changes {
+            dirty: &BTreeSet::new(),
+            retired: &retired,
+            audit: &[],
+            notices: &[],
+        };
+        store.commit(&State::default(), &changes, &key).unwrap();
+        let projects = store.archived_under("project/").unwrap();
+        assert_eq!(
+            projects,
+            vec![
+                (project_key(1), b"p1".to_vec()),
+                (project_key(2), b"p2".to_vec())
+            ]
+        );
+        assert_eq!(store.archived(&job).unwrap().as_deref(), Some(&b"j1"[..]));
+        assert_eq!(store.archived(&project_key(3)).unwrap(), None);
     }
 }

@@ -1,0 +1,232 @@
+//! Append-only files of checksummed frames, for what the store keeps for ever (the audit
+//! log and the archive): kept out of sled, whose memory grows with every key it holds.
+//!
+//! A frame is `length (u32, little-endian) | CRC-32 of the payload (u32, little-endian) |
+//! payload`. A log is only appended to. How much of it is committed is not the file's own
+//! length but a length the store records in sled, in the transaction that commits the
+//! state: bytes past it were written by a commit that did not finish, and are cut off when
+//! the log is opened again.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufReader, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::StoreError;
+
+/// The largest payload a frame carries.
+pub(crate) const MAX_FRAME: usize = 64 * 1024 * 1024;
+
+pub(crate) struct Log {
+    path: PathBuf,
+    file: File,
+    /// Committed length: what a reader sees.
+    len: u64,
+}
+
+fn io_error(path: &Path, e: io::Error) -> StoreError {
+    StoreError::Log {
+        file: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+impl Log {
+    /// Opens (or creates) the log at `path`, of which `committed` bytes were committed.
+    /// Bytes past that are cut off; a file shorter than that lost committed frames, which
+    /// is an error.
+    pub(crate) fn open(path: &Path, committed: u64) -> Result<Log, StoreError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            // What is past the committed length is cut below, not here.
+            .truncate(false)
+            .open(path)
+            .map_err(|e| io_error(path, e))?;
+        let on_disk = file.metadata().map_err(|e| io_error(path, e))?.len();
+        if on_disk < committed {
+            return Err(StoreError::Log {
+                file: path.display().to_string(),
+                reason: format!(
+                    "{on_disk} bytes on disk, but {committed} were committed: frames were lost"
+                ),
+            });
+        }
+        let mut log = Log {
+            path: path.to_owned(),
+            file,
+            len: committed,
+        };
+        if on_disk > committed {
+            log.cut_to(committed)?;
+        }
+        Ok(log)
+    }
+
+    /// Writes `payloads` as frames at the committed end (over anything an unfinished
+    /// commit left there) and makes them durable; returns the length the log has once they
+    /// are committed. They are not visible to readers until [`Log::committed`] says so.
+    pub(crate) fn append(&mut self, payloads: &[Vec<u8>]) -> Result<u64, StoreError> {
+        let mut buf = Vec::with_capacity(payloads.iter().map(|p| p.len() + 8).sum());
+        for p in payloads {
+            frame(&mut buf, p);
+        }
+        self.file
+            .write_all_at(&buf, self.len)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| io_error(&self.path, e))?;
+        Ok(self.len + buf.len() as u64)
+    }
+
+    /// The frames appended up to `len` are committed.
+    pub(crate) fn committed(&mut self, len: u64) {
+        self.len = len;
+    }
+
+    /// Cuts off what was appended after the committed end (a commit that failed).
+    pub(crate) fn cut_to(&mut self, len: u64) -> Result<(), StoreError> {
+        self.file
+            .set_len(len)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| io_error(&self.path, e))?;
+        self.len = len;
+        Ok(())
+    }
+
+    /// Replaces the whole log with `payloads` and makes it durable; returns its length.
+    /// Only for the store's migration and for tests that tamper with a log.
+    pub(crate) fn rewrite(&mut self, payloads: &[Vec<u8>]) -> Result<u64, StoreError> {
+        self.cut_to(0)?;
+        let len = self.append(payloads)?;
+        self.committed(len);
+        Ok(len)
+    }
+
+    /// Every committed payload, oldest first.
+    pub(crate) fn frames(&self) -> Result<Frames, StoreError> {
+        let file = File::open(&self.path).map_err(|e| io_error(&self.path, e))?;
+        Ok(Frames {
+            path: self.path.clone(),
+            reader: BufReader::with_capacity(256 * 1024, file.take(self.len)),
+            offset: 0,
+        })
+    }
+}
+
+fn frame(buf: &mut Vec<u8>, payload: &[u8]) {
+    buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    buf.extend_from_slice(payload);
+}
+
+/// The committed payloads of a log, read in order.
+pub(crate) struct Frames {
+    path: PathBuf,
+    reader: BufReader<io::Take<File>>,
+    offset: u64,
+}
+
+impl Frames {
+    fn corrupt(&self, reason: String) -> StoreError {
+        StoreError::Log {
+            file: self.path.display().to_string(),
+            reason: format!("frame at byte {}: {reason}", self.offset),
+        }
+    }
+}
+
+impl Iterator for Frames {
+    type Item = Result<Vec<u8>, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut head = [0u8; 8];
+        match self.reader.read(&mut head[..1]) {
+            Ok(0) => return None,
+            Ok(_) => {}
+            Err(e) => return Some(Err(io_error(&self.path, e))),
+        }
+        if let Err(e) = self.reader.read_exact(&mut head[1..]) {
+            return Some(Err(self.corrupt(format!("cut short in its header: {e}"))));
+        }
+        let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(head[4..].try_into().expect("4 bytes"));
+        if len > MAX_FRAME {
+            return Some(Err(
+                self.corrupt(format!("length {len} is over the limit of {MAX_FRAME}"))
+            ));
+        }
+        let mut payload = vec![0u8; len];
+        if let Err(e) = self.reader.read_exact(&mut payload) {
+            return Some(Err(self.corrupt(format!("cut short in its payload: {e}"))));
+        }
+        if crc32fast::hash(&payload) != crc {
+            return Some(Err(self.corrupt("its checksum does not match".into())));
+        }
+        self.offset += 8 + len as u64;
+        Some(Ok(payload))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payloads(log: &Log) -> Vec<Vec<u8>> {
+        log.frames().unwrap().map(Result::unwrap).collect()
+    }
+
+    #[test]
+    fn frames_past_the_committed_length_are_cut_off_on_open_and_a_short_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.log");
+        let mut log = Log::open(&path, 0).unwrap();
+        let len = log.append(&[b"one".to_vec(), b"two".to_vec()]).unwrap();
+        assert!(
+            payloads(&log).is_empty(),
+            "not visible before it is committed"
+        );
+        log.committed(len);
+        assert_eq!(payloads(&log), [b"one".to_vec(), b"two".to_vec()]);
+        // Frames of a commit that failed are written over by the next one.
+        let _ = log.append(&[b"failed".to_vec()]).unwrap();
+        let next = log.append(&[b"next".to_vec()]).unwrap();
+        log.committed(next);
+        assert_eq!(
+            payloads(&log),
+            [b"one".to_vec(), b"two".to_vec(), b"next".to_vec()]
+        );
+        log.cut_to(len).unwrap();
+        // A commit that wrote its frames and never recorded them: cut off on open.
+        let _ = log.append(&[b"three".to_vec()]).unwrap();
+        drop(log);
+        let log = Log::open(&path, len).unwrap();
+        assert_eq!(payloads(&log), [b"one".to_vec(), b"two".to_vec()]);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), len);
+        drop(log);
+        // Committed frames that are gone are an error that names the file.
+        let err = Log::open(&path, len + 1).err().unwrap().to_string();
+        assert!(err.contains("x.log") && err.contains("were lost"), "{err}");
+    }
+
+    #[test]
+    fn a_damaged_frame_is_reported_with_its_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.log");
+        let mut log = Log::open(&path, 0).unwrap();
+        let len = log.append(&[b"one".to_vec(), b"two".to_vec()]).unwrap();
+        log.committed(len);
+        drop(log);
+        let mut bytes = std::fs::read(&path).unwrap();
+        *bytes.last_mut().unwrap() ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let log = Log::open(&path, len).unwrap();
+        let got: Vec<_> = log.frames().unwrap().collect();
+        assert_eq!(got[0].as_ref().unwrap(), b"one");
+        let err = got[1].as_ref().unwrap_err().to_string();
+        assert!(
+            err.contains("frame at byte 11") && err.contains("checksum"),
+            "{err}"
+        );
+    }
+}
