@@ -65,6 +65,23 @@ def sample(pid):
     return rss, fds, threads, anon, filed
 
 
+def median_slope(rows, col, after_s):
+    """The median over the nodes of each node's least-squares slope of `col`, per hour,
+    over the samples taken after `after_s` seconds (nan with fewer than two)."""
+    slopes = []
+    for m in sorted({r["member"] for r in rows}):
+        pts = [(r["t_s"] / 3600.0, r[col]) for r in rows if r["member"] == m and r["t_s"] >= after_s]
+        if len(pts) < 2:
+            continue
+        mt = sum(t for t, _ in pts) / len(pts)
+        mv = sum(v for _, v in pts) / len(pts)
+        var = sum((t - mt) ** 2 for t, _ in pts)
+        if var > 0:
+            slopes.append(sum((t - mt) * (v - mv) for t, v in pts) / var)
+    slopes.sort()
+    return slopes[len(slopes) // 2] if slopes else float("nan")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--minutes", type=float, default=30.0)
@@ -72,6 +89,8 @@ def main():
     p.add_argument("--every", type=float, default=60.0)
     p.add_argument("--out", default="soak.csv")
     p.add_argument("--binary", default=os.path.join(ROOT, "target/release/aiguillage"))
+    p.add_argument("--warm-up", type=float, default=5.0,
+                   help="minutes left out of the per-hour slopes printed at the end")
     p.add_argument("--keep-open", action="store_true",
                    help="leave every journey open (as before journeys were ended here): "
                         "then nothing a project made ever finishes, and memory grows with them")
@@ -187,6 +206,9 @@ def main():
             print(f"{m:<16} {first[m]['rss_mib']:>10} {last[m]['rss_mib']:>10} "
                   f"{first[m]['anon_mib']:>10} {last[m]['anon_mib']:>9} "
                   f"{first[m]['fds']:>10} {last[m]['fds']:>8}")
+    print(f"per hour after minute {a.warm_up:g} (least-squares slope per node, median of the nodes): "
+          + ", ".join(f"{col} {median_slope(rows, col, a.warm_up * 60):+.2f} MiB"
+                      for col in ("rss_mib", "anon_mib", "store_mib")))
     rss_first = sorted(first[m]["rss_mib"] for m in first)
     rss_last = sorted(last[m]["rss_mib"] for m in last)
     print(f"median RSS {rss_first[len(rss_first) // 2]} -> {rss_last[len(rss_last) // 2]} MiB; "
