@@ -956,8 +956,13 @@ fn a_node_whose_disk_fills_stops_and_resumes_with_everything_it_answered() {
         if out.code != Some(0) {
             break;
         }
+        // The project, and its referral if it was referred (one es-1healthai has no
+        // room for stays here).
         let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-        answered.push(v["referral"].as_str().unwrap().to_owned());
+        answered.push((
+            v["project"].as_str().unwrap().to_owned(),
+            v["referral"].as_str().map(str::to_owned),
+        ));
     }
     d.wait_for(10, "the node to stop", || {
         !std::path::Path::new(&format!("/proc/{pid}")).exists()
@@ -970,9 +975,22 @@ fn a_node_whose_disk_fills_stops_and_resumes_with_everything_it_answered() {
     // With room again, it restarts holding every project it had answered for.
     std::fs::remove_file(disk.0.join("filler")).unwrap();
     d.restart("lu-l-aif");
-    let listed = listed_referrals(&d, "lu-l-aif");
-    for id in &answered {
-        assert!(listed.contains(id), "{id} was answered but lost");
+    let referrals = listed_referrals(&d, "lu-l-aif");
+    let projects: Vec<String> = d
+        .json("lu-l-aif", &["project", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["card"]["project"].as_str().map(str::to_owned))
+        .collect();
+    for (project, referral) in &answered {
+        assert!(
+            projects.contains(project),
+            "{project} was answered but lost"
+        );
+        if let Some(id) = referral {
+            assert!(referrals.contains(id), "{id} was answered but lost");
+        }
     }
     d.kill9("lu-l-aif");
 }
