@@ -49,7 +49,7 @@ impl Log {
             .read(true)
             .write(true)
             .create(true)
-            // What is past the committed length is cut below, not here.
+            // What is past the committed length is never read; it stays until written over.
             .truncate(false)
             .open(path)
             .map_err(|e| io_error(path, e))?;
@@ -110,21 +110,14 @@ impl Log {
         }
     }
 
-    /// Cuts the file to `len`, committed.
-    pub(crate) fn cut_to(&mut self, len: u64) -> Result<(), StoreError> {
-        self.file
-            .set_len(len)
-            .and_then(|()| self.file.sync_data())
-            .map_err(|e| io_error(&self.path, e))?;
-        self.len = len;
-        self.allocated = len;
-        Ok(())
-    }
-
     /// Replaces the whole log with `payloads` and makes it durable; returns its length.
     /// Only for the store's migration and for tests that tamper with a log.
     pub(crate) fn rewrite(&mut self, payloads: &[Vec<u8>]) -> Result<u64, StoreError> {
-        self.cut_to(0)?;
+        self.file
+            .set_len(0)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| io_error(&self.path, e))?;
+        (self.len, self.allocated) = (0, 0);
         let len = self.append(payloads)?;
         self.committed(len);
         Ok(len)
