@@ -12,7 +12,8 @@ handed over to its target) as advisers do, and every `--every` seconds records p
 resident memory (VmRSS, and of it the anonymous part: heap and stacks), open file
 descriptors, threads, the records it holds in memory
 (projects, referrals and jobs, from `status`) and the size of its store on disk. At the end it prints, per node,
-the first and last samples and the growth, and stops the devnet.
+the first and last samples and the growth, and stops the devnet. Ctrl-C or SIGTERM ends the
+run early the same way, with what was sampled so far.
 """
 
 import argparse
@@ -82,6 +83,10 @@ def median_slope(rows, col, after_s):
     return slopes[len(slopes) // 2] if slopes else float("nan")
 
 
+def interrupt(*_):
+    raise KeyboardInterrupt
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--minutes", type=float, default=30.0)
@@ -95,6 +100,9 @@ def main():
                    help="leave every journey open (as before journeys were ended here): "
                         "then nothing a project made ever finishes, and memory grows with them")
     a = p.parse_args()
+    # Stopped by `timeout`, `kill` or a service manager: end the run as Ctrl-C does, stopping
+    # the devnet and writing what was sampled.
+    signal.signal(signal.SIGTERM, interrupt)
     if not os.access(a.binary, os.X_OK):
         sys.exit(f"{a.binary} not found: build it first with `cargo build --release`")
 
@@ -185,6 +193,8 @@ def main():
                         ended += 1
             n += 1
             time.sleep(2)
+    except KeyboardInterrupt:
+        print(f"soak: stopped after {time.time() - start:.0f} s; writing what was sampled", flush=True)
     finally:
         devnet.send_signal(signal.SIGINT)
         devnet.wait(timeout=60)
