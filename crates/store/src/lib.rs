@@ -1,19 +1,18 @@
-//! Durable state of a member: live records and notifications in sled, the audit log and
-//! the archive in append-only files beside it.
+//! Durable state of a member: live records in sled; the audit log, the archive and the
+//! newest notifications in append-only files beside it.
 //!
 //! The core's [`State`] is stored one record per [`StateKey`], under the key and in the
 //! bytes the core gives it, so a call to `Core::handle` costs writes proportional to what it
 //! changed. What is kept for ever (the audit log, and the records that left the core's
-//! memory) is appended to files of checksummed frames rather than to sled, whose memory
-//! grows with every key it holds: sled then holds only what is live, and the node's memory
-//! stays flat however long it runs.
+//! memory), and the notifications, are appended to files of checksummed frames rather than
+//! to sled, whose memory grows with every key it holds: sled then holds only what is live.
 //!
-//! [`Store::commit`] appends the call's audit entries and retired records to their files
-//! and makes them durable, then writes the changed records, the notifications and the
-//! files' new lengths in one sled transaction, and flushes, before the caller lets any
-//! output leave the node. That transaction is the commit point: frames past the recorded
-//! lengths belong to a commit that did not finish: never read, and written over by the next
-//! commit, so a crash keeps all of a commit (records, audit, archive) or none of it. On start,
+//! [`Store::commit`] appends the call's audit entries, retired records and notifications to
+//! their files and makes them durable, then writes the changed records and the files' new
+//! lengths in one sled transaction, and flushes, before the caller lets any output leave
+//! the node. That transaction is the commit point: frames past the recorded lengths belong
+//! to a commit that did not finish: never read, and written over later, so a crash keeps
+//! all of a commit (records, audit, archive, notifications) or none of it. On start,
 //! [`Store::load`] rebuilds the state from the live records; the archive stays on disk,
 //! read when asked for.
 //!
@@ -21,6 +20,7 @@
 //! member's signature over its own hash, so a removed, reordered or edited entry shows.
 
 mod log;
+mod notices;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -117,8 +117,6 @@ pub struct Notice {
     pub notification: Notification,
 }
 
-/// The newest notifications kept; older ones are removed as new ones come.
-const NOTICES_KEPT: u64 = 10_000;
 /// Where the highest seq marked read is kept.
 const NOTICES_READ: &[u8] = b"notices_read";
 /// Where the committed lengths of the logs are kept, in the `heads` tree.
@@ -128,6 +126,8 @@ const ARCHIVE_LOG: &str = "archive.log";
 /// The trees an older store kept the audit log and the archive in.
 const OLD_AUDIT_TREE: &str = "audit";
 const OLD_ARCHIVE_TREE: &str = "archive";
+/// The tree an older store kept its notifications in.
+const OLD_NOTICES_TREE: &str = "notices";
 
 /// How far the logs are committed, and the audit chain's end: written in the transaction
 /// that commits the state, so the two cannot disagree.
@@ -139,6 +139,11 @@ struct Heads {
     #[serde(with = "serde_bytes")]
     audit_hash: [u8; 32],
     archive_len: u64,
+    /// Which notifications log holds them (0 or 1), and its committed length.
+    #[serde(default)]
+    notices_file: u8,
+    #[serde(default)]
+    notices_len: u64,
 }
 
 impl Heads {
@@ -150,7 +155,6 @@ impl Heads {
 pub struct Store {
     db: sled::Db,
     state: sled::Tree,
-    notices: sled::Tree,
     heads_tree: sled::Tree,
     /// Addresses learnt for members' PeerIds: not federation state, only what lets a
     /// restarted node dial its peers at once.
@@ -159,10 +163,8 @@ pub struct Store {
     /// Records that left the core's memory: frames of `key length (u16, little-endian) |
     /// key | record bytes`.
     archive: log::Log,
+    notices: notices::Notices,
     heads: Heads,
-    /// The seq of the newest notification and of the oldest still kept.
-    last_notice: u64,
-    first_notice: u64,
     /// For a test: the next commit stops after appending to the logs, before the
     /// transaction that commits it, as a crash there would.
     #[cfg(test)]
@@ -233,7 +235,6 @@ impl Store {
             .cache_capacity(64 * 1024 * 1024)
             .open()?;
         let state = db.open_tree("state")?;
-        let notices = db.open_tree("notices")?;
         let peers = db.open_tree("peers")?;
         let heads_tree = db.open_tree("heads")?;
         let heads = match heads_tree.get(HEADS)? {
@@ -243,22 +244,17 @@ impl Store {
         let mut audit = log::Log::open(&dir.join(AUDIT_LOG), heads.audit_len)?;
         let mut archive = log::Log::open(&dir.join(ARCHIVE_LOG), heads.archive_len)?;
         let heads = migrate(&db, &heads_tree, heads, &mut audit, &mut archive)?;
-        let seq_of = |item: Option<(sled::IVec, sled::IVec)>| {
-            item.and_then(|(k, _)| k.as_ref().try_into().ok().map(u64::from_be_bytes))
-        };
-        let last_notice = seq_of(notices.last()?).unwrap_or(0);
-        let first_notice = seq_of(notices.first()?).unwrap_or(last_notice + 1);
+        let mut notices = notices::Notices::open(dir, &heads)?;
+        let heads = migrate_notices(&db, &heads_tree, heads, &mut notices)?;
         Ok(Store {
             db,
             state,
-            notices,
             heads_tree,
             peers,
             audit,
             archive,
+            notices,
             heads,
-            last_notice,
-            first_notice,
             #[cfg(test)]
             crash_after_logs: false,
         })
@@ -363,24 +359,14 @@ impl Store {
             entries.push(encode(&r));
             last = Some((seq, h));
         }
-        let mut notes = sled::Batch::default();
-        let mut last_notice = self.last_notice;
-        for n in notices {
-            last_notice += 1;
-            let stored = Notice {
-                seq: last_notice,
-                at: n.0,
-                notification: n.1.clone(),
-            };
-            notes.insert(&last_notice.to_be_bytes(), encode(&stored));
-        }
-        // The oldest notifications go once more than NOTICES_KEPT are held.
-        let first_kept = last_notice.saturating_sub(NOTICES_KEPT);
-        for seq in self.first_notice..=first_kept.min(last_notice) {
-            if seq > 0 {
-                notes.remove(&seq.to_be_bytes());
-            }
-        }
+        let notes: Vec<Notice> = (self.notices.last() + 1..)
+            .zip(notices)
+            .map(|(seq, (at, notification))| Notice {
+                seq,
+                at: *at,
+                notification: notification.clone(),
+            })
+            .collect();
         let mut heads = self.heads;
         if !entries.is_empty() {
             heads.audit_len = self.audit.append(&entries)?;
@@ -391,15 +377,16 @@ impl Store {
             // where the next commit writes over them.
             heads.archive_len = self.archive.append(&archived)?;
         }
+        // Likewise: until the transaction, the log the heads name is as it was.
+        let noted = self.notices.write(&notes, &mut heads)?;
         #[cfg(test)]
         if std::mem::take(&mut self.crash_after_logs) {
             return Err(StoreError::Db(sled::Error::Unsupported(
                 "stopped after the logs, before the transaction".into(),
             )));
         }
-        let written = (&self.state, &self.notices, &self.heads_tree).transaction(|(st, no, he)| {
+        let written = (&self.state, &self.heads_tree).transaction(|(st, he)| {
             st.apply_batch(&records)?;
-            no.apply_batch(&notes)?;
             if heads != self.heads {
                 he.insert(HEADS, encode(&heads))?;
             }
@@ -417,36 +404,22 @@ impl Store {
         // logs, already durable, hold what sled may still write.
         self.audit.committed(heads.audit_len);
         self.archive.committed(heads.archive_len);
+        if let Some(noted) = noted {
+            self.notices.committed(noted, &heads);
+        }
         self.heads = heads;
-        self.last_notice = last_notice;
-        self.first_notice = self.first_notice.max(first_kept + 1);
         self.db.flush()?;
         Ok(())
     }
 
     /// The notifications after `after`, oldest first, at most `limit`.
     pub fn notices(&self, after: u64, limit: usize) -> Result<Vec<Notice>, StoreError> {
-        self.notices
-            .range((after + 1).to_be_bytes()..)
-            .take(limit)
-            .map(|item| {
-                let (k, v) = item?;
-                decode(&k, &v)
-            })
-            .collect()
+        self.notices.after(after, limit)
     }
 
     /// The newest notifications, newest first, at most `limit`.
     pub fn latest_notices(&self, limit: usize) -> Result<Vec<Notice>, StoreError> {
-        self.notices
-            .iter()
-            .rev()
-            .take(limit)
-            .map(|item| {
-                let (k, v) = item?;
-                decode(&k, &v)
-            })
-            .collect()
+        self.notices.latest(limit)
     }
 
     /// The highest notification seq the operators marked read (0 for none).
@@ -460,7 +433,7 @@ impl Store {
 
     /// Marks every notification up to `seq` read; flushed before it returns.
     pub fn mark_notices_read(&self, seq: u64) -> Result<u64, StoreError> {
-        let seq = seq.min(self.last_notice).max(self.notices_read()?);
+        let seq = seq.min(self.notices.last()).max(self.notices_read()?);
         self.db.insert(NOTICES_READ, &seq.to_be_bytes())?;
         self.db.flush()?;
         Ok(seq)
@@ -497,7 +470,7 @@ impl Store {
 
     /// The seq of the newest notification (0 for none).
     pub fn last_notice(&self) -> u64 {
-        self.last_notice
+        self.notices.last()
     }
 
     /// Every audit entry, oldest first.
@@ -600,6 +573,38 @@ fn migrate(
             db.drop_tree(name)?;
         }
     }
+    db.flush()?;
+    Ok(heads)
+}
+
+/// Moves the notifications of a store written before they had their own files out of its
+/// sled tree, the same way.
+fn migrate_notices(
+    db: &sled::Db,
+    heads_tree: &sled::Tree,
+    heads: Heads,
+    notices: &mut notices::Notices,
+) -> Result<Heads, StoreError> {
+    let had = db
+        .tree_names()
+        .iter()
+        .any(|n| n.as_ref() == OLD_NOTICES_TREE.as_bytes());
+    if !had {
+        return Ok(heads);
+    }
+    let mut heads = heads;
+    if heads.notices_len == 0 {
+        let old = db.open_tree(OLD_NOTICES_TREE)?;
+        let frames = old
+            .iter()
+            .values()
+            .map(|v| Ok(v?.to_vec()))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        notices.replace(&frames, &mut heads)?;
+        heads_tree.insert(HEADS, encode(&heads))?;
+        db.flush()?;
+    }
+    db.drop_tree(OLD_NOTICES_TREE)?;
     db.flush()?;
     Ok(heads)
 }
@@ -758,5 +763,151 @@ mod tests {
         );
         assert_eq!(store.archived(&job).unwrap().as_deref(), Some(&b"j1"[..]));
         assert_eq!(store.archived(&project_key(3)).unwrap(), None);
+    }
+
+    fn notes(from: u64, n: u64) -> Vec<(Timestamp, Notification)> {
+        (from..from + n)
+            .map(|i| {
+                let referral = aiguillage_wire::ReferralId::new(format!("lu-l-aif/r{i}")).unwrap();
+                (Timestamp(i), Notification::ReferralExhausted { referral })
+            })
+            .collect()
+    }
+
+    fn seqs(notices: &[Notice]) -> Vec<u64> {
+        notices.iter().map(|n| n.seq).collect()
+    }
+
+    fn commit_notes(
+        store: &mut Store,
+        notes: &[(Timestamp, Notification)],
+    ) -> Result<(), StoreError> {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let changes = Changes {
+            dirty: &BTreeSet::new(),
+            retired: &[],
+            audit: &[],
+            notices: notes,
+        };
+        store.commit(&State::default(), &changes, &key)
+    }
+
+    /// What a store answers about its notifications: the newest seq, the oldest kept, the
+    /// three newest, and what comes after a seq, with each notification's own content.
+    fn check_notices(store: &Store, last: u64) {
+        let first = last - notices::KEPT as u64 + 1;
+        assert_eq!(store.last_notice(), last);
+        assert_eq!(
+            seqs(&store.latest_notices(3).unwrap()),
+            [last, last - 1, last - 2]
+        );
+        assert_eq!(
+            seqs(&store.notices(0, 2).unwrap()),
+            [first, first + 1],
+            "the oldest are gone"
+        );
+        let tail = store.notices(last - 2, 10).unwrap();
+        assert_eq!(seqs(&tail), [last - 1, last]);
+        assert!(
+            tail.iter()
+                .all(|n| n.notification == notes(n.seq, 1)[0].1 && n.at == Timestamp(n.seq))
+        );
+        assert_eq!(
+            store.notices(first - 1, notices::KEPT + 5).unwrap().len(),
+            notices::KEPT
+        );
+    }
+
+    #[test]
+    fn the_newest_notifications_are_kept_across_restarts_and_their_files_stay_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        // Eight commits of 3,000: the first log fills to twice the kept number, then the
+        // newest 10,000 move to the other log, and so on.
+        for b in 0..8 {
+            commit_notes(&mut store, &notes(b * 3_000 + 1, 3_000)).unwrap();
+        }
+        check_notices(&store, 24_000);
+        assert_eq!(store.heads.notices_file, 1, "the second log took over");
+        drop(store);
+        let mut store = Store::open(dir.path()).unwrap();
+        check_notices(&store, 24_000);
+        // One commit larger than what is kept keeps only its own newest.
+        commit_notes(&mut store, &notes(24_001, 12_000)).unwrap();
+        check_notices(&store, 36_000);
+        for _ in 0..30 {
+            let last = store.last_notice();
+            commit_notes(&mut store, &notes(last + 1, 1_000)).unwrap();
+        }
+        check_notices(&store, 66_000);
+        let bytes_per_notice = encode(&store.latest_notices(1).unwrap()[0]).len() as u64 + 8;
+        for f in ["notices.0.log", "notices.1.log"] {
+            let len = std::fs::metadata(dir.path().join(f)).unwrap().len();
+            assert!(
+                len <= 2 * notices::KEPT as u64 * bytes_per_notice + 2 * 1024 * 1024,
+                "{f} holds {len} bytes"
+            );
+        }
+        drop(store);
+        check_notices(&Store::open(dir.path()).unwrap(), 66_000);
+    }
+
+    #[test]
+    fn a_commit_cut_short_while_it_moves_the_notifications_to_the_other_log_keeps_them_as_they_were()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut store = Store::open(dir.path()).unwrap();
+            commit_notes(&mut store, &notes(1, 20_000)).unwrap();
+            check_notices(&store, 20_000);
+            store.crash_after_logs = true;
+            // This one would move the newest to the other log.
+            assert!(commit_notes(&mut store, &notes(20_001, 5)).is_err());
+        }
+        let mut store = Store::open(dir.path()).unwrap();
+        check_notices(&store, 20_000);
+        assert_eq!(store.heads.notices_file, 0);
+        commit_notes(&mut store, &notes(20_001, 5)).unwrap();
+        check_notices(&store, 20_005);
+        drop(store);
+        check_notices(&Store::open(dir.path()).unwrap(), 20_005);
+    }
+
+    #[test]
+    fn a_store_that_kept_its_notifications_in_sled_moves_them_to_their_log() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            let old = db.open_tree(OLD_NOTICES_TREE).unwrap();
+            for (seq, (at, notification)) in (1..).zip(notes(1, 3)) {
+                let n = Notice {
+                    seq,
+                    at,
+                    notification,
+                };
+                old.insert(seq.to_be_bytes(), encode(&n)).unwrap();
+            }
+            db.flush().unwrap();
+        }
+        for _ in 0..2 {
+            let store = Store::open(dir.path()).unwrap();
+            assert_eq!(store.last_notice(), 3);
+            assert_eq!(seqs(&store.notices(0, 10).unwrap()), [1, 2, 3]);
+            assert_eq!(
+                store.notices(1, 1).unwrap()[0].notification,
+                notes(2, 1)[0].1
+            );
+            assert!(
+                !store
+                    .db
+                    .tree_names()
+                    .iter()
+                    .any(|n| n.as_ref() == OLD_NOTICES_TREE.as_bytes()),
+                "the old tree is gone"
+            );
+        }
+        let mut store = Store::open(dir.path()).unwrap();
+        commit_notes(&mut store, &notes(4, 1)).unwrap();
+        assert_eq!(seqs(&store.latest_notices(10).unwrap()), [4, 3, 2, 1]);
     }
 }

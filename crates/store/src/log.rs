@@ -1,5 +1,6 @@
 //! Append-only files of checksummed frames, for what the store keeps for ever (the audit
-//! log and the archive): kept out of sled, whose memory grows with every key it holds.
+//! log and the archive) and for its newest notifications: kept out of sled, whose memory
+//! grows with every key it holds.
 //!
 //! A frame is `length (u32, little-endian) | CRC-32 of the payload (u32, little-endian) |
 //! payload`. A log is only appended to. How much of it is committed is not the file's own
@@ -86,6 +87,7 @@ impl Log {
             .write_all_at(&buf, self.len)
             .and_then(|()| self.file.sync_data())
             .map_err(|e| io_error(&self.path, e))?;
+        self.allocated = self.allocated.max(end);
         Ok(self.len + buf.len() as u64)
     }
 
@@ -95,15 +97,23 @@ impl Log {
     }
 
     /// Writes zeros from the file's end up to `to`. Best effort: on a full disk the file
-    /// keeps what it got, and the frames extend it themselves as far as the disk allows.
+    /// goes back to its length before, so that the zeros do not take the room the frames
+    /// need, and the frames extend it themselves as far as the disk allows.
     fn extend_to(&mut self, to: u64) {
         let zeros = vec![0u8; 64 * 1024];
-        while self.allocated < to {
-            let n = (to - self.allocated).min(zeros.len() as u64) as usize;
-            if self.file.write_all_at(&zeros[..n], self.allocated).is_err() {
+        // What the file holds now: frames written past a failed extension count too.
+        let before = match self.file.metadata() {
+            Ok(m) => m.len(),
+            Err(_) => return,
+        };
+        let mut at = before;
+        while at < to {
+            let n = (to - at).min(zeros.len() as u64) as usize;
+            if self.file.write_all_at(&zeros[..n], at).is_err() {
+                let _ = self.file.set_len(before);
                 break;
             }
-            self.allocated += n as u64;
+            at += n as u64;
         }
         if let Ok(m) = self.file.metadata() {
             self.allocated = m.len();
@@ -111,7 +121,7 @@ impl Log {
     }
 
     /// Replaces the whole log with `payloads` and makes it durable; returns its length.
-    /// Only for the store's migration and for tests that tamper with a log.
+    /// For the notifications' turn, the store's migration and tests that tamper with a log.
     pub(crate) fn rewrite(&mut self, payloads: &[Vec<u8>]) -> Result<u64, StoreError> {
         self.file
             .set_len(0)
@@ -131,6 +141,41 @@ impl Log {
             reader: BufReader::with_capacity(256 * 1024, file.take(self.len)),
             offset: 0,
         })
+    }
+
+    /// The payload of the committed frame that starts at byte `offset`.
+    pub(crate) fn read_at(&self, offset: u64) -> Result<Vec<u8>, StoreError> {
+        let corrupt = |reason: String| StoreError::Log {
+            file: self.path.display().to_string(),
+            reason: format!("frame at byte {offset}: {reason}"),
+        };
+        let mut head = [0u8; 8];
+        if offset + 8 > self.len {
+            return Err(corrupt(format!("past the committed length {}", self.len)));
+        }
+        self.file
+            .read_exact_at(&mut head, offset)
+            .map_err(|e| io_error(&self.path, e))?;
+        let (len, crc) = header(&head).map_err(corrupt)?;
+        if offset + 8 + len as u64 > self.len {
+            return Err(corrupt(format!(
+                "runs past the committed length {}",
+                self.len
+            )));
+        }
+        let mut payload = vec![0u8; len];
+        self.file
+            .read_exact_at(&mut payload, offset + 8)
+            .map_err(|e| io_error(&self.path, e))?;
+        if crc32fast::hash(&payload) != crc {
+            return Err(corrupt(CRC_MISMATCH.into()));
+        }
+        Ok(payload)
+    }
+
+    /// The committed length.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
     }
 }
 
@@ -169,23 +214,32 @@ impl Iterator for Frames {
         if let Err(e) = self.reader.read_exact(&mut head[1..]) {
             return Some(Err(self.corrupt(format!("cut short in its header: {e}"))));
         }
-        let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_le_bytes(head[4..].try_into().expect("4 bytes"));
-        if len > MAX_FRAME {
-            return Some(Err(
-                self.corrupt(format!("length {len} is over the limit of {MAX_FRAME}"))
-            ));
-        }
+        let (len, crc) = match header(&head) {
+            Ok(h) => h,
+            Err(reason) => return Some(Err(self.corrupt(reason))),
+        };
         let mut payload = vec![0u8; len];
         if let Err(e) = self.reader.read_exact(&mut payload) {
             return Some(Err(self.corrupt(format!("cut short in its payload: {e}"))));
         }
         if crc32fast::hash(&payload) != crc {
-            return Some(Err(self.corrupt("its checksum does not match".into())));
+            return Some(Err(self.corrupt(CRC_MISMATCH.into())));
         }
         self.offset += 8 + len as u64;
         Some(Ok(payload))
     }
+}
+
+const CRC_MISMATCH: &str = "its checksum does not match";
+
+/// A frame header's payload length and checksum.
+fn header(head: &[u8; 8]) -> Result<(usize, u32), String> {
+    let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(head[4..].try_into().expect("4 bytes"));
+    if len > MAX_FRAME {
+        return Err(format!("length {len} is over the limit of {MAX_FRAME}"));
+    }
+    Ok((len, crc))
 }
 
 #[cfg(test)]
