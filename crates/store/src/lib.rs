@@ -840,6 +840,11 @@ mod tests {
             commit_notes(&mut store, &notes(last + 1, 1_000)).unwrap();
         }
         check_notices(&store, 66_000);
+        assert!(store.notices(66_000, 10).unwrap().is_empty());
+        assert!(
+            store.notices(u64::MAX, 10).unwrap().is_empty(),
+            "no seq is after the last"
+        );
         let bytes_per_notice = encode(&store.latest_notices(1).unwrap()[0]).len() as u64 + 8;
         for f in ["notices.0.log", "notices.1.log"] {
             let len = std::fs::metadata(dir.path().join(f)).unwrap().len();

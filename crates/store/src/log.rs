@@ -46,6 +46,7 @@ impl Log {
     /// Bytes past that are never read; a file shorter than that lost committed frames,
     /// which is an error.
     pub(crate) fn open(path: &Path, committed: u64) -> Result<Log, StoreError> {
+        let existed = path.exists();
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -54,6 +55,14 @@ impl Log {
             .truncate(false)
             .open(path)
             .map_err(|e| io_error(path, e))?;
+        if !existed {
+            // The new file's name must be durable before any commit names it.
+            let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+            let dir = dir.unwrap_or(Path::new("."));
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io_error(dir, e))?;
+        }
         let on_disk = file.metadata().map_err(|e| io_error(path, e))?.len();
         if on_disk < committed {
             return Err(StoreError::Log {

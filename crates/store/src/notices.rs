@@ -152,7 +152,7 @@ impl Notices {
 
     /// The notifications after `after`, oldest first, at most `limit`.
     pub(crate) fn after(&self, after: u64, limit: usize) -> Result<Vec<Notice>, StoreError> {
-        let from = (after + 1).max(self.first());
+        let from = after.saturating_add(1).max(self.first());
         (from..=self.last)
             .take(limit)
             .map(|s| self.get(s))
